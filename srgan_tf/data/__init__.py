@@ -1,0 +1,1 @@
+"""data layer of srgan-tf (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""evaluation layer of srgan-tf (see DESIGN.md)."""

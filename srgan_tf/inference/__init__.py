@@ -1,0 +1,1 @@
+"""inference layer of srgan-tf (see DESIGN.md)."""

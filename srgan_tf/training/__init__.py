@@ -1,0 +1,1 @@
+"""training layer of srgan-tf (see DESIGN.md)."""

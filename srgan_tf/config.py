@@ -80,6 +80,8 @@ class LossConfig:
             (beyond the paper; 0 keeps the paper's objective).
         relativistic: relativistic average discriminator (ESRGAN) instead of plain BCE.
         ema_decay: exponential moving average of generator weights (0 disables).
+        content_loss_note: why the content loss differs from the one asked for (offline
+            fallback), empty otherwise; recorded in config.json, metadata and report.
     """
 
     content_loss: str = "vgg54"
@@ -88,6 +90,7 @@ class LossConfig:
     pixel_weight: float = 0.0
     relativistic: bool = False
     ema_decay: float = 0.0
+    content_loss_note: str = ""
 
 
 @dataclass

@@ -1,0 +1,62 @@
+import json
+
+import pytest
+
+from srgan_tf import config as config_lib
+from srgan_tf.cli import build_parser
+from srgan_tf.experiment import config_from_args
+
+
+def test_presets_follow_the_paper_and_quick_is_smaller():
+    paper = config_lib.preset("paper")
+    assert paper.data.batch_size == 16 and paper.data.hr_size == 224 and paper.data.patch_size is None
+    assert (paper.train.pretrain_epochs, paper.train.adversarial_epochs) == (20, 50)
+    assert paper.train.learning_rate == 1e-4 and paper.train.beta_1 == 0.9
+    assert paper.loss.content_loss == "vgg54" and paper.loss.adversarial_weight == 1e-3
+    assert paper.model.num_residual_blocks == 16 and paper.model.filters == 64
+    quick = config_lib.preset("quick")
+    assert quick.model.num_residual_blocks < paper.model.num_residual_blocks
+    assert quick.data.train_size < paper.data.train_size
+
+
+def test_scale_per_axis():
+    assert config_lib.preset("paper", mode="iso", scale=8).data.scale_hw == (8, 8)
+    assert config_lib.preset("paper", mode="aniso", scale=4).data.scale_hw == (4, 1)
+
+
+def test_config_round_trips_through_json(tmp_path):
+    config = config_lib.preset("quick", experiment="exp1", mode="iso", scale=8)
+    config.loss.content_loss_note = "fell back"
+    config.save(tmp_path / "config.json")
+    assert json.loads((tmp_path / "config.json").read_text())["data"]["scale"] == 8
+    assert config_lib.ExperimentConfig.load(tmp_path / "config.json") == config
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data": {"mode": "diagonal"}}, "mode must be one of"),
+    ({"data": {"scale": 3}}, "scale must be 2, 4 or 8"),
+    ({"loss": {"content_loss": "vgg33"}}, "content_loss must be one of"),
+    ({"data": {"hr_size": 100, "scale": 8}}, "divisible by scale"),
+])
+def test_bad_values_are_rejected_with_the_received_value(change, message):
+    values = config_lib.preset("paper").to_dict()
+    for section, fields in change.items():
+        values[section].update(fields)
+    with pytest.raises(ValueError, match=message) as info:
+        config_lib.ExperimentConfig.from_dict(values)
+    assert "Received" in str(info.value)
+
+
+def test_every_knob_is_a_flag_and_flags_override_the_preset():
+    args = build_parser().parse_args([
+        "train", "--cache", "c.h5", "--scale", "8", "--num-residual-blocks", "3", "--flips", "false",
+        "--learning-rate", "3e-4", "--patch-size", "64", "--content-loss", "mse", "--precision",
+        "mixed_bfloat16", "--jit-compile", "true"])
+    config = config_from_args(args, "exp2")
+    assert config.preset == "paper"  # --cache given: the paper's protocol by default
+    assert config.data.scale_hw == (8, 1) and config.data.patch_size == 64 and config.data.flips is False
+    assert config.model.num_residual_blocks == 3 and config.train.learning_rate == 3e-4
+    assert config.loss.content_loss == "mse" and config.train.precision == "mixed_bfloat16"
+    assert config.train.jit_compile is True
+    quick = config_from_args(build_parser().parse_args(["train"]), "exp2")
+    assert quick.preset == "quick" and quick.data.cache is None

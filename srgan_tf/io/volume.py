@@ -25,7 +25,9 @@ class Volume:
     array: np.ndarray
     spacing: Tuple[float, float, float]
     origin: Tuple[float, float, float] = (0.0, 0.0, 0.0)
-    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+    # Axial default: slices stack along +z (LPS superior), rows go +y (posterior), cols go +x.
+    # It is right-handed in the DICOM sense (normal = row cosine x column cosine).
+    direction: np.ndarray = field(default_factory=lambda: np.array([[0.0, 0, 1], [0, 1, 0], [1, 0, 0]]))
     patient_id: str = "anonymous"
     series_description: str = ""
     series_uid: str = ""
@@ -60,8 +62,8 @@ class Volume:
         steps = np.arange(self.array.shape[0])[:, None] * self.spacing[0]
         return np.asarray(self.origin)[None, :] + steps * self.direction[0][None, :]
 
-    def with_array(self, array: np.ndarray, spacing: Optional[Tuple[float, float, float]] = None,
-                   origin: Optional[Tuple[float, float, float]] = None, **changes) -> "Volume":
+    def with_array(self, array: np.ndarray, spacing: Optional[Tuple[float, ...]] = None,
+                   origin: Optional[Tuple[float, ...]] = None, **changes) -> "Volume":
         """A copy with a new array (and optionally new spacing/origin/tags), same geometry otherwise."""
         values = dict(self.__dict__)
         values.update(array=array, spacing=spacing or self.spacing, origin=origin or self.origin)

@@ -1,0 +1,184 @@
+"""SRGAN generator (Ledig et al. 2017, Fig. 4) for one-channel MR slices, iso or height-only.
+
+Layout: 9x9 conv + PReLU; B residual blocks (conv3x3-BN-PReLU-conv3x3-BN + skip); conv3x3-BN
+plus a long skip; x2 sub-pixel stages (conv3x3, PixelShuffle, PReLU); 9x9 conv to one channel;
+tanh. Isotropic x2 stages come first, then the single-axis ones (Exp. 2: height only).
+Fully convolutional, so one trained model accepts any input size.
+"""
+
+import re
+
+import keras
+
+from srgan_tf.models.layers import PixelShuffle
+
+_RESIDUAL_CONV = re.compile(r"^res(\d+)_conv1$")
+
+
+def _check_power_of_two_scale(scale_hw):
+    """Returns (scale_h, scale_w) as ints that are powers of two, or raises ValueError."""
+    try:
+        scale_h, scale_w = (int(factor) for factor in scale_hw)
+        valid = all(int(factor) == factor for factor in scale_hw)
+    except (TypeError, ValueError):
+        valid = False
+    if not valid or min(scale_h, scale_w) < 1 or (scale_h & (scale_h - 1)) or (scale_w & (scale_w - 1)):
+        raise ValueError(
+            "`scale_hw` must be two powers of two (scale_h, scale_w), e.g. (4, 4) or (8, 1). "
+            f"Received: scale_hw={scale_hw!r}"
+        )
+    return scale_h, scale_w
+
+
+def upsampling_stages(scale_hw):
+    """Per-stage x2 factors: isotropic (2, 2) stages first, then single-axis ones.
+
+    Example:
+        >>> upsampling_stages((8, 2))
+        [(2, 2), (2, 1), (2, 1)]
+    """
+    scale_h, scale_w = _check_power_of_two_scale(scale_hw)
+    steps_h, steps_w = scale_h.bit_length() - 1, scale_w.bit_length() - 1
+    both = min(steps_h, steps_w)
+    return [(2, 2)] * both + [(2, 1)] * (steps_h - both) + [(1, 2)] * (steps_w - both)
+
+
+def _prelu(name):
+    # Shared over H and W so the alpha count does not depend on the input size.
+    return keras.layers.PReLU(
+        alpha_initializer=keras.initializers.Constant(0.25), shared_axes=[1, 2], name=name
+    )
+
+
+def _conv(filters, kernel_size, name):
+    return keras.layers.Conv2D(filters, kernel_size, padding="same", name=name)
+
+
+def _residual_block(x, filters, index):
+    """conv3x3-BN-PReLU-conv3x3-BN plus identity skip (Ledig Fig. 4)."""
+    prefix = f"res{index}"
+    y = _conv(filters, 3, f"{prefix}_conv1")(x)
+    y = keras.layers.BatchNormalization(name=f"{prefix}_bn1")(y)
+    y = _prelu(f"{prefix}_prelu")(y)
+    y = _conv(filters, 3, f"{prefix}_conv2")(y)
+    y = keras.layers.BatchNormalization(name=f"{prefix}_bn2")(y)
+    return keras.layers.Add(name=f"{prefix}_add")([x, y])
+
+
+def _upsample_stage(x, filters, factor_hw, index):
+    """conv3x3 to filters*sh*sw channels, sub-pixel shuffle by factor_hw, PReLU."""
+    prefix = f"upsample{index}"
+    x = _conv(filters * factor_hw[0] * factor_hw[1], 3, f"{prefix}_conv")(x)
+    x = PixelShuffle(factor_hw, name=f"{prefix}_shuffle")(x)
+    return _prelu(f"{prefix}_prelu")(x)
+
+
+def build_generator(scale_hw=(4, 4), num_residual_blocks=16, filters=64, name="generator"):
+    """Builds the SRGAN generator as a Keras functional model.
+
+    Args:
+        scale_hw: upsampling per axis (scale_h, scale_w), powers of two; iso (s, s),
+            aniso (s, 1) upsamples the height only.
+        num_residual_blocks: B residual blocks (16 in Ledig et al.).
+        filters: feature channels (64 in Ledig et al.).
+        name: model name.
+
+    Returns:
+        keras.Model mapping (batch, H, W, 1) in [-1, 1] to (batch, H*sh, W*sw, 1) in [-1, 1].
+
+    Example:
+        >>> model = build_generator((8, 1), num_residual_blocks=2, filters=8)
+        >>> model(np.zeros((1, 7, 9, 1), "float32")).shape  # (1, 56, 9, 1)
+    """
+    stages = upsampling_stages(scale_hw)
+    if int(num_residual_blocks) != num_residual_blocks or num_residual_blocks < 0:
+        raise ValueError(
+            "`num_residual_blocks` must be a non-negative integer. "
+            f"Received: num_residual_blocks={num_residual_blocks!r}"
+        )
+    if int(filters) != filters or filters < 1:
+        raise ValueError(f"`filters` must be a positive integer. Received: filters={filters!r}")
+    filters = int(filters)
+
+    inputs = keras.Input(shape=(None, None, 1), name="lr")
+    x = _conv(filters, 9, "input_conv")(inputs)
+    head = _prelu("input_prelu")(x)
+    x = head
+    for index in range(int(num_residual_blocks)):
+        x = _residual_block(x, filters, index)
+    x = _conv(filters, 3, "body_conv")(x)
+    x = keras.layers.BatchNormalization(name="body_bn")(x)
+    x = keras.layers.Add(name="body_add")([head, x])
+    for index, factor_hw in enumerate(stages):
+        x = _upsample_stage(x, filters, factor_hw, index)
+    x = _conv(1, 9, "output_conv")(x)
+    # float32 output even under mixed precision: losses and exports read it directly.
+    outputs = keras.layers.Activation("tanh", dtype="float32", name="output_tanh")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def generator_params(model):
+    """Recovers build_generator's arguments from a model it built (or one loaded from disk).
+
+    Returns:
+        dict with scale_hw, num_residual_blocks and filters.
+    """
+    layer_names = [layer.name for layer in model.layers]
+    if "input_conv" not in layer_names:
+        raise ValueError(
+            "Expected a model from build_generator (with an 'input_conv' layer). "
+            f"Received: model named {model.name!r}"
+        )
+    scale_h = scale_w = 1
+    for layer in model.layers:
+        if isinstance(layer, PixelShuffle):
+            scale_h, scale_w = scale_h * layer.scale_hw[0], scale_w * layer.scale_hw[1]
+    return {
+        "scale_hw": (scale_h, scale_w),
+        "num_residual_blocks": sum(bool(_RESIDUAL_CONV.match(n)) for n in layer_names),
+        "filters": model.get_layer("input_conv").filters,
+    }
+
+
+def generator_conv_plan(scale_hw=(4, 4), num_residual_blocks=16, filters=64):
+    """Every conv of the generator as (kernel, in_channels, out_channels, (scale_h, scale_w)).
+
+    The scale is the factor of the conv's input grid relative to the LR input.
+    """
+    plan = [(9, 1, filters, (1, 1))]
+    plan += [(3, filters, filters, (1, 1))] * (2 * num_residual_blocks + 1)
+    scale_h = scale_w = 1
+    for factor_h, factor_w in upsampling_stages(scale_hw):
+        plan.append((3, filters, filters * factor_h * factor_w, (scale_h, scale_w)))
+        scale_h, scale_w = scale_h * factor_h, scale_w * factor_w
+    plan.append((9, filters, 1, (scale_h, scale_w)))
+    return plan
+
+
+def generator_flops(model_or_params, input_hw):
+    """FLOPs of one generator forward pass: 2 x conv multiply-adds (BN, PReLU, adds ignored).
+
+    Args:
+        model_or_params: a model from build_generator, or a dict of its arguments
+            (scale_hw, num_residual_blocks, filters; missing ones take the defaults).
+        input_hw: LR input (height, width).
+
+    Returns:
+        int FLOPs for one image.
+
+    Example:
+        >>> generator_flops({"scale_hw": (4, 4)}, (56, 56))  # about 12.8e9
+    """
+    if isinstance(model_or_params, keras.Model):
+        params = generator_params(model_or_params)
+    else:
+        params = dict(model_or_params)
+    height, width = (int(size) for size in input_hw)
+    total = 0
+    for kernel, channels_in, channels_out, (scale_h, scale_w) in generator_conv_plan(
+        params.get("scale_hw", (4, 4)),
+        int(params.get("num_residual_blocks", 16)),
+        int(params.get("filters", 64)),
+    ):
+        total += 2 * kernel * kernel * channels_in * channels_out * height * scale_h * width * scale_w
+    return total

@@ -1,0 +1,134 @@
+"""Axis-aware sub-pixel layers: PixelShuffle (depth-to-space) and its inverse.
+
+The SRGAN generator upsamples with sub-pixel convolution (Shi et al. 2016). Exp. 2 of the
+paper upsamples the height only, so the shuffle takes a factor per axis, ``(scale_h, scale_w)``.
+For ``(s, s)`` the channel order equals ``tf.nn.depth_to_space(x, s)``: input channel
+``(i * scale_w + j) * C + c`` goes to output pixel offset ``(i, j)``, channel ``c``.
+"""
+
+import keras
+from keras import ops
+
+
+def _check_scale_hw(scale_hw):
+    """Returns ``scale_hw`` as a tuple of two positive ints or raises ValueError."""
+    try:
+        scale_h, scale_w = (int(factor) for factor in scale_hw)
+        valid = all(int(factor) == factor for factor in scale_hw)
+    except (TypeError, ValueError):
+        valid = False
+    if not valid or scale_h < 1 or scale_w < 1:
+        raise ValueError(
+            "`scale_hw` must be two positive integers (scale_h, scale_w). "
+            f"Received: scale_hw={scale_hw!r}"
+        )
+    return scale_h, scale_w
+
+
+def _spatial_size(x):
+    """Batch, height and width of an NHWC tensor: ints where static, scalar tensors otherwise."""
+    shape = ops.shape(x)
+    return shape[0], shape[1], shape[2]
+
+
+@keras.saving.register_keras_serializable(package="srgan_tf")
+class PixelShuffle(keras.layers.Layer):
+    """Sub-pixel depth-to-space per axis: (B, H, W, C*sh*sw) -> (B, H*sh, W*sw, C).
+
+    Args:
+        scale_hw: upsampling factor per axis ``(scale_h, scale_w)``; ``(2, 1)`` doubles
+            the height only (Exp. 2).
+        **kwargs: base layer arguments (``name``, ``dtype``).
+
+    Example:
+        >>> PixelShuffle((2, 1))(keras.ops.zeros((1, 7, 9, 16))).shape  # (1, 14, 9, 8)
+    """
+
+    def __init__(self, scale_hw=(2, 2), **kwargs):
+        super().__init__(**kwargs)
+        self.scale_hw = _check_scale_hw(scale_hw)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        scale_h, scale_w = self.scale_hw
+        if len(input_shape) != 4 or channels is None or channels % (scale_h * scale_w):
+            raise ValueError(
+                "PixelShuffle expects NHWC input with a known channel count divisible by "
+                f"scale_h * scale_w = {scale_h * scale_w}. Received: input_shape={input_shape}"
+            )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        scale_h, scale_w = self.scale_hw
+        batch, height, width = _spatial_size(inputs)
+        channels = inputs.shape[-1] // (scale_h * scale_w)
+        x = ops.reshape(inputs, (batch, height, width, scale_h, scale_w, channels))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(x, (batch, height * scale_h, width * scale_w, channels))
+
+    def compute_output_shape(self, input_shape):
+        scale_h, scale_w = self.scale_hw
+        batch, height, width, channels = input_shape
+        return (
+            batch,
+            None if height is None else height * scale_h,
+            None if width is None else width * scale_w,
+            channels // (scale_h * scale_w),
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config["scale_hw"] = list(self.scale_hw)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="srgan_tf")
+class PixelUnshuffle(keras.layers.Layer):
+    """Space-to-depth per axis, the exact inverse of PixelShuffle: (B, H*sh, W*sw, C) -> (B, H, W, C*sh*sw).
+
+    Args:
+        scale_hw: downsampling factor per axis ``(scale_h, scale_w)``; H and W must be
+            divisible by it.
+        **kwargs: base layer arguments (``name``, ``dtype``).
+    """
+
+    def __init__(self, scale_hw=(2, 2), **kwargs):
+        super().__init__(**kwargs)
+        self.scale_hw = _check_scale_hw(scale_hw)
+
+    def build(self, input_shape):
+        scale_h, scale_w = self.scale_hw
+        height, width = input_shape[1], input_shape[2]
+        divisible = (height is None or height % scale_h == 0) and (
+            width is None or width % scale_w == 0
+        )
+        if len(input_shape) != 4 or input_shape[-1] is None or not divisible:
+            raise ValueError(
+                "PixelUnshuffle expects NHWC input with a known channel count and height, "
+                f"width divisible by scale_hw={self.scale_hw}. Received: input_shape={input_shape}"
+            )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        scale_h, scale_w = self.scale_hw
+        batch, height, width = _spatial_size(inputs)
+        channels = inputs.shape[-1]
+        out_height, out_width = height // scale_h, width // scale_w
+        x = ops.reshape(inputs, (batch, out_height, scale_h, out_width, scale_w, channels))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(x, (batch, out_height, out_width, scale_h * scale_w * channels))
+
+    def compute_output_shape(self, input_shape):
+        scale_h, scale_w = self.scale_hw
+        batch, height, width, channels = input_shape
+        return (
+            batch,
+            None if height is None else height // scale_h,
+            None if width is None else width // scale_w,
+            channels * scale_h * scale_w,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config["scale_hw"] = list(self.scale_hw)
+        return config

@@ -1,0 +1,186 @@
+"""Tests for srgan_tf.models: pixel shuffle, generator, discriminator, FLOP counters."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+from srgan_tf.models.discriminator import build_discriminator, discriminator_flops
+from srgan_tf.models.generator import (
+    build_generator,
+    generator_flops,
+    generator_params,
+    upsampling_stages,
+)
+from srgan_tf.models.layers import PixelShuffle, PixelUnshuffle
+
+TINY = {"num_residual_blocks": 2, "filters": 8}
+
+
+def _random(shape, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, shape).astype("float32")
+
+
+def _conv_flops_by_running(model, input_shape):
+    """2 x multiply-adds of every Conv2D/Dense, read from real output shapes of a forward pass."""
+    layers = [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    probe = keras.Model(model.input, [layer.output for layer in layers])
+    total = 0
+    for layer, output in zip(layers, probe(np.zeros((1, *input_shape), "float32"))):
+        kernel = layer.kernel.shape  # (kh, kw, cin, cout) or (cin, cout)
+        total += 2 * int(np.prod(kernel[:-1])) * int(np.prod(output.shape[1:]))
+    return total
+
+
+# --- PixelShuffle / PixelUnshuffle -------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale_hw", [(2, 2), (2, 1), (4, 1), (1, 2), (3, 2)])
+def test_pixel_unshuffle_inverts_pixel_shuffle(scale_hw):
+    sh, sw = scale_hw
+    x = _random((2, 5, 7, 3 * sh * sw))
+    upsampled = PixelShuffle(scale_hw)(x)
+    assert upsampled.shape == (2, 5 * sh, 7 * sw, 3)
+    np.testing.assert_array_equal(PixelUnshuffle(scale_hw)(upsampled), x)
+    image = _random((2, 5 * sh, 7 * sw, 3), seed=1)
+    np.testing.assert_array_equal(PixelShuffle(scale_hw)(PixelUnshuffle(scale_hw)(image)), image)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_pixel_shuffle_matches_depth_to_space(scale):
+    x = _random((2, 5, 7, 3 * scale * scale))
+    np.testing.assert_array_equal(PixelShuffle((scale, scale))(x), tf.nn.depth_to_space(x, scale))
+    y = _random((2, 5 * scale, 7 * scale, 3))
+    np.testing.assert_array_equal(PixelUnshuffle((scale, scale))(y), tf.nn.space_to_depth(y, scale))
+
+
+def test_pixel_shuffle_height_only_keeps_columns():
+    # (2, 1): channel pair (a, b) at (h, w) becomes rows 2h, 2h+1 at column w.
+    x = _random((1, 3, 4, 2))
+    y = PixelShuffle((2, 1))(x).numpy()
+    np.testing.assert_array_equal(y[0, 0::2, :, 0], x[0, :, :, 0])
+    np.testing.assert_array_equal(y[0, 1::2, :, 0], x[0, :, :, 1])
+
+
+def test_pixel_shuffle_dynamic_shapes_in_graph():
+    layer = PixelShuffle((2, 1))
+    symbolic = keras.Input((None, None, 8))
+    assert layer(symbolic).shape == (None, None, None, 4)
+    traced = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 8])])
+    assert traced(tf.zeros((3, 5, 6, 8))).shape == (3, 10, 6, 4)
+
+
+def test_pixel_shuffle_config_round_trip_and_errors():
+    layer = PixelShuffle((4, 1), name="shuffle")
+    clone = PixelShuffle.from_config(layer.get_config())
+    assert clone.scale_hw == (4, 1) and clone.name == "shuffle"
+    assert keras.saving.get_registered_name(PixelShuffle) == "srgan_tf>PixelShuffle"
+    with pytest.raises(ValueError, match="Received: scale_hw"):
+        PixelShuffle((0, 2))
+    with pytest.raises(ValueError, match="divisible"):
+        PixelShuffle((2, 2))(keras.Input((None, None, 6)))
+    with pytest.raises(ValueError, match="divisible"):
+        PixelUnshuffle((2, 1))(keras.Input((7, 8, 1)))
+
+
+# --- generator ---------------------------------------------------------------------------
+
+
+def test_upsampling_stages():
+    assert upsampling_stages((4, 4)) == [(2, 2), (2, 2)]
+    assert upsampling_stages((8, 1)) == [(2, 1)] * 3
+    assert upsampling_stages((8, 2)) == [(2, 2), (2, 1), (2, 1)]
+    assert upsampling_stages((1, 4)) == [(1, 2), (1, 2)]
+    with pytest.raises(ValueError, match="Received: scale_hw"):
+        upsampling_stages((3, 3))
+
+
+@pytest.mark.parametrize(
+    "scale_hw, input_hw, output_hw",
+    [
+        ((4, 4), (7, 9), (28, 36)),
+        ((8, 8), (7, 9), (56, 72)),
+        ((4, 1), (7, 9), (28, 9)),
+        ((8, 1), (7, 9), (56, 9)),
+        ((8, 1), (13, 224), (104, 224)),
+    ],
+)
+def test_generator_output_shapes(scale_hw, input_hw, output_hw):
+    generator = build_generator(scale_hw, **TINY)
+    output = generator(_random((2, *input_hw, 1)))
+    assert output.shape == (2, *output_hw, 1)
+    assert output.dtype == "float32"
+    assert np.all(np.abs(output) <= 1.0)
+
+
+def test_generator_layers_named_and_structure():
+    generator = build_generator((8, 1), **TINY)
+    names = [layer.name for layer in generator.layers]
+    assert all(not name.startswith(("conv2d", "batch_normalization", "p_re_lu", "add")) for name in names)
+    assert {"input_conv", "res1_conv2", "body_add", "upsample2_shuffle", "output_tanh"} <= set(names)
+    assert "res2_conv1" not in names and "upsample3_conv" not in names
+    assert generator.get_layer("upsample0_conv").filters == 2 * TINY["filters"]
+    assert generator.get_layer("output_tanh").dtype_policy.name == "float32"
+    assert generator_params(generator) == {"scale_hw": (8, 1), **TINY}
+
+
+def test_generator_save_load_round_trip(tmp_path):
+    generator = build_generator((4, 1), **TINY)
+    x = _random((2, 7, 9, 1))
+    path = tmp_path / "generator.keras"
+    generator.save(path)
+    restored = keras.saving.load_model(path)
+    np.testing.assert_array_equal(restored(x), generator(x))
+    assert restored.name == "generator"
+
+
+def test_generator_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="Received: filters"):
+        build_generator((4, 4), filters=0)
+    with pytest.raises(ValueError, match="Received: num_residual_blocks"):
+        build_generator((4, 4), num_residual_blocks=-1)
+
+
+@pytest.mark.parametrize("scale_hw", [(4, 4), (8, 1), (2, 8)])
+def test_generator_flops_match_layers_and_scale_with_area(scale_hw):
+    generator = build_generator(scale_hw, **TINY)
+    flops = generator_flops(generator, (8, 12))
+    assert flops == _conv_flops_by_running(generator, (8, 12, 1))
+    assert flops == generator_flops({"scale_hw": scale_hw, **TINY}, (8, 12))
+    assert generator_flops(generator, (16, 24)) == 4 * flops
+
+
+# --- discriminator -----------------------------------------------------------------------
+
+
+def test_discriminator_logits_and_layers():
+    discriminator = build_discriminator((32, 48), filters=8, dense_units=16)
+    logits = discriminator(_random((3, 32, 48, 1)))
+    assert logits.shape == (3, 1) and logits.dtype == "float32"
+    strides = [discriminator.get_layer(f"block{i}_conv").strides for i in range(7)]
+    assert strides == [(2, 2), (1, 1)] * 3 + [(2, 2)]
+    assert discriminator.get_layer("block6_conv").filters == 64
+    assert discriminator.get_layer("input_lrelu").negative_slope == pytest.approx(0.2)
+
+
+def test_discriminator_save_load_round_trip(tmp_path):
+    discriminator = build_discriminator((32, 32), filters=8, dense_units=16)
+    x = _random((2, 32, 32, 1))
+    discriminator.save(tmp_path / "discriminator.keras")
+    restored = keras.saving.load_model(tmp_path / "discriminator.keras")
+    np.testing.assert_allclose(restored(x), discriminator(x), rtol=1e-6, atol=1e-6)
+
+
+def test_discriminator_flops_match_layers_and_scale_with_area():
+    discriminator = build_discriminator((32, 32), filters=8, dense_units=16)
+    flops = discriminator_flops(discriminator)
+    assert flops == _conv_flops_by_running(discriminator, (32, 32, 1))
+    # The convs scale with the area; the dense layers see a 2x2 or 4x4 x 64 feature map.
+    conv_only = flops - 2 * (2 * 2 * 64 * 16) - 2 * 16
+    bigger = discriminator_flops({"input_size": (64, 64), "filters": 8, "dense_units": 16})
+    assert bigger - 2 * (4 * 4 * 64 * 16) - 2 * 16 == 4 * conv_only
+
+
+def test_discriminator_rejects_bad_input_size():
+    with pytest.raises(ValueError, match="Received: input_size"):
+        build_discriminator((None, 32))

@@ -25,9 +25,9 @@ class DataConfig:
         hr_size: HR slices are center-cropped / resized to hr_size x hr_size (paper: 224).
         patch_size: if set, random HR patches of this size are cut from the hr_size slice.
         batch_size: per-replica batch size (global = batch_size x replicas).
-        flips: random horizontal/vertical flips during training.
+        flips: random horizontal/vertical flips during training (every epoch is a full
+            seeded permutation of the split's slices, so there is no shuffle buffer to size).
         memory_budget_mb: cache volumes are loaded into memory when they fit, else streamed.
-        shuffle_buffer: slices in the tf.data shuffle buffer.
         min_foreground: skip slices whose fraction of voxels above -0.9 (normalised) is lower.
         sample_patients: patients in the built-in sample when no cache is given.
         val_slices: fixed validation slices shown in TensorBoard image panels.
@@ -41,7 +41,6 @@ class DataConfig:
     batch_size: int = 16
     flips: bool = True
     memory_budget_mb: int = 4096
-    shuffle_buffer: int = 2048
     min_foreground: float = 0.05
     sample_patients: int = 8
     val_slices: int = 4

@@ -121,7 +121,7 @@ def test_generator_layers_named_and_structure():
     assert "res2_conv1" not in names and "upsample3_conv" not in names
     assert generator.get_layer("upsample0_conv").filters == 2 * TINY["filters"]
     assert generator.get_layer("output_tanh").dtype_policy.name == "float32"
-    assert generator_params(generator) == {"scale_hw": (8, 1), **TINY}
+    assert generator_params(generator) == {"scale_hw": (8, 1), "bicubic_residual": False, **TINY}
 
 
 def test_generator_save_load_round_trip(tmp_path):
@@ -184,3 +184,18 @@ def test_discriminator_flops_match_layers_and_scale_with_area():
 def test_discriminator_rejects_bad_input_size():
     with pytest.raises(ValueError, match="Received: input_size"):
         build_discriminator((None, 32))
+
+
+@pytest.mark.parametrize("scale_hw", [(4, 1), (2, 2)])
+def test_bicubic_residual_generator_starts_at_bicubic_and_round_trips(tmp_path, scale_hw):
+    from srgan_tf.data.degrade import upsample_bicubic
+
+    model = build_generator(scale_hw, num_residual_blocks=2, filters=8, bicubic_residual=True)
+    lr = np.random.default_rng(0).uniform(-1, 1, (2, 8, 6, 1)).astype("float32")
+    expected = upsample_bicubic(lr, scale_hw).numpy()
+    np.testing.assert_allclose(model(lr).numpy(), expected, atol=1e-6)
+    assert generator_params(model)["bicubic_residual"] is True
+    path = tmp_path / "g.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded(lr).numpy(), expected, atol=1e-6)

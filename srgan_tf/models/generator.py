@@ -10,7 +10,7 @@ import re
 
 import keras
 
-from srgan_tf.models.layers import PixelShuffle
+from srgan_tf.models.layers import BicubicUpsample, PixelShuffle
 
 _RESIDUAL_CONV = re.compile(r"^res(\d+)_conv1$")
 
@@ -73,7 +73,8 @@ def _upsample_stage(x, filters, factor_hw, index):
     return _prelu(f"{prefix}_prelu")(x)
 
 
-def build_generator(scale_hw=(4, 4), num_residual_blocks=16, filters=64, name="generator"):
+def build_generator(scale_hw=(4, 4), num_residual_blocks=16, filters=64, bicubic_residual=False,
+                    name="generator"):
     """Builds the SRGAN generator as a Keras functional model.
 
     Args:
@@ -81,6 +82,8 @@ def build_generator(scale_hw=(4, 4), num_residual_blocks=16, filters=64, name="g
             aniso (s, 1) upsamples the height only.
         num_residual_blocks: B residual blocks (16 in Ledig et al.).
         filters: feature channels (64 in Ledig et al.).
+        bicubic_residual: beyond the paper: output = bicubic(LR) + learned correction (no tanh;
+            the correction's last conv starts at zero, so an untrained model equals bicubic).
         name: model name.
 
     Returns:
@@ -111,6 +114,12 @@ def build_generator(scale_hw=(4, 4), num_residual_blocks=16, filters=64, name="g
     x = keras.layers.Add(name="body_add")([head, x])
     for index, factor_hw in enumerate(stages):
         x = _upsample_stage(x, filters, factor_hw, index)
+    if bicubic_residual:
+        x = keras.layers.Conv2D(1, 9, padding="same", kernel_initializer="zeros", dtype="float32",
+                                name="output_conv")(x)
+        skip = BicubicUpsample(scale_hw, dtype="float32", name="bicubic_skip")(inputs)
+        outputs = keras.layers.Add(dtype="float32", name="output_add")([skip, x])
+        return keras.Model(inputs, outputs, name=name)
     x = _conv(1, 9, "output_conv")(x)
     # float32 output even under mixed precision: losses and exports read it directly.
     outputs = keras.layers.Activation("tanh", dtype="float32", name="output_tanh")(x)
@@ -121,7 +130,7 @@ def generator_params(model):
     """Recovers build_generator's arguments from a model it built (or one loaded from disk).
 
     Returns:
-        dict with scale_hw, num_residual_blocks and filters.
+        dict with scale_hw, num_residual_blocks, filters and bicubic_residual.
     """
     layer_names = [layer.name for layer in model.layers]
     if "input_conv" not in layer_names:
@@ -137,6 +146,7 @@ def generator_params(model):
         "scale_hw": (scale_h, scale_w),
         "num_residual_blocks": sum(bool(_RESIDUAL_CONV.match(n)) for n in layer_names),
         "filters": model.get_layer("input_conv").filters,
+        "bicubic_residual": "bicubic_skip" in layer_names,
     }
 
 

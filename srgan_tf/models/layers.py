@@ -132,3 +132,36 @@ class PixelUnshuffle(keras.layers.Layer):
         config = super().get_config()
         config["scale_hw"] = list(self.scale_hw)
         return config
+
+
+@keras.saving.register_keras_serializable(package="srgan_tf")
+class BicubicUpsample(keras.layers.Layer):
+    """The bicubic baseline as a layer: `srgan_tf.data.degrade.upsample_bicubic` by scale_hw.
+
+    Used as the generator's global skip (`bicubic_residual=True`), so the network learns only
+    the correction to the very bicubic image it is scored against.
+
+    Args:
+        scale_hw: upsampling factor per axis ``(scale_h, scale_w)``; a scale-1 axis is untouched.
+        **kwargs: base layer arguments (``name``, ``dtype``).
+    """
+
+    def __init__(self, scale_hw=(2, 2), **kwargs):
+        super().__init__(**kwargs)
+        self.scale_hw = _check_scale_hw(scale_hw)
+
+    def call(self, inputs):
+        from srgan_tf.data.degrade import upsample_bicubic  # TensorFlow op; data layer is upstream
+
+        return upsample_bicubic(ops.cast(inputs, "float32"), self.scale_hw)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        scale_h, scale_w = self.scale_hw
+        return (batch, None if height is None else height * scale_h,
+                None if width is None else width * scale_w, channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config["scale_hw"] = list(self.scale_hw)
+        return config

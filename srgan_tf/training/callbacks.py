@@ -1,0 +1,234 @@
+"""Training callbacks: epoch checkpoints (resume), history CSV, TensorBoard scalars and images.
+
+Epochs count across both phases (pretrain 0..P-1, adversarial P..P+A-1); scalars are tagged
+`<phase>/<metric>` so the two objectives never share a curve.
+"""
+import csv
+import io
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tensorflow.core.framework import summary_pb2
+
+from srgan_tf.data.degrade import upsample_bicubic
+from srgan_tf.training.srgan import PHASES
+
+PHASE_CODES = {phase: code for code, phase in enumerate(PHASES)}
+
+
+class TrainingState:
+    """What a checkpoint holds: generator, discriminator, both optimizers, EMA, epoch, phase.
+
+    `tf.train.CheckpointManager` writes each checkpoint completely before it updates its index
+    file (atomic rename), so a run killed while saving resumes from the previous one.
+
+    Args:
+        model: compiled `SRGAN` (optimizers built).
+        directory: checkpoint directory (run_dir/checkpoints).
+        max_to_keep: checkpoints kept on disk.
+    """
+
+    def __init__(self, model, directory, max_to_keep=2):
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.phase = tf.Variable(0, dtype=tf.int64, trainable=False, name="phase")
+        items = dict(generator=model.generator, discriminator=model.discriminator,
+                     g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
+                     epoch=self.epoch, phase=self.phase)
+        if model.ema_weights:
+            items["ema"] = list(model.ema_weights)
+        self.checkpoint = tf.train.Checkpoint(**items)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(directory),
+                                                  max_to_keep=max_to_keep, checkpoint_name="ckpt")
+
+    @property
+    def latest(self):
+        return self.manager.latest_checkpoint
+
+    def save(self, epochs_done: int, phase: str) -> str:
+        self.epoch.assign(epochs_done)
+        self.phase.assign(PHASE_CODES[phase])
+        return self.manager.save(checkpoint_number=epochs_done)
+
+    def restore(self, path=None):
+        """Restores `path` (default: the latest checkpoint). Returns (epochs_done, phase)."""
+        path = path or self.latest
+        if path is None:
+            raise FileNotFoundError(f"{self.manager.directory}: no checkpoint to resume from")
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        return int(self.epoch.numpy()), PHASES[int(self.phase.numpy())]
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves a `TrainingState` at every epoch end: a killed run loses at most one epoch."""
+
+    def __init__(self, state: TrainingState):
+        super().__init__()
+        self.state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state.save(epoch + 1, self.model.phase)
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """Appends one row per epoch (epoch, phase, every log, learning rates) to a CSV file.
+
+    Columns are the union over phases; the file is rewritten atomically each epoch.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch, "phase": self.model.phase}
+        row.update({key: float(value) for key, value in (logs or {}).items()})
+        row.update(learning_rates(self.model))
+        rows = read_history(self.path) + [row]
+        write_history(self.path, rows)
+
+
+def read_history(path):
+    """Rows of a history CSV as dicts (numbers as float, epoch as int); [] when missing."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            rows.append({key: _parse(key, value) for key, value in row.items() if value != ""})
+    return rows
+
+
+def write_history(path, rows):
+    """Writes rows (dicts) with the union of their keys as columns, via a temporary file."""
+    columns = ["epoch", "phase"]
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write(Path(path), buffer.getvalue())
+
+
+def truncate_history(path, epochs_done: int):
+    """Drops rows of epochs a resumed run will redo (saved after the last checkpoint)."""
+    rows = read_history(path)
+    kept = [row for row in rows if row["epoch"] < epochs_done]
+    if len(kept) != len(rows):
+        write_history(path, kept)
+
+
+def history_columns(rows):
+    """{column: [values per epoch]} (None where a phase lacks the column)."""
+    columns = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    return {key: [row.get(key) for row in rows] for key in columns}
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """TensorBoard: per-epoch scalars by phase, learning rates, and LR | bicubic | SR | HR panels.
+
+    Writers: logs/train (training scalars, learning rates), logs/validation (validation
+    scalars, same tags so TensorBoard overlays them) and logs/images (image panels).
+
+    Args:
+        log_dir: run_dir/logs.
+        panels: (lr, hr) numpy batch of fixed validation slices, or None.
+        scale_hw: (sh, sw) of the experiment (nearest and bicubic upsampling of the LR).
+    """
+
+    def __init__(self, log_dir, panels=None, scale_hw=(4, 4)):
+        super().__init__()
+        self.log_dir = Path(log_dir)
+        self.scale_hw = tuple(scale_hw)
+        self.panels = None
+        if panels is not None:
+            lr, hr = (np.asarray(x, np.float32) for x in panels)
+            nearest = np.repeat(np.repeat(lr, self.scale_hw[0], axis=1), self.scale_hw[1], axis=2)
+            bicubic = np.clip(upsample_bicubic(lr, self.scale_hw).numpy(), -1.0, 1.0)
+            self.panels = (lr, hr, nearest, bicubic)
+        self.writers = {}
+        self._epoch_start = None
+
+    def on_train_begin(self, logs=None):
+        self.writers = {name: tf.summary.create_file_writer(str(self.log_dir / name))
+                        for name in ("train", "validation", "images")}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        phase = self.model.phase
+        with self.writers["train"].as_default(step=epoch):
+            for key, value in (logs or {}).items():
+                if not key.startswith("val_"):
+                    write_scalar(f"{phase}/{key}", value)
+            for key, value in learning_rates(self.model).items():
+                write_scalar(f"learning_rate/{key.replace('learning_rate_', '')}", value)
+            write_scalar("time/epoch_seconds", time.perf_counter() - self._epoch_start)
+        with self.writers["validation"].as_default(step=epoch):
+            for key, value in (logs or {}).items():
+                if key.startswith("val_"):
+                    write_scalar(f"{phase}/{key[4:]}", value)
+        if self.panels is not None:
+            with self.writers["images"].as_default(step=epoch):
+                write_images("LR | bicubic | SR | HR", self.panel_images())
+        for writer in self.writers.values():
+            writer.flush()
+
+    def panel_images(self) -> np.ndarray:
+        """[N, H, 4W, 1] in [0, 1]: nearest-upsampled LR, bicubic, SR, HR side by side."""
+        lr, hr, nearest, bicubic = self.panels
+        sr = np.clip(np.asarray(self.model.generator(lr, training=False), np.float32), -1.0, 1.0)
+        return (np.concatenate([nearest, bicubic, sr, hr], axis=2) + 1.0) / 2.0
+
+    def on_train_end(self, logs=None):
+        for writer in self.writers.values():
+            writer.close()
+
+
+def write_scalar(tag, value):
+    """A TensorBoard scalar on the default writer (what tf.summary.scalar writes, without
+    needing the tensorboard package at training time)."""
+    tf.summary.write(tag, tf.cast(value, tf.float32), metadata=_metadata("scalars"))
+
+
+def write_images(tag, images):
+    """TensorBoard images from [N, H, W, C] floats in [0, 1] (tf.summary.image's format)."""
+    pixels = tf.image.convert_image_dtype(tf.convert_to_tensor(images, tf.float32), tf.uint8, saturate=True)
+    encoded = [tf.io.encode_png(image) for image in pixels]
+    dimensions = [tf.as_string(tf.shape(pixels)[2]), tf.as_string(tf.shape(pixels)[1])]
+    tf.summary.write(tag, tf.stack(dimensions + encoded), metadata=_metadata("images"))
+
+
+def _metadata(plugin_name):
+    # Byte-identical to TensorBoard's own summaries (version-0 plugin data is empty content).
+    return summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin_name))
+
+
+def learning_rates(model) -> dict:
+    """Current learning rates of both optimizers of an SRGAN."""
+    return {f"learning_rate_{name}": float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            for name, optimizer in (("generator", model.g_optimizer), ("discriminator", model.d_optimizer))}
+
+
+def _parse(key, value):
+    if key == "epoch":
+        return int(value)
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def _atomic_write(path: Path, text: str):
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)

@@ -1,0 +1,227 @@
+"""Two-phase SRGAN training (paper Sec. 3): generator alone on MSE, then adversarial.
+
+A run directory holds config.json, checkpoints/ (one per epoch; `resume=True` continues from
+the last), logs/ (TensorBoard), history.csv and export/ (SavedModel + metadata.json).
+
+Example:
+    result = train(preset("quick"), "runs/demo")
+    print(result.export_dir, result.history["val_psnr"][-1])
+"""
+import contextlib
+import dataclasses
+import logging
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from srgan_tf.config import ExperimentConfig
+from srgan_tf.training.callbacks import (EpochCheckpoint, HistoryCSV, TensorBoardLogger, TrainingState,
+                                         history_columns, read_history, truncate_history)
+from srgan_tf.training.srgan import SRGAN, clone_model_with
+from srgan_tf.training.strategy import global_batch_size, make_strategy
+
+log = logging.getLogger("srgan_tf")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `train` produced: the run directory, the export, per-epoch history."""
+
+    run_dir: Path
+    export_dir: Path
+    history: dict
+    content_loss_used: str
+
+
+@contextlib.contextmanager
+def precision_policy(name: str):
+    """Keras dtype policy for the layers built inside the block (e.g. "mixed_bfloat16")."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def build_srgan(config: ExperimentConfig, content_extractor=None) -> SRGAN:
+    """Generator, discriminator and content extractor from the config, in its precision.
+
+    Call inside `strategy.scope()`. A caller's extractor is copied into the run's precision
+    (and scope); without one, it is built from `config.loss` unless the content loss is "mse".
+    """
+    from srgan_tf.models.discriminator import build_discriminator
+    from srgan_tf.models.generator import build_generator
+
+    precision, size = config.train.precision, config.data.train_size
+    with precision_policy(precision):
+        generator = build_generator(config.data.scale_hw, config.model.num_residual_blocks,
+                                    config.model.filters,
+                                    bicubic_residual=config.model.bicubic_residual)
+        discriminator = build_discriminator((size, size), config.model.discriminator_filters,
+                                            config.model.discriminator_dense)
+        if config.train.sync_batch_norm:  # batch statistics over the global batch
+            generator = clone_model_with(generator, synchronized_bn=True)
+            discriminator = clone_model_with(discriminator, synchronized_bn=True)
+        if config.loss.content_loss == "mse":
+            content_extractor = None
+        elif content_extractor is None:
+            from srgan_tf.models.vgg import build_content_extractor
+
+            weights = None if config.loss.vgg_weights == "none" else config.loss.vgg_weights
+            content_extractor = build_content_extractor(config.loss.content_loss, weights=weights)
+        else:
+            content_extractor = clone_model_with(content_extractor, dtype=precision)
+            content_extractor.trainable = False
+    return SRGAN(generator, discriminator, content_extractor, config.loss)
+
+
+def make_optimizers(config: ExperimentConfig):
+    """Adam for the generator and for the discriminator (paper: lr 1e-4, beta_1 0.9)."""
+    return tuple(keras.optimizers.Adam(config.train.learning_rate, beta_1=config.train.beta_1,
+                                       name=f"{prefix}_adam") for prefix in ("g", "d"))
+
+
+def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=None,
+          progress=True) -> TrainResult:
+    """Trains an SRGAN as configured and exports its generator.
+
+    Args:
+        config: the experiment; `config.data.cache` must name the HDF5 slice cache.
+        run_dir: where config.json, checkpoints/, logs/, history.csv and export/ go.
+        resume: continue from the last checkpoint in run_dir (fresh start if there is none).
+        content_extractor: a VGG feature model already built by the caller (offline weights
+            policy), or None to build it from `config.loss`.
+        progress: Keras progress bars.
+
+    Returns:
+        TrainResult with the run and export directories, history and content loss used.
+    """
+    strategy = make_strategy(config.train.strategy)  # first: multiworker needs a fresh runtime
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache = _cache_path(config)
+    _check_run_dir(config, run_dir, resume)
+    keras.utils.set_random_seed(config.train.seed)
+    global_batch = global_batch_size(config.data.batch_size, strategy)
+    with strategy.scope():
+        model = build_srgan(config, content_extractor)
+        g_optimizer, d_optimizer = make_optimizers(config)
+        model.compile(g_optimizer=g_optimizer, d_optimizer=d_optimizer,
+                      jit_compile=config.train.jit_compile)
+    config.save(run_dir / "config.json")
+
+    state = TrainingState(model, run_dir / "checkpoints")
+    epochs_done = 0
+    if resume and state.latest:
+        epochs_done, phase = state.restore()
+        print(f"Resuming from {state.latest}: {epochs_done} epochs done, phase {phase}")
+    truncate_history(run_dir / "history.csv", epochs_done)
+
+    from srgan_tf.data.pipeline import make_dataset, validation_batch
+
+    val_lr, val_hr = validation_batch(cache, config.data)
+    steps = config.train.steps_per_epoch or default_steps_per_epoch(cache, global_batch)
+    callbacks = [EpochCheckpoint(state), HistoryCSV(run_dir / "history.csv"),
+                 TensorBoardLogger(run_dir / "logs", (val_lr, val_hr), config.data.scale_hw)]
+    pretrain_end = config.train.pretrain_epochs
+    total = pretrain_end + config.train.adversarial_epochs
+    for phase, first, last in (("pretrain", 0, pretrain_end), ("adversarial", pretrain_end, total)):
+        if epochs_done >= last:
+            continue
+        model.phase = phase
+        if progress:
+            print(f"Phase {phase}: epochs {max(first, epochs_done) + 1}-{last} of {total}, "
+                  f"{steps} steps of {global_batch} ({strategy.num_replicas_in_sync} replica(s))")
+        # A new seed per fit() call: a resumed run does not replay the batches it has seen.
+        dataset = make_dataset(cache, dataclasses.replace(config.data, batch_size=global_batch),
+                               split="train", training=True, seed=config.train.seed + epochs_done)
+        model.fit(dataset, epochs=last, initial_epoch=max(first, epochs_done), steps_per_epoch=steps,
+                  validation_data=(val_lr, val_hr), validation_batch_size=len(val_lr),
+                  shuffle=False, callbacks=callbacks, verbose=1 if progress else 0)
+        epochs_done = last
+
+    export_dir = _export(model.generator_for_export(), run_dir / "export", config, epochs_done)
+    history = history_columns(read_history(run_dir / "history.csv"))
+    return TrainResult(run_dir, export_dir, history, config.loss.content_loss)
+
+
+def export_from_checkpoint(run_dir, output_dir) -> Path:
+    """Re-exports a run's last checkpoint (EMA weights when the run kept them) as a SavedModel.
+
+    Args:
+        run_dir: a run directory from `train` (config.json and checkpoints/).
+        output_dir: export directory to write.
+    """
+    from srgan_tf.models.generator import build_generator
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{config_path}: no config.json (is {run_dir} a training run?)")
+    config = ExperimentConfig.load(config_path)
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    if latest is None:
+        raise FileNotFoundError(f"{run_dir / 'checkpoints'}: no checkpoint to export")
+    with precision_policy("float32"):
+        generator = build_generator(config.data.scale_hw, config.model.num_residual_blocks,
+                                    config.model.filters,
+                                    bicubic_residual=config.model.bicubic_residual)
+    epoch = tf.Variable(0, dtype=tf.int64)
+    items = {"generator": generator, "epoch": epoch}
+    if config.loss.ema_decay > 0:
+        items["ema"] = [keras.Variable(w.numpy(), trainable=False) for w in generator.weights]
+    tf.train.Checkpoint(**items).restore(latest).expect_partial().assert_existing_objects_matched()
+    if "ema" in items:
+        generator.set_weights([w.numpy() for w in items["ema"]])
+    return _export(generator, Path(output_dir), config, int(epoch.numpy()))
+
+
+def default_steps_per_epoch(cache, global_batch: int) -> int:
+    """Training slices // global batch (at least 1): one pass over the slices per epoch."""
+    from srgan_tf.data.pipeline import list_candidates
+
+    return max(1, list_candidates(cache, "train").count // global_batch)
+
+
+def export_metadata(config: ExperimentConfig, epochs_done: int) -> dict:
+    return {"scale_hw": list(config.data.scale_hw), "mode": config.data.mode,
+            "content_loss": config.loss.content_loss,
+            "content_loss_note": config.loss.content_loss_note,
+            "ema": config.loss.ema_decay > 0, "epochs": epochs_done, "config": config.to_dict()}
+
+
+def _export(generator, export_dir: Path, config: ExperimentConfig, epochs_done: int) -> Path:
+    from srgan_tf.inference.export import export_generator
+
+    return Path(export_generator(generator, export_dir, metadata=export_metadata(config, epochs_done)))
+
+
+def _cache_path(config: ExperimentConfig) -> Path:
+    if not config.data.cache:
+        raise ValueError("config.data.cache must name an HDF5 slice cache (srgan-tf prepare). "
+                         "Received: cache=None")
+    path = Path(config.data.cache)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: cache file not found (build one with `srgan-tf prepare`)")
+    return path
+
+
+def _check_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool):
+    """Never mixes two runs: a fresh start needs an unused run_dir, a resume the same networks."""
+    if not resume:
+        if tf.train.latest_checkpoint(str(run_dir / "checkpoints")):
+            raise ValueError(f"{run_dir} already holds checkpoints: pass resume=True (--resume) to "
+                             f"continue that run, or choose another run directory. Received: run_dir={run_dir}")
+        return
+    saved_path = run_dir / "config.json"
+    if not saved_path.exists():
+        return
+    saved = ExperimentConfig.load(saved_path)
+    for section, keys in (("model", None), ("data", ("mode", "scale", "train_size"))):
+        old, new = getattr(saved, section), getattr(config, section)
+        for key in keys or [f.name for f in dataclasses.fields(old)]:
+            if getattr(old, key) != getattr(new, key):
+                raise ValueError(f"resume needs the networks of {saved_path}: {section}.{key} was "
+                                 f"{getattr(old, key)!r}. Received: {getattr(new, key)!r}")

@@ -1,0 +1,189 @@
+"""SRGAN training: both phases learn, checkpoints resume, the trainer writes a complete run."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from srgan_tf.config import ExperimentConfig, LossConfig
+from srgan_tf.data.cache import build_cache
+from srgan_tf.data.degrade import degrade
+from srgan_tf.inference.export import load_exported
+from srgan_tf.io.nifti import write_nifti
+from srgan_tf.io.volume import Volume
+from srgan_tf.models.vgg import content_loss_fn
+from srgan_tf.training.callbacks import TrainingState, read_history
+from srgan_tf.training.srgan import SRGAN, mean_psnr
+from srgan_tf.training.trainer import build_srgan, export_from_checkpoint, make_optimizers, train
+
+
+def tiny_config(**loss) -> ExperimentConfig:
+    """2 residual blocks, 8 filters, 32x32 HR, x4 iso, VGG22 with random weights."""
+    config = ExperimentConfig()
+    config.data.mode, config.data.scale, config.data.hr_size = "iso", 4, 32
+    config.data.batch_size, config.data.val_slices, config.data.min_foreground = 4, 2, 0.1
+    config.model.num_residual_blocks, config.model.filters = 2, 8
+    config.model.discriminator_filters, config.model.discriminator_dense = 8, 16
+    config.loss.content_loss, config.loss.vgg_weights = "vgg22", "none"
+    for key, value in loss.items():
+        setattr(config.loss, key, value)
+    config.train.learning_rate = 1e-3
+    return config
+
+
+def fixed_batch(count=4, size=32):
+    """Smooth images in [-1, 1] and their x4 LR."""
+    rng = np.random.default_rng(0)
+    coarse = rng.normal(size=(count, size // 8, size // 8, 1)).astype(np.float32)
+    hr = np.tanh(tf.image.resize(coarse, (size, size), method="bicubic").numpy())
+    return degrade(hr, (4, 4)).numpy(), hr
+
+
+def compiled(config) -> SRGAN:
+    model = build_srgan(config)
+    model.compile(*make_optimizers(config))
+    return model
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny SRGAN after 20 pretrain and 30 adversarial steps, with its per-step logs."""
+    model = compiled(tiny_config())
+    lr, hr = fixed_batch()
+    logs = {}
+    for phase, steps in (("pretrain", 20), ("adversarial", 30)):
+        model.phase = phase
+        assert model.train_function is None  # a new phase traces a new graph
+        logs[phase] = [model.train_on_batch(lr, hr, return_dict=True) for _ in range(steps)]
+    return model, logs
+
+
+def test_pretrain_lowers_pixel_mse(trained):
+    _, logs = trained
+    mse = [step["pixel_mse"] for step in logs["pretrain"]]
+    assert set(logs["pretrain"][0]) == {"g_loss", "pixel_mse", "psnr"}
+    assert mse[-1] < 0.7 * mse[0]
+
+
+def test_adversarial_lowers_content_and_discriminator_losses(trained):
+    _, logs = trained
+    steps = logs["adversarial"]
+    assert {"d_loss", "content_loss", "adversarial_loss", "d_real_logit", "d_fake_accuracy"} <= set(steps[0])
+    # On one fixed batch the discriminator wins, so the adversarial term grows; content falls.
+    assert steps[-1]["content_loss"] < 0.8 * steps[0]["content_loss"]
+    assert steps[-1]["d_loss"] < 0.5 * steps[0]["d_loss"]
+    assert all(np.isfinite(s["g_loss"]) for s in steps)
+
+
+def test_validation_step_reports_psnr(trained):
+    model, _ = trained
+    lr, hr = fixed_batch()
+    logs = model.evaluate(lr, hr, return_dict=True, verbose=0)
+    assert set(logs) == {"pixel_mse", "psnr", "content_loss"}
+    sr = model.generator(lr).numpy()
+    assert logs["psnr"] == pytest.approx(float(mean_psnr(hr, sr)), abs=1e-3)
+
+
+def test_content_loss_is_the_models_definition(trained):
+    model, _ = trained
+    lr, hr = fixed_batch()
+    sr = model.generator(lr).numpy()
+    expected = content_loss_fn("vgg22", model.content_extractor)(hr, sr)
+    assert float(model._content_loss(tf.constant(hr), tf.constant(sr))) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_relativistic_and_ema(tmp_path):
+    config = tiny_config(content_loss="mse", relativistic=True, ema_decay=0.5)
+    model = compiled(config)
+    model.phase = "adversarial"
+    lr, hr = fixed_batch()
+    for _ in range(3):
+        logs = model.train_on_batch(lr, hr, return_dict=True)
+    assert np.isfinite(logs["g_loss"]) and np.isfinite(logs["d_loss"])
+    live = model.generator.get_weights()
+    ema = [w.numpy() for w in model.ema_weights]
+    assert any(not np.allclose(a, b) for a, b in zip(live, ema))
+    exported = model.generator_for_export()
+    assert all(np.array_equal(a, b) for a, b in zip(exported.get_weights(), ema))
+
+
+def test_phase_and_content_extractor_are_checked():
+    config = tiny_config(content_loss="mse")
+    model = compiled(config)
+    with pytest.raises(ValueError, match="phase must be one of"):
+        model.phase = "finetune"
+    with pytest.raises(ValueError, match="content_extractor must be None"):
+        SRGAN(model.generator, model.discriminator, None, LossConfig(content_loss="vgg54"))
+
+
+def test_checkpoint_restores_weights_optimizers_epoch_and_phase(trained, tmp_path):
+    model, _ = trained
+    state = TrainingState(model, tmp_path / "checkpoints")
+    state.save(3, "adversarial")
+    fresh = compiled(tiny_config())
+    assert fresh.g_optimizer.iterations.numpy() == 0
+    epochs_done, phase = TrainingState(fresh, tmp_path / "checkpoints").restore()
+    assert (epochs_done, phase) == (3, "adversarial")
+    assert fresh.g_optimizer.iterations.numpy() == 50 and fresh.d_optimizer.iterations.numpy() == 30
+    for old, new in ((model.generator, fresh.generator), (model.discriminator, fresh.discriminator),
+                     (model.g_optimizer, fresh.g_optimizer), (model.d_optimizer, fresh.d_optimizer)):
+        assert len(old.variables) == len(new.variables)
+        for a, b in zip(old.variables, new.variables):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.fixture(scope="module")
+def cache_path(tmp_path_factory):
+    """A tiny HDF5 cache: 3 NIfTI patients of 6 slices 32x32 (one held out for testing)."""
+    root = tmp_path_factory.mktemp("cache")
+    rng = np.random.default_rng(1)
+    for index in range(3):
+        coarse = rng.uniform(100, 1000, (6, 4, 4)).astype(np.float32)
+        array = tf.image.resize(coarse[..., None], (32, 32), method="bicubic").numpy()[..., 0]
+        volume = Volume(array=array, spacing=(3.0, 0.5, 0.5), patient_id=f"P{index}",
+                        series_description="t2_tse_tra")
+        write_nifti(volume, root / "nifti" / f"P{index}.nii.gz")
+    build_cache(root / "nifti", root / "cache.h5", test_fraction=0.34, seed=0, progress=False)
+    return root / "cache.h5"
+
+
+def _image_tags(log_dir):
+    tags = set()
+    for path in log_dir.rglob("events.out.tfevents.*"):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            tags |= {value.tag for value in event.summary.value if value.metadata.plugin_data.plugin_name == "images"}
+    return tags
+
+
+def test_train_writes_run_resumes_and_exports(cache_path, tmp_path):
+    config = tiny_config(content_loss="mse", pixel_weight=1.0, ema_decay=0.9)
+    config.data.cache, config.data.batch_size = str(cache_path), 2
+    config.train.pretrain_epochs, config.train.adversarial_epochs, config.train.steps_per_epoch = 1, 1, 2
+    run_dir = tmp_path / "run"
+    result = train(config, run_dir, progress=False)
+
+    assert json.loads((run_dir / "config.json").read_text())["loss"]["content_loss"] == "mse"
+    assert result.content_loss_used == "mse"
+    assert result.history["epoch"] == [0, 1]
+    assert result.history["phase"] == ["pretrain", "adversarial"]
+    assert np.isfinite(result.history["val_psnr"]).all() and result.history["d_loss"][1] is not None
+    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith("ckpt-2")
+    assert "LR | bicubic | SR | HR" in _image_tags(run_dir / "logs" / "images")
+    exported = load_exported(result.export_dir)
+    assert exported.scale_hw == (4, 4) and exported.metadata["content_loss"] == "mse"
+    assert exported.metadata["config"]["train"]["pretrain_epochs"] == 1
+
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        train(config, run_dir, progress=False)
+
+    config.train.adversarial_epochs = 2  # one more epoch, continued from the checkpoint
+    resumed = train(config, run_dir, resume=True, progress=False)
+    assert resumed.history["epoch"] == [0, 1, 2]
+    assert resumed.history["phase"] == ["pretrain", "adversarial", "adversarial"]
+    assert [row["epoch"] for row in read_history(run_dir / "history.csv")] == [0, 1, 2]
+
+    again = load_exported(export_from_checkpoint(run_dir, tmp_path / "again"))
+    lr = np.random.default_rng(0).uniform(-1, 1, (1, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(again.predict(lr), load_exported(resumed.export_dir).predict(lr), atol=1e-5)
+    assert again.metadata["epochs"] == 3

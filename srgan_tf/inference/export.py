@@ -1,0 +1,353 @@
+"""Generator -> self-contained SavedModel + metadata.json, and loading it back for inference.
+
+The SavedModel needs neither srgan_tf nor Keras to run: `tf.saved_model.load(dir)
+.signatures["serving_default"](lr=x)["sr"]` on float32 NHWC [N, H, W, 1] in [-1, 1].
+A second signature, `serving_bfloat16`, computes in bfloat16 (float32 in and out), about
+twice as fast on CPUs with AVX512-BF16/AMX.
+"""
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from srgan_tf import __version__
+from srgan_tf.io.errors import InputError
+
+FORMAT = "srgan-tf-export"
+FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+SIGNATURES = {"float32": "serving_default", "bfloat16": "serving_bfloat16"}
+_INPUT_SPEC = tf.TensorSpec([None, None, None, 1], tf.float32, name="lr")
+
+
+def _conv_layers(generator: keras.Model):
+    return [layer for layer in generator.layers
+            if hasattr(layer, "kernel_size") and hasattr(layer, "dilation_rate")]
+
+
+def receptive_radius(generator: keras.Model) -> Tuple[int, int]:
+    """LR pixels on each side (height, width) that one output pixel depends on.
+
+    Sums the half-widths of the convolutions (every other layer of the generator is
+    pointwise or a pixel shuffle), each divided by the upsampling already done at its input.
+    Nested sub-models fall back to counting every convolution at LR scale (an overestimate).
+    """
+    convs = _conv_layers(generator)
+    probe = 8
+    try:
+        inputs = generator.inputs[0] if len(generator.inputs) == 1 else generator.inputs
+        outputs = keras.Model(inputs, [layer.output for layer in convs])(
+            np.zeros((1, probe, probe, 1), np.float32), training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        input_scales = [(int(out.shape[1]) * layer.strides[0] / probe,
+                         int(out.shape[2]) * layer.strides[1] / probe)
+                        for layer, out in zip(convs, outputs)]
+    except Exception:  # nested models: layer outputs are not reachable from the inputs
+        input_scales = [(1.0, 1.0)] * len(convs)
+    radius = [0.0, 0.0]
+    for layer, scales in zip(convs, input_scales):
+        for axis in (0, 1):
+            half = layer.dilation_rate[axis] * (layer.kernel_size[axis] - 1) / 2
+            radius[axis] += half / scales[axis]
+    return int(np.ceil(radius[0])), int(np.ceil(radius[1]))
+
+
+def _probe_scale(generator: keras.Model) -> Tuple[int, int]:
+    output = generator(np.zeros((1, 4, 4, 1), np.float32), training=False)
+    return int(output.shape[1]) // 4, int(output.shape[2]) // 4
+
+
+def _policy_name(model: keras.Model) -> str:
+    policy = getattr(model, "dtype_policy", None)
+    return getattr(policy, "name", str(policy))
+
+
+def _with_policy(generator: keras.Model, policy: str) -> Optional[keras.Model]:
+    """A copy of `generator` computing in `policy`; the last conv onwards stays float32.
+
+    Returns None when the layers cannot be cloned (then that variant is not exported).
+    """
+    layers = generator.layers
+    convs = _conv_layers(generator)
+    last = layers.index(convs[-1]) if convs else len(layers)
+    # The 1-channel output conv is cheap; float32 there avoids rounding the output to bf16.
+    keep_float32 = {layer.name for layer in layers[last:]} if policy != "float32" else set()
+
+    def clone(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32" if layer.name in keep_float32 else policy
+        return layer.__class__.from_config(config)
+
+    try:
+        copy = keras.models.clone_model(generator, clone_function=clone)
+        copy.set_weights(generator.get_weights())
+    except Exception:
+        return None
+    return copy
+
+
+class _ServingModule(tf.Module):
+    """tf.Module holding the generator variables and one tf.function per precision."""
+
+    def __init__(self, models: Dict[str, keras.Model]):
+        super().__init__(name="srgan_tf_generator")
+        variables, seen = [], set()
+        for model in models.values():
+            for variable in model.weights:
+                if id(variable) not in seen:
+                    seen.add(id(variable))
+                    variables.append(variable.value)  # the tf.Variable behind the Keras variable
+        self.model_variables = variables  # tracked, so the traced functions can be saved
+        self.serve = self._make_function(models["float32"])
+        if "bfloat16" in models:
+            self.serve_bfloat16 = self._make_function(models["bfloat16"])
+
+    @staticmethod
+    def _make_function(model: keras.Model):
+        @tf.function(input_signature=[_INPUT_SPEC])
+        def serve(lr):
+            return {"sr": tf.cast(model(lr, training=False), tf.float32)}
+        return serve
+
+    def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+        functions = {"serving_default": self.serve.get_concrete_function()}
+        if hasattr(self, "serve_bfloat16"):
+            functions["serving_bfloat16"] = self.serve_bfloat16.get_concrete_function()
+        return functions
+
+
+def _plain(value):
+    """Config objects (dataclasses) -> JSON-ready dicts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return value
+
+
+def _build_metadata(generator, scale_hw, radius, signatures, metadata) -> dict:
+    config = _plain(metadata.get("config")) or {}
+    content_loss = metadata.get("content_loss") or (config.get("loss") or {}).get("content_loss")
+    convs = _conv_layers(generator)
+    merged = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "scale_hw": list(scale_hw),
+        "mode": "iso" if scale_hw[0] == scale_hw[1] else "aniso",
+        "normalization": {"range": "[-1,1]", "percentiles": [0.5, 99.5]},
+        "content_loss": content_loss,
+        "config": config,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "srgan_tf_version": __version__,
+        "generator": {
+            "name": generator.name,
+            "parameters": int(generator.count_params()),
+            "filters": int(convs[0].filters) if convs and hasattr(convs[0], "filters") else 64,
+            "training_dtype_policy": _policy_name(generator),
+            "receptive_field_lr": list(radius),
+        },
+        "signatures": {"input": "lr", "output": "sr",
+                       "precisions": {precision: name for precision, name in SIGNATURES.items()
+                                      if name in signatures}},
+    }
+    for key, value in metadata.items():
+        if key == "config":
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **_plain(value)}
+        else:
+            merged[key] = _plain(value)
+    # Facts about the saved graph win over anything the caller passed.
+    merged.update(format=FORMAT, format_version=FORMAT_VERSION, scale_hw=list(scale_hw),
+                  mode="iso" if scale_hw[0] == scale_hw[1] else "aniso")
+    return merged
+
+
+def _is_export(path: Path) -> bool:
+    try:
+        return json.loads((path / METADATA_FILE).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def export_generator(generator: keras.Model, export_dir, metadata: Optional[dict] = None) -> Path:
+    """Write `generator` as a SavedModel plus metadata.json, atomically.
+
+    The directory is assembled under a hidden temporary name next to `export_dir` and renamed
+    when complete, so a killed export leaves nothing that looks valid. An existing srgan-tf
+    export at `export_dir` is replaced; any other non-empty directory is refused.
+
+    Args:
+        generator: Keras model (None, None, 1) -> (H*sh, W*sw, 1), any dtype policy.
+        export_dir: destination directory.
+        metadata: merged into metadata.json (e.g. {"config": config_dict,
+            "content_loss": "mse", "metrics": {...}}); "scale_hw" must match the model.
+
+    Example:
+        >>> export_generator(generator, "runs/exp2/export", {"config": config})
+    """
+    metadata = dict(metadata or {})
+    export_dir = Path(export_dir)
+    if export_dir.exists() and any(export_dir.iterdir()) and not _is_export(export_dir):
+        raise FileExistsError(f"{export_dir} exists and is not an srgan-tf export; "
+                              "choose an empty or new directory")
+    scale_hw = _probe_scale(generator)
+    if "scale_hw" in metadata and tuple(metadata["scale_hw"]) != scale_hw:
+        raise ValueError(f"metadata scale_hw must match the generator's upsampling {scale_hw}. "
+                         f"Received: {metadata['scale_hw']}")
+    float32 = generator if _policy_name(generator) == "float32" else _with_policy(generator, "float32")
+    models = {"float32": float32 or generator}
+    bfloat16 = _with_policy(generator, "mixed_bfloat16")
+    if bfloat16 is not None:
+        models["bfloat16"] = bfloat16
+    module = _ServingModule(models)
+    signatures = module.signatures()
+    merged = _build_metadata(generator, scale_hw, receptive_radius(generator),
+                             signatures, metadata)
+
+    export_dir.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    partial = export_dir.with_name(f".{export_dir.name}.partial-{token}")
+    retired = export_dir.with_name(f".{export_dir.name}.old-{token}")
+    try:
+        tf.saved_model.save(module, str(partial), signatures=signatures)
+        (partial / METADATA_FILE).write_text(json.dumps(merged, indent=2, default=str) + "\n")
+        if export_dir.exists():
+            os.replace(export_dir, retired)
+        os.replace(partial, export_dir)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+    return export_dir
+
+
+class ExportedModel:
+    """A loaded export: metadata plus batched prediction on numpy arrays.
+
+    Args:
+        path: the export directory.
+        functions: precision ("float32", "bfloat16") -> callable NHWC tensor -> {"sr": tensor}.
+        metadata: the parsed metadata.json.
+        keep_alive: object owning the functions' variables (the loaded SavedModel).
+    """
+
+    def __init__(self, path, functions: Dict[str, object], metadata: dict, keep_alive=None):
+        self.path = Path(path)
+        self.metadata = metadata
+        self._functions = functions
+        self._keep_alive = keep_alive  # signatures need their SavedModel object alive
+
+    @property
+    def scale_hw(self) -> Tuple[int, int]:
+        return tuple(int(s) for s in self.metadata["scale_hw"])
+
+    @property
+    def mode(self) -> str:
+        return self.metadata.get("mode", "iso" if self.scale_hw[0] == self.scale_hw[1] else "aniso")
+
+    @property
+    def precisions(self) -> Tuple[str, ...]:
+        return tuple(self._functions)
+
+    @property
+    def receptive_field(self) -> Tuple[int, int]:
+        """LR margin (height, width) that makes tiles exact; 48 if the export lacks it."""
+        radius = self.metadata.get("generator", {}).get("receptive_field_lr") or (48, 48)
+        return int(radius[0]), int(radius[1])
+
+    @property
+    def filters(self) -> int:
+        return int(self.metadata.get("generator", {}).get("filters", 64))
+
+    def predict(self, batch: np.ndarray, batch_size: int = 8, precision: str = "float32",
+                out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Super-resolve float32 NHWC `batch` ([-1, 1]) in chunks of `batch_size`.
+
+        Args:
+            batch: (N, H, W, 1) float32 array.
+            batch_size: images per model call.
+            precision: "float32" or "bfloat16" (if exported).
+            out: optional preallocated (N, H*sh, W*sw, 1) float32 destination.
+        """
+        if precision not in self._functions:
+            raise ValueError(f"precision must be one of {self.precisions}. Received: {precision!r}")
+        batch = np.asarray(batch)
+        if batch.ndim != 4 or batch.shape[-1] != 1:
+            raise ValueError(f"Expected a float32 batch of shape (N, H, W, 1). "
+                             f"Received: shape {batch.shape}")
+        sh, sw = self.scale_hw
+        count, height, width, _ = batch.shape
+        if out is None:
+            out = np.empty((count, height * sh, width * sw, 1), np.float32)
+        function = self._functions[precision]
+        for start in range(0, count, max(1, int(batch_size))):
+            chunk = np.ascontiguousarray(batch[start:start + batch_size], dtype=np.float32)
+            out[start:start + len(chunk)] = function(tf.constant(chunk))["sr"].numpy()
+        return out
+
+
+def load_exported(export_dir) -> ExportedModel:
+    """Load an export written by `export_generator`; InputError for anything else.
+
+    Example:
+        >>> model = load_exported("runs/exp2/export"); sr = model.predict(lr_batch)
+    """
+    path = Path(export_dir)
+    if not path.exists():
+        raise InputError(path, "model directory does not exist")
+    if not path.is_dir():
+        raise InputError(path, "expected an export directory (SavedModel + metadata.json), "
+                               "found a file")
+    if not (path / "saved_model.pb").is_file():
+        raise InputError(path, "not a SavedModel directory (no saved_model.pb); pass the "
+                               "'export' folder of a training run")
+    try:
+        metadata = json.loads((path / METADATA_FILE).read_text())
+    except FileNotFoundError:
+        raise InputError(path, f"no {METADATA_FILE}: not an srgan-tf export") from None
+    except (OSError, ValueError) as error:
+        raise InputError(path, f"unreadable {METADATA_FILE} ({error})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        found = metadata.get("format") if isinstance(metadata, dict) else type(metadata).__name__
+        raise InputError(path, f"not an srgan-tf export ({METADATA_FILE} format is {found!r}, "
+                               f"expected {FORMAT!r})")
+    if int(metadata.get("format_version", 0)) > FORMAT_VERSION:
+        raise InputError(path, f"export format_version {metadata.get('format_version')} is newer "
+                               f"than this srgan-tf reads ({FORMAT_VERSION}); upgrade srgan-tf")
+    scale = metadata.get("scale_hw")
+    if not (isinstance(scale, list) and len(scale) == 2
+            and all(isinstance(s, int) and s >= 1 for s in scale)):
+        raise InputError(path, f"metadata scale_hw must be [sh, sw]; found {scale!r}")
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as error:  # corrupt protobuf or variables: one clear line
+        raise InputError(path, f"cannot load the SavedModel ({type(error).__name__}: "
+                               f"{str(error).splitlines()[0] if str(error) else ''})") from None
+    functions = {precision: loaded.signatures[name] for precision, name in SIGNATURES.items()
+                 if name in loaded.signatures}
+    if "float32" not in functions:
+        raise InputError(path, "SavedModel has no serving_default signature")
+    return ExportedModel(path, {p: (lambda f: lambda x: f(lr=x))(f) for p, f in functions.items()},
+                         metadata, keep_alive=loaded)
+
+
+def wrap_generator(generator: keras.Model, metadata: Optional[dict] = None) -> ExportedModel:
+    """An in-process Keras generator behind the `ExportedModel` interface (float32 only)."""
+    scale_hw = _probe_scale(generator)
+    convs = _conv_layers(generator)
+    merged = {"format": FORMAT, "format_version": FORMAT_VERSION, "scale_hw": list(scale_hw),
+              "mode": "iso" if scale_hw[0] == scale_hw[1] else "aniso",
+              "generator": {"receptive_field_lr": list(receptive_radius(generator)),
+                            "filters": int(getattr(convs[0], "filters", 64)) if convs else 64}}
+    merged.update(metadata or {})
+    function = tf.function(lambda lr: {"sr": tf.cast(generator(lr, training=False), tf.float32)},
+                           input_signature=[_INPUT_SPEC])
+    return ExportedModel(Path("."), {"float32": function}, merged, keep_alive=generator)

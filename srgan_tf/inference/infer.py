@@ -1,0 +1,164 @@
+"""`srgan-tf infer`: exported model + DICOM series or NIfTI volume -> SR NIfTI (+ DICOM series).
+
+Needs only the export directory (SavedModel + metadata.json). Bad input raises InputError
+before anything is written, and outputs appear only when complete (temporary name, rename).
+"""
+import os
+import resource
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import tensorflow as tf
+
+from srgan_tf.inference.export import load_exported
+from srgan_tf.inference.volume_sr import MODES, check_mode, super_resolve_volume
+from srgan_tf.io.dicom import write_dicom_series
+from srgan_tf.io.errors import InputError
+from srgan_tf.io.nifti import is_nifti_path, write_nifti
+from srgan_tf.io.reader import read_volume
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def native_bfloat16() -> bool:
+    """True where bfloat16 convolutions run natively (a GPU, or a CPU with AVX512-BF16/AMX)."""
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = info.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, model) -> str:
+    """"auto" -> "bfloat16" when the export has it and the hardware runs it natively."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}. Received: {precision!r}")
+    if precision == "auto":
+        return "bfloat16" if "bfloat16" in model.precisions and native_bfloat16() else "float32"
+    if precision not in model.precisions:
+        raise InputError(model.path, f"this export has no {precision} signature "
+                                     f"(available: {', '.join(model.precisions)})")
+    return precision
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
+
+
+def _read_input(input_path, mode):
+    try:
+        volume = read_volume(input_path)
+    except InputError:
+        raise
+    except Exception as error:  # a reader failure the io layer did not classify: still one line
+        raise InputError(input_path, f"cannot read a volume ({type(error).__name__}: {error})") from None
+    if mode == "through-plane" and volume.shape[0] < 2:
+        raise InputError(input_path, f"a single slice (shape {volume.shape}); through-plane SR "
+                                     "needs a volume of at least 2 slices")
+    if min(volume.shape) < 1:
+        raise InputError(input_path, f"empty volume (shape {volume.shape})")
+    return volume
+
+
+def _check_outputs(output_path: Path, dicom_output: Optional[Path]) -> None:
+    if not is_nifti_path(output_path):
+        raise InputError(output_path, "output must be a NIfTI file name ending in .nii or .nii.gz")
+    if output_path.is_dir():
+        raise InputError(output_path, "output is a directory; give a .nii.gz file name")
+    if dicom_output is not None and dicom_output.exists():
+        if not dicom_output.is_dir() or any(dicom_output.iterdir()):
+            raise InputError(dicom_output, "already exists and is not an empty folder; choose a "
+                                           "new folder for the derived DICOM series")
+
+
+def _write_outputs(result, source, output_path: Path, dicom_output: Optional[Path]) -> int:
+    """NIfTI and DICOM, each under a temporary name; both renamed in at the end."""
+    staging = None
+    written = False
+    try:
+        files = []
+        if dicom_output is not None:
+            dicom_output.parent.mkdir(parents=True, exist_ok=True)
+            staging = dicom_output.with_name(f".{dicom_output.name}.partial-{uuid.uuid4().hex[:8]}")
+            files = write_dicom_series(result.volume, staging, derived=True, reference=source,
+                                       series_description=result.volume.series_description)
+        write_nifti(result.volume, output_path)  # itself atomic (temporary name, rename)
+        written = True
+        if staging is not None:
+            if dicom_output.exists():
+                dicom_output.rmdir()  # checked empty before the run
+            os.replace(staging, dicom_output)
+            staging = None
+        return len(files)
+    except BaseException:
+        if written:
+            output_path.unlink(missing_ok=True)
+        raise
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: str = "through-plane",
+              batch_size: int = 8, memory_budget_mb: float = 2048, precision: str = "auto",
+              progress: bool = True) -> dict:
+    """Super-resolve one volume with an exported generator and write the result.
+
+    Args:
+        model_dir: export directory (SavedModel + metadata.json).
+        input_path: DICOM series folder, .nii or .nii.gz.
+        output_path: NIfTI to write (.nii or .nii.gz).
+        dicom_output: optional new folder for a derived DICOM series.
+        mode: "through-plane" (anisotropic model, Exp. 3) or "in-plane" (isotropic model).
+        batch_size: images per model call at most.
+        memory_budget_mb: activation memory per model call; larger images are tiled.
+        precision: "auto" (bfloat16 where native and exported, else float32), "float32",
+            or "bfloat16".
+        progress: tqdm bar over batches.
+
+    Returns:
+        Summary dict (shapes, spacings, outputs, seconds, peak_rss_mb, ...).
+
+    Example:
+        >>> run_infer("runs/exp2/export", "t2_tse_tra/", "sr.nii.gz", dicom_output="sr_dicom")
+    """
+    started = time.perf_counter()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}. Received: {mode!r}")
+    output_path = Path(output_path)
+    dicom_output = Path(dicom_output) if dicom_output else None
+    _check_outputs(output_path, dicom_output)
+    model = load_exported(model_dir)
+    check_mode(model, mode, model_dir)
+    precision = resolve_precision(precision, model)
+    volume = _read_input(input_path, mode)
+    result = super_resolve_volume(model, volume, mode, batch_size=batch_size,
+                                  memory_budget_mb=memory_budget_mb, precision=precision,
+                                  progress=progress)
+    dicom_files = _write_outputs(result, volume, output_path, dicom_output)
+    return {
+        "input": str(input_path),
+        "input_shape": list(volume.shape),
+        "input_spacing_mm": [round(s, 6) for s in volume.spacing],
+        "output": str(output_path),
+        "output_shape": list(result.volume.shape),
+        "output_spacing_mm": [round(s, 6) for s in result.volume.spacing],
+        "dicom_output": str(dicom_output) if dicom_output else None,
+        "dicom_files": dicom_files,
+        "mode": mode,
+        "scale_hw": list(model.scale_hw),
+        "precision": precision,
+        "batches": result.batches,
+        "tiles_per_image": result.tiles_per_image,
+        "seconds": round(time.perf_counter() - started, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }

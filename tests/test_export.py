@@ -1,0 +1,179 @@
+"""SavedModel export: round trip (in process and in a process without srgan_tf), metadata,
+atomic writes, mixed precision, and clear errors for anything that is not an export."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from srgan_tf.inference import export
+from srgan_tf.inference.export import FORMAT, export_generator, load_exported, receptive_radius
+from srgan_tf.io.errors import InputError
+from srgan_tf.models.generator import build_generator
+
+SCALE_HW = (4, 1)
+
+
+@pytest.fixture(scope="module")
+def generator():
+    keras.utils.set_random_seed(1)
+    return build_generator(scale_hw=SCALE_HW, num_residual_blocks=2, filters=8)
+
+
+@pytest.fixture(scope="module")
+def export_dir(generator, tmp_path_factory):
+    metadata = {"config": {"loss": {"content_loss": "vgg54"}, "data": {"scale": 4}},
+                "content_loss": "mse", "metrics": {"psnr": 30.5}}
+    return export_generator(generator, tmp_path_factory.mktemp("export") / "export", metadata)
+
+
+def _batch(shape, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(3, 6, 20, 1), (1, 9, 13, 1)])
+def test_round_trip_in_process_any_size(generator, export_dir, shape):
+    batch = _batch(shape)
+    expected = generator(batch, training=False).numpy()
+    model = load_exported(export_dir)
+    result = model.predict(batch, batch_size=2)
+    assert result.dtype == np.float32
+    assert result.shape == (shape[0], shape[1] * 4, shape[2], 1)
+    np.testing.assert_allclose(result, expected, atol=1e-5)
+    assert model.scale_hw == SCALE_HW and model.mode == "aniso"
+
+
+def test_round_trip_in_fresh_process_without_srgan_tf(generator, export_dir, tmp_path):
+    batch = _batch((2, 5, 11, 1), seed=3)
+    np.save(tmp_path / "lr.npy", batch)
+    script = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import tensorflow as tf
+        loaded = tf.saved_model.load(sys.argv[1])
+        serve = loaded.signatures["serving_default"]
+        assert list(serve.structured_input_signature[1]) == ["lr"], serve.structured_input_signature
+        assert serve.structured_input_signature[1]["lr"].dtype == tf.float32
+        assert list(serve.structured_outputs) == ["sr"], serve.structured_outputs
+        sr = serve(lr=tf.constant(np.load(sys.argv[2])))["sr"]
+        assert sr.dtype == tf.float32
+        np.save(sys.argv[3], sr.numpy())
+        assert not any(name.startswith("srgan_tf") for name in sys.modules)
+    """)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(export_dir), str(tmp_path / "lr.npy"),
+         str(tmp_path / "sr.npy")], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    expected = generator(batch, training=False).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "sr.npy"), expected, atol=1e-5)
+
+
+def test_metadata_contents_merged_with_caller(generator, export_dir):
+    metadata = json.loads((export_dir / "metadata.json").read_text())
+    assert metadata["format"] == FORMAT and metadata["format_version"] == 1
+    assert metadata["scale_hw"] == [4, 1] and metadata["mode"] == "aniso"
+    assert metadata["normalization"] == {"range": "[-1,1]", "percentiles": [0.5, 99.5]}
+    assert metadata["content_loss"] == "mse"  # the caller's value (the one actually used) wins
+    assert metadata["config"]["data"]["scale"] == 4
+    assert metadata["metrics"] == {"psnr": 30.5}
+    assert metadata["created"] and metadata["srgan_tf_version"]
+    assert metadata["generator"]["parameters"] == generator.count_params()
+    assert metadata["generator"]["filters"] == 8
+    assert metadata["generator"]["receptive_field_lr"] == list(receptive_radius(generator))
+    assert metadata["signatures"]["precisions"] == {"float32": "serving_default",
+                                                    "bfloat16": "serving_bfloat16"}
+    assert load_exported(export_dir).metadata == metadata
+
+
+def test_receptive_radius_counts_each_conv_at_its_resolution(generator):
+    # 9x9 input conv (4) + 2 blocks x 2 convs (4) + body conv (1), all at LR; upsampling convs
+    # at x1 and x2 height; the 9x9 output conv at x4 height (4 / 4 LR pixels).
+    height = 4 + 4 + 1 + 1 + 0.5 + 1
+    width = 4 + 4 + 1 + 1 + 1 + 4
+    assert receptive_radius(generator) == (int(np.ceil(height)), width)
+
+
+def test_bfloat16_signature_is_close_to_float32(export_dir):
+    model = load_exported(export_dir)
+    batch = _batch((2, 8, 16, 1), seed=5)
+    full = model.predict(batch, precision="float32")
+    half = model.predict(batch, precision="bfloat16")
+    assert half.dtype == np.float32 and half.shape == full.shape
+    assert np.abs(half - full).max() < 0.05
+    with pytest.raises(ValueError, match="precision"):
+        model.predict(batch, precision="float16")
+
+
+def test_mixed_precision_generator_exports_float32_io(tmp_path):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = build_generator(scale_hw=(2, 1), num_residual_blocks=1, filters=8)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    path = export_generator(mixed, tmp_path / "export", {})
+    model = load_exported(path)
+    batch = _batch((2, 6, 10, 1), seed=7)
+    result = model.predict(batch)
+    assert result.dtype == np.float32 and result.shape == (2, 12, 10, 1)
+    np.testing.assert_allclose(result, mixed(batch, training=False).numpy(), atol=0.05)
+    serve = model._keep_alive.signatures["serving_default"]
+    assert serve.structured_input_signature[1]["lr"].dtype.name == "float32"
+    assert serve.structured_outputs["sr"].dtype.name == "float32"
+    assert model.metadata["generator"]["training_dtype_policy"] == "mixed_bfloat16"
+
+
+def test_export_replaces_previous_export_and_refuses_foreign_dirs(generator, tmp_path):
+    target = tmp_path / "export"
+    export_generator(generator, target, {"note": "first"})
+    export_generator(generator, target, {"note": "second"})
+    assert load_exported(target).metadata["note"] == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary leftovers
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not an srgan-tf export"):
+        export_generator(generator, foreign, {})
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    with pytest.raises(ValueError, match="scale_hw"):
+        export_generator(generator, tmp_path / "other", {"scale_hw": [2, 1]})
+
+
+def test_interrupted_export_leaves_no_directory(generator, tmp_path, monkeypatch):
+    def killed_save(module, path, signatures=None):
+        os.makedirs(path)
+        open(os.path.join(path, "saved_model.pb"), "wb").close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export.tf.saved_model, "save", killed_save)
+    with pytest.raises(KeyboardInterrupt):
+        export_generator(generator, tmp_path / "export", {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_exported_rejects_missing_and_foreign_dirs(export_dir, tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_exported(tmp_path / "missing")
+    (tmp_path / "file.bin").write_bytes(b"x")
+    with pytest.raises(InputError, match="found a file"):
+        load_exported(tmp_path / "file.bin")
+    with pytest.raises(InputError, match="saved_model.pb"):
+        load_exported(tmp_path)
+    copy = shutil.copytree(export_dir, tmp_path / "no_metadata")
+    (copy / "metadata.json").unlink()
+    with pytest.raises(InputError, match="not an srgan-tf export"):
+        load_exported(copy)
+    (copy / "metadata.json").write_text(json.dumps({"format": "keras-hub", "scale_hw": [4, 1]}))
+    with pytest.raises(InputError, match="keras-hub"):
+        load_exported(copy)
+    (copy / "metadata.json").write_text("{not json")
+    with pytest.raises(InputError, match="unreadable"):
+        load_exported(copy)

@@ -1,0 +1,185 @@
+"""Experiment 3 (Sood & Rusu, Sec. 3; Fig. 4): through-plane SR of whole thick-slice volumes.
+
+An anisotropic (Exp. 2) model super-resolves the coronal and sagittal images of each test
+volume along the slice axis; the two stacks are averaged. Scored (beyond the paper) on the
+built-in sample's isotropic HR volumes with simulated thick slices against cubic
+interpolation along the slices; Fig. 4-style figures on the real thick-slice series.
+
+    python experiments/exp3_throughplane.py                        # trains Exp. 2 (quick, x4) first
+    python experiments/exp3_throughplane.py --model runs/<exp2 run>/export
+    python experiments/exp3_throughplane.py --model EXPORT --self-supervised
+    python experiments/exp3_throughplane.py --cache cache.h5 --model EXPORT   # figures only
+
+Defaults: scale 4 (the quick preset; the paper shows x8: --scale 8), the centred hr_size
+in-plane crop (--crop 0: whole slices), every test patient (--max-volumes), 32 planes per
+orientation. --self-supervised trains one SMORE-like model on the first test volume only
+(its simulated thick slices when HR exists, else its real series) to bound the time.
+"""
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from srgan_tf.data.degrade import PROFILES
+from srgan_tf.experiment import (add_experiment_arguments, config_from_args, default_run_dir,
+                                 resolve_cache, resolve_content_loss, run_experiment)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_experiment_arguments(parser, "exp3")
+    group = parser.add_argument_group("Exp. 3")
+    group.add_argument("--model", help="anisotropic export directory (default: train one with "
+                                       "the Exp. 2 pipeline into <run>/exp2)")
+    group.add_argument("--self-supervised", action="store_true",
+                       help="also train a self-supervised model on the first test volume "
+                            "(without --model: instead of the supervised one)")
+    group.add_argument("--hr-dir", help="isotropic HR volumes <PatientID>.nii[.gz] to score "
+                                        "against (default: the built-in sample's hr/)")
+    group.add_argument("--profile", choices=PROFILES, default="gaussian",
+                       help="slice profile of the simulated thick slices and of self-supervision")
+    group.add_argument("--crop", type=int, help="centred in-plane crop in pixels "
+                                                "(default: the config's hr_size; 0: whole slices)")
+    group.add_argument("--max-volumes", type=int, help="test patients used at most (default: all)")
+    group.add_argument("--max-planes", type=int, default=32, help="scored planes per orientation")
+    group.add_argument("--save-volumes", action="store_true", help="write SR volumes as NIfTI")
+    args = parser.parse_args(argv)
+    if args.mode != "aniso":
+        parser.error("Exp. 3 needs an anisotropic (height-only) model: use --mode aniso")
+    return args
+
+
+def test_data(cache, hr_dir, max_volumes):
+    """(thick-slice test series, HR reference paths of the same patients that exist)."""
+    from srgan_tf.data.cache import SliceCache
+
+    with SliceCache(cache) as opened:
+        patients = opened.split["test"][:max_volumes] or opened.patients()[:1]
+        first = {}
+        for info in opened.series():
+            first.setdefault(info.patient_id, info.key)
+        series = [opened.volume(first[patient]) for patient in patients if patient in first]
+    hr_paths = []
+    for patient in patients if hr_dir else []:
+        found = [Path(hr_dir) / f"{patient}{suffix}" for suffix in (".nii.gz", ".nii")]
+        found = [path for path in found if path.is_file()]
+        if found:
+            hr_paths.append(found[0])
+        else:
+            print(f"No HR reference for {patient} in {hr_dir}: not scored")
+    return series, hr_paths
+
+
+class SelfSupervisedModel(NamedTuple):
+    patient: str
+    export_dir: Path
+    source: str  # "simulated" (thick slices made from the HR volume) or "real" (the series)
+
+
+def train_self_supervised_model(config, run_dir, series, hr_paths, crop, profile, extractor):
+    """Train on the first test volume: the thick slices it is scored on, else its series."""
+    from srgan_tf.data.self_supervised import train_self_supervised
+    from srgan_tf.evaluation.throughplane import crop_in_plane, simulate_thick_slices
+    from srgan_tf.io.reader import read_volume
+
+    if hr_paths:  # the very thick slices the score feeds to the models
+        volume = simulate_thick_slices(crop_in_plane(read_volume(hr_paths[0]), crop),
+                                       config.data.scale, profile)[1]
+        source = "simulated"
+    else:
+        volume, source = crop_in_plane(series[0], crop), "real"
+    print(f"\nSelf-supervised training on {volume.patient_id} ({source} thick slices, "
+          f"shape {volume.shape}, spacing {tuple(round(s, 3) for s in volume.spacing)} mm)")
+    result = train_self_supervised(volume, config, Path(run_dir) / "self_supervised",
+                                   profile=profile, content_extractor=extractor)
+    return SelfSupervisedModel(volume.patient_id, result.export_dir, source)
+
+
+def supervised_model(config, args, run_dir, timings):
+    """The anisotropic export: --model, or an Exp. 2 run trained into <run>/exp2."""
+    from srgan_tf.evaluation.throughplane import as_model
+
+    if args.model is None and args.self_supervised:
+        return None
+    if args.model is None:
+        start = time.perf_counter()
+        supervised = copy.deepcopy(config)  # the user's cache (None: the sample's offline policy)
+        supervised.experiment, supervised.output_dir = "exp2", str(run_dir / "exp2")
+        run_experiment(supervised, resume=args.resume, sample_root=args.sample_root)
+        config.loss = supervised.loss  # keeps an offline fallback to mse for self-supervision
+        timings["Exp. 2 training + evaluation"] = time.perf_counter() - start
+    model = as_model(args.model or run_dir / "exp2" / "export")
+    config.data.scale = model.scale_hw[0]  # the export fixes the factor
+    return model
+
+
+def write_outputs(run_dir, config, model, self_supervised, metrics, figures, timings):
+    from srgan_tf.evaluation.throughplane import write_throughplane_report
+
+    if not metrics:
+        (run_dir / "metrics.json").write_text(json.dumps({"qualitative_only": True,
+                                                          "figures": figures}, indent=2) + "\n")
+    notes = [f"Model: `{model.path}`." if model else "Model: the self-supervised one."]
+    if self_supervised:
+        notes.append(f"Self-supervised model: trained on {self_supervised.patient}'s "
+                     f"{self_supervised.source} thick slices only (`{self_supervised.export_dir}`); "
+                     "scored and shown on that volume only.")
+    notes.append("Timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ".")
+    model_config = model.metadata.get("config") if model else config.to_dict()
+    return write_throughplane_report(
+        run_dir, f"Experiment 3: through-plane SR x{config.data.scale} ({config.preset} preset)",
+        metrics, model_config, figures=figures, notes="\n".join(notes))
+
+
+def main(argv=None):
+    from srgan_tf.evaluation.throughplane import as_model, qualitative_throughplane, score_throughplane
+
+    args = parse_args(argv)
+    config = config_from_args(args, "exp3")
+    using_sample = not config.data.cache
+    cache = resolve_cache(config, args.sample_root)
+    run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hr_dir = args.hr_dir or (Path(args.sample_root) / "hr" if using_sample else None)
+    series, hr_paths = test_data(cache, hr_dir, args.max_volumes)
+    crop = config.data.hr_size if args.crop is None else (args.crop or None)
+    timings = {}
+    model = supervised_model(config, args, run_dir, timings)
+    self_supervised, extra = None, {}
+    if args.self_supervised:
+        start = time.perf_counter()
+        extractor = resolve_content_loss(config, using_sample)
+        self_supervised = train_self_supervised_model(config, run_dir, series, hr_paths, crop,
+                                                      args.profile, extractor)
+        timings["self-supervised training"] = time.perf_counter() - start
+        extra = {"sr_self_supervised": {self_supervised.patient: self_supervised.export_dir}}
+    primary = model or as_model(self_supervised.export_dir)
+    if model is None:  # the self-supervised model belongs to one patient
+        series, hr_paths, extra = series[:1], hr_paths[:1], {}
+    metrics, figures = {}, []
+    if hr_paths:
+        start = time.perf_counter()
+        metrics = score_throughplane(primary, hr_paths, profile=args.profile, extra_models=extra,
+                                     crop=crop, max_planes=args.max_planes, output_dir=run_dir,
+                                     progress=True)
+        figures += metrics.get("figures", [])
+        timings["scoring"] = time.perf_counter() - start
+    else:
+        print("No isotropic HR reference volumes (user data without --hr-dir): only the "
+              "qualitative figures on the real thick-slice series are made, no scores.")
+    start = time.perf_counter()
+    real_extra = extra if self_supervised and self_supervised.source == "real" else {}
+    figures += [str(path) for path in qualitative_throughplane(
+        primary, series, run_dir, extra_models=real_extra, crop=crop,
+        save_volumes=args.save_volumes, progress=True)]
+    timings["qualitative figures"] = time.perf_counter() - start
+    report = write_outputs(run_dir, config, model, self_supervised, metrics, figures, timings)
+    print(f"\nRun directory: {run_dir}")
+    print(report.read_text().split("## Protocol")[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

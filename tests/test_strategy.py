@@ -37,6 +37,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     weights, results = None, {}
     for name in ("default", "mirrored"):
         strategy = make_strategy(name)
+        keras.utils.set_random_seed(0)  # same initial weights, so the EMA copies start equal too
         with strategy.scope():
             model = build_srgan(config)
             model.compile(*make_optimizers(config))

@@ -203,8 +203,10 @@ def export_generator(generator: keras.Model, export_dir, metadata: Optional[dict
     if "scale_hw" in metadata and tuple(metadata["scale_hw"]) != scale_hw:
         raise ValueError(f"metadata scale_hw must match the generator's upsampling {scale_hw}. "
                          f"Received: {metadata['scale_hw']}")
-    float32 = generator if _policy_name(generator) == "float32" else _with_policy(generator, "float32")
-    models = {"float32": float32 or generator}
+    float32 = generator
+    if _policy_name(generator) != "float32":  # a mixed-precision generator serves float32
+        float32 = _with_policy(generator, "float32") or generator
+    models = {"float32": float32}
     bfloat16 = _with_policy(generator, "mixed_bfloat16")
     if bfloat16 is not None:
         models["bfloat16"] = bfloat16

@@ -60,7 +60,8 @@ def _read_input(input_path, mode):
     except InputError:
         raise
     except Exception as error:  # a reader failure the io layer did not classify: still one line
-        raise InputError(input_path, f"cannot read a volume ({type(error).__name__}: {error})") from None
+        raise InputError(input_path, f"cannot read a volume "
+                                     f"({type(error).__name__}: {error})") from None
     if mode == "through-plane" and volume.shape[0] < 2:
         raise InputError(input_path, f"a single slice (shape {volume.shape}); through-plane SR "
                                      "needs a volume of at least 2 slices")

@@ -8,7 +8,7 @@ acquisition) and volume[:, :, c] (slices x rows, sagittal). Each set is stacked 
 In-plane: an isotropic model (s, s) applied slice by slice -> (slices, rows*s, cols*s).
 """
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -42,7 +42,9 @@ class VolumeSR:
 
 
 def _source_name(volume: Volume) -> str:
-    return volume.source_paths[0] if volume.source_paths else (volume.series_description or "volume")
+    if volume.source_paths:
+        return volume.source_paths[0]
+    return volume.series_description or "volume"
 
 
 def check_mode(model, mode: str, source="model") -> None:

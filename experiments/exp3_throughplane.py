@@ -18,6 +18,7 @@ orientation. --self-supervised trains one SMORE-like model on the first test vol
 import argparse
 import copy
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -128,9 +129,10 @@ def write_outputs(run_dir, config, model, self_supervised, metrics, figures, tim
                      f"{self_supervised.source} thick slices only (`{self_supervised.export_dir}`); "
                      "scored and shown on that volume only.")
     notes.append("Timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ".")
-    model_config = model.metadata.get("config") if model else config.to_dict()
+    model_config = (model.metadata.get("config") or {}) if model else config.to_dict()
+    preset = model_config.get("preset", config.preset)
     return write_throughplane_report(
-        run_dir, f"Experiment 3: through-plane SR x{config.data.scale} ({config.preset} preset)",
+        run_dir, f"Experiment 3: through-plane SR x{config.data.scale} ({preset} preset model)",
         metrics, model_config, figures=figures, notes="\n".join(notes))
 
 
@@ -178,7 +180,7 @@ def main(argv=None):
     timings["qualitative figures"] = time.perf_counter() - start
     report = write_outputs(run_dir, config, model, self_supervised, metrics, figures, timings)
     print(f"\nRun directory: {run_dir}")
-    print(report.read_text().split("## Protocol")[0])
+    print(re.split(r"\n## (?:Protocol|Figures)", report.read_text())[0])
 
 
 if __name__ == "__main__":

@@ -468,6 +468,17 @@ def qualitative_throughplane(model, volumes: Sequence[Volume], output_dir, *,
 
 # ------------------------------------------------------------------------------ report.md
 
+def _per_patient_table(per_patient: dict, methods: Sequence[str]) -> str:
+    """Patients x methods; methods scored on some patients only (self-supervised) show "–"."""
+    lines = ["| Patient | " + " | ".join(METHOD_LABELS.get(m, m) for m in methods) + " |",
+             "|" + "---|" * (len(methods) + 1)]
+    for patient, entry in per_patient.items():
+        cells = [f"{entry[m]['psnr']:.2f} / {entry[m]['ssim']:.3f} / {entry[m]['hfen']:.3f}"
+                 if m in entry else "–" for m in methods]
+        lines.append(f"| {patient} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_throughplane_report(run_dir, title: str, metrics: dict, config_dict: Optional[dict] = None,
                               figures: Sequence = (), notes: Optional[str] = None) -> Path:
     """`run_dir/report.md`: through-plane and axial tables, protocol, figures, notes, config.
@@ -498,6 +509,8 @@ def write_throughplane_report(run_dir, title: str, metrics: dict, config_dict: O
                   "## Axial slices (between and on the thick-slice centres)", "",
                   metrics_table([(METHOD_LABELS.get(m, m), metrics[m]["axial"]) for m in methods
                                  if "axial" in metrics[m]], highlight_best=True),
+                  "## Per volume (through-plane planes: PSNR / SSIM / HFEN)", "",
+                  _per_patient_table(metrics.get("per_patient", {}), methods),
                   "## Protocol", "", throughplane_protocol_text(metrics.get("protocol", {})), ""]
     else:
         parts += ["No isotropic reference volumes: only the qualitative part (figures on the "

@@ -16,7 +16,7 @@ fraction of it the step reaches, counting the step's FLOPs per image as
                                             fake input gradient for the generator;
                                             V: VGG on HR and SR, backward through SR only)
 
-    python benchmarks/bench_train.py                       # float32 and mixed_bfloat16, no XLA
+    python benchmarks/bench_train.py                       # float32 and mixed_bfloat16, no XLA (~9 min)
     python benchmarks/bench_train.py --setting patch --jit both --steps 5
 """
 import argparse
@@ -34,6 +34,8 @@ SETTINGS = {
     "paper-x4": dict(hr_size=224, mode="iso", scale=4),
     "paper-x8-aniso": dict(hr_size=224, mode="aniso", scale=8),
 }
+# Timed steps when --steps is not given: a 224x224 adversarial step takes tens of seconds here.
+DEFAULT_STEPS = {"patch": 3, "paper-x4": 1, "paper-x8-aniso": 1}
 BATCH = 16
 # ANCHORS.md: images/s this project must reach on the 2-core AVX512-BF16 machine.
 TARGETS = {("patch", "adversarial"): 6.6, ("paper-x4", "adversarial"): 1.2, ("patch", "pretrain"): 31.0}
@@ -176,7 +178,8 @@ def main(argv=None):
     parser.add_argument("--precision", default="float32,mixed_bfloat16",
                         help="comma list of float32, mixed_bfloat16")
     parser.add_argument("--jit", default="off", choices=("off", "on", "both"), help="XLA jit_compile")
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per phase (median reported)")
+    parser.add_argument("--steps", type=int, help="timed steps per phase, median reported "
+                        f"(default {DEFAULT_STEPS})")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (tracing included)")
     parser.add_argument("--phases", default="pretrain,adversarial")
     parser.add_argument("--output", help="also write the JSON here")
@@ -195,7 +198,8 @@ def main(argv=None):
         for precision in args.precision.split(","):
             for jit in jits:
                 command = [sys.executable, os.path.abspath(__file__), "--worker", "--setting", setting,
-                           "--precision", precision, "--jit", jit, "--steps", str(args.steps),
+                           "--precision", precision, "--jit", jit,
+                           "--steps", str(args.steps or DEFAULT_STEPS.get(setting, 2)),
                            "--warmup", str(args.warmup), "--phases", args.phases]
                 print(f"[bench_train] {setting} {precision} jit={jit} ...", file=sys.stderr, flush=True)
                 result = subprocess.run(command, capture_output=True, text=True, env=environment)

@@ -19,10 +19,26 @@ from srgan_tf.models.generator import build_generator
 SCALE_HW = (4, 1)
 
 
+def _trained_like(generator, seed=0):
+    """Non-trivial batch-norm statistics and PReLU slopes (one outside [0, 1]), as after
+    training, so that folding them into the serving graph is actually exercised."""
+    rng = np.random.default_rng(seed)
+    for layer in generator.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            size = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, size), rng.normal(0, 0.1, size),
+                               rng.normal(0, 0.2, size), rng.uniform(0.5, 2.0, size)])
+        elif isinstance(layer, keras.layers.PReLU):
+            layer.set_weights([rng.uniform(0.0, 0.5, layer.alpha.shape)])
+    prelu = [layer for layer in generator.layers if isinstance(layer, keras.layers.PReLU)][0]
+    prelu.set_weights([np.full(prelu.alpha.shape, 1.5, np.float32)])
+    return generator
+
+
 @pytest.fixture(scope="module")
 def generator():
     keras.utils.set_random_seed(1)
-    return build_generator(scale_hw=SCALE_HW, num_residual_blocks=2, filters=8)
+    return _trained_like(build_generator(scale_hw=SCALE_HW, num_residual_blocks=2, filters=8))
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +106,7 @@ def test_metadata_contents_merged_with_caller(generator, export_dir):
     assert metadata["generator"]["receptive_field_lr"] == list(receptive_radius(generator))
     assert metadata["signatures"]["precisions"] == {"float32": "serving_default",
                                                     "bfloat16": "serving_bfloat16"}
+    assert metadata["signatures"]["graph"] == "folded"
     assert load_exported(export_dir).metadata == metadata
 
 
@@ -112,6 +129,21 @@ def test_bfloat16_signature_is_close_to_float32(export_dir):
         model.predict(batch, precision="float16")
 
 
+def test_untranslatable_layers_fall_back_to_the_keras_model(tmp_path):
+    inputs = keras.Input((None, None, 1), name="lr")
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.LayerNormalization(name="norm")(x)  # not in the serving graph
+    x = keras.layers.UpSampling2D((2, 1), name="up")(x)
+    outputs = keras.layers.Conv2D(1, 3, padding="same", activation="tanh", name="out")(x)
+    model = keras.Model(inputs, outputs, name="plain")
+    path = export_generator(model, tmp_path / "export", {})
+    loaded = load_exported(path)
+    assert loaded.precisions == ("float32",) and loaded.scale_hw == (2, 1)
+    assert loaded.metadata["signatures"]["graph"] == "keras"
+    batch = _batch((2, 5, 7, 1))
+    np.testing.assert_allclose(loaded.predict(batch), model(batch).numpy(), atol=1e-5)
+
+
 def test_mixed_precision_generator_exports_float32_io(tmp_path):
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
@@ -125,6 +157,7 @@ def test_mixed_precision_generator_exports_float32_io(tmp_path):
     result = model.predict(batch)
     assert result.dtype == np.float32 and result.shape == (2, 12, 10, 1)
     np.testing.assert_allclose(result, mixed(batch, training=False).numpy(), atol=0.05)
+    assert model.metadata["signatures"]["graph"] == "folded"  # computed in float32
     serve = model._keep_alive.signatures["serving_default"]
     assert serve.structured_input_signature[1]["lr"].dtype.name == "float32"
     assert serve.structured_outputs["sr"].dtype.name == "float32"

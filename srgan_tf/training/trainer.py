@@ -4,12 +4,13 @@ A run directory holds config.json, checkpoints/ (one per epoch; `resume=True` co
 the last), logs/ (TensorBoard), history.csv and export/ (SavedModel + metadata.json).
 
 Example:
-    result = train(preset("quick"), "runs/demo")
+    config = preset("quick")
+    config.data.cache = "cache.h5"
+    result = train(config, "runs/demo")
     print(result.export_dir, result.history["val_psnr"][-1])
 """
 import contextlib
 import dataclasses
-import logging
 from pathlib import Path
 
 import keras
@@ -20,8 +21,6 @@ from srgan_tf.training.callbacks import (EpochCheckpoint, HistoryCSV, TensorBoar
                                          history_columns, read_history, truncate_history)
 from srgan_tf.training.srgan import SRGAN, clone_model_with
 from srgan_tf.training.strategy import global_batch_size, make_strategy
-
-log = logging.getLogger("srgan_tf")
 
 
 @dataclasses.dataclass
@@ -104,7 +103,6 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
     cache = _cache_path(config)
     _check_run_dir(config, run_dir, resume)
     keras.utils.set_random_seed(config.train.seed)
-    global_batch = global_batch_size(config.data.batch_size, strategy)
     with strategy.scope():
         model = build_srgan(config, content_extractor)
         g_optimizer, d_optimizer = make_optimizers(config)
@@ -117,10 +115,20 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
     if resume and state.latest:
         epochs_done, phase = state.restore()
         print(f"Resuming from {state.latest}: {epochs_done} epochs done, phase {phase}")
+    elif resume:
+        print(f"No checkpoint in {run_dir / 'checkpoints'}: starting from scratch")
     truncate_history(run_dir / "history.csv", epochs_done)
+    epochs_done = _fit_phases(model, config, cache, run_dir, state, epochs_done, strategy, progress)
+    export_dir = _export(model.generator_for_export(), run_dir / "export", config, epochs_done)
+    history = history_columns(read_history(run_dir / "history.csv"))
+    return TrainResult(run_dir, export_dir, history, config.loss.content_loss)
 
+
+def _fit_phases(model, config, cache, run_dir, state, epochs_done, strategy, progress) -> int:
+    """Pretrain then adversarial `fit()` calls from `epochs_done` on; returns the epochs done."""
     from srgan_tf.data.pipeline import make_dataset, validation_batch
 
+    global_batch = global_batch_size(config.data.batch_size, strategy)
     val_lr, val_hr = validation_batch(cache, config.data)
     steps = config.train.steps_per_epoch or default_steps_per_epoch(cache, global_batch)
     callbacks = [EpochCheckpoint(state), HistoryCSV(run_dir / "history.csv"),
@@ -141,10 +149,7 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
                   validation_data=(val_lr, val_hr), validation_batch_size=len(val_lr),
                   shuffle=False, callbacks=callbacks, verbose=1 if progress else 0)
         epochs_done = last
-
-    export_dir = _export(model.generator_for_export(), run_dir / "export", config, epochs_done)
-    history = history_columns(read_history(run_dir / "history.csv"))
-    return TrainResult(run_dir, export_dir, history, config.loss.content_loss)
+    return epochs_done
 
 
 def export_from_checkpoint(run_dir, output_dir) -> Path:

@@ -101,7 +101,11 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    """Schedule and runtime. Paper: Adam 1e-4, beta1 0.9, 20 pretrain + 50 adversarial epochs."""
+    """Schedule and runtime. Paper: Adam 1e-4, beta1 0.9, 20 pretrain + 50 adversarial epochs.
+
+    `bn_calibration_batches`: training batches over which the generator's batch-norm
+    statistics are recomputed each epoch for inference (0 keeps Keras' moving averages).
+    """
 
     pretrain_epochs: int = 20
     adversarial_epochs: int = 50
@@ -113,6 +117,7 @@ class TrainConfig:
     precision: str = "float32"
     jit_compile: bool = False
     seed: int = 0
+    bn_calibration_batches: int = 20
 
 
 @dataclass

@@ -23,6 +23,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import keras
     from srgan_tf.config import ExperimentConfig
     from srgan_tf.data.degrade import degrade
+    from srgan_tf.training.batchnorm import calibrate_batch_norm, calibrate_ema
     from srgan_tf.training.strategy import make_strategy
     from srgan_tf.training.trainer import build_srgan, make_optimizers
 
@@ -47,6 +48,10 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         model.discriminator.set_weights(weights[1])
         model.phase = "adversarial"  # both updates: discriminator, then generator
         logs = model.fit(dataset, epochs=2, steps_per_epoch=1, shuffle=False, verbose=0).history
+        # batch-norm calibration assigns mirrored variables from the cross-replica context
+        lr_batch = degrade(hr[:4], (4, 4))
+        calibrate_batch_norm(model.generator, [lr_batch])
+        calibrate_ema(model, [lr_batch])
         results[name] = {"replicas": strategy.num_replicas_in_sync, "logs": logs,
                          "generator": [float(np.sum(np.abs(w))) for w in model.generator.get_weights()],
                          "ema": [float(np.sum(np.abs(w.numpy()))) for w in model.ema_weights]}

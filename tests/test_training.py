@@ -1,6 +1,7 @@
 """SRGAN training: both phases learn, checkpoints resume, the trainer writes a complete run."""
 import json
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,6 +12,7 @@ from srgan_tf.data.degrade import degrade
 from srgan_tf.inference.export import load_exported
 from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume
+from srgan_tf.models.generator import build_generator
 from srgan_tf.models.vgg import content_loss_fn
 from srgan_tf.training.callbacks import TrainingState, read_history
 from srgan_tf.training.srgan import SRGAN, mean_psnr
@@ -173,6 +175,8 @@ def test_train_writes_run_resumes_and_exports(cache_path, tmp_path):
     exported = load_exported(result.export_dir)
     assert exported.scale_hw == (4, 4) and exported.metadata["content_loss"] == "mse"
     assert exported.metadata["config"]["train"]["pretrain_epochs"] == 1
+    pretrained = load_exported(run_dir / "export_pretrain")  # SRResNet: after pretraining
+    assert pretrained.metadata["epochs"] == 1 and pretrained.scale_hw == (4, 4)
 
     with pytest.raises(ValueError, match="already holds checkpoints"):
         train(config, run_dir, progress=False)
@@ -187,3 +191,17 @@ def test_train_writes_run_resumes_and_exports(cache_path, tmp_path):
     lr = np.random.default_rng(0).uniform(-1, 1, (1, 8, 8, 1)).astype(np.float32)
     np.testing.assert_allclose(again.predict(lr), load_exported(resumed.export_dir).predict(lr), atol=1e-5)
     assert again.metadata["epochs"] == 3
+
+
+def test_batch_norm_calibration_matches_training_mode_statistics():
+    from srgan_tf.training.batchnorm import calibrate_batch_norm
+
+    keras.utils.set_random_seed(3)
+    generator = build_generator((4, 1), num_residual_blocks=2, filters=8)
+    lr = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 1)).astype(np.float32)
+    trained_mode = generator(lr, training=True).numpy()  # also moves the moving averages a bit
+    assert np.abs(generator(lr, training=False).numpy() - trained_mode).max() > 1e-3
+    assert calibrate_batch_norm(generator, [(lr, None), (lr, None)]) == 2
+    # calibrated on this very batch: inference mode normalises exactly like training mode
+    np.testing.assert_allclose(generator(lr, training=False).numpy(), trained_mode, atol=2e-4)
+    assert calibrate_batch_norm(generator, []) == 0

@@ -14,11 +14,13 @@ import dataclasses
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from srgan_tf.config import ExperimentConfig
 from srgan_tf.training.callbacks import (EpochCheckpoint, HistoryCSV, TensorBoardLogger, TrainingState,
                                          history_columns, read_history, truncate_history)
+from srgan_tf.training.batchnorm import BatchNormCalibration
 from srgan_tf.training.srgan import SRGAN, clone_model_with
 from srgan_tf.training.strategy import global_batch_size, make_strategy
 
@@ -83,7 +85,7 @@ def make_optimizers(config: ExperimentConfig):
 
 
 def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=None,
-          progress=True) -> TrainResult:
+          progress=True, train_dataset=None, validation=None) -> TrainResult:
     """Trains an SRGAN as configured and exports its generator.
 
     Args:
@@ -93,14 +95,27 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
         content_extractor: a VGG feature model already built by the caller (offline weights
             policy), or None to build it from `config.loss`.
         progress: Keras progress bars.
+        train_dataset: a `tf.data.Dataset` of (lr, hr) batches of the global batch size to
+            train on in both phases instead of the cache (e.g. self-supervised data);
+            needs `config.train.steps_per_epoch`.
+        validation: (lr, hr) numpy batch to validate on instead of the cache's test slices.
 
     Returns:
         TrainResult with the run and export directories, history and content loss used.
+        `run_dir/export_pretrain` holds the generator after pretraining (SRResNet) when this
+        call finished the pretraining phase.
     """
     strategy = make_strategy(config.train.strategy)  # first: multiworker needs a fresh runtime
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    cache = _cache_path(config)
+    if train_dataset is not None and not config.train.steps_per_epoch:
+        raise ValueError("train_dataset needs config.train.steps_per_epoch (a dataset's length "
+                         "is not known in advance). Received: steps_per_epoch="
+                         f"{config.train.steps_per_epoch}")
+    if train_dataset is None or validation is None:
+        cache = _cache_path(config)
+    else:
+        cache = None
     _check_run_dir(config, run_dir, resume)
     keras.utils.set_random_seed(config.train.seed)
     with strategy.scope():
@@ -118,38 +133,67 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
     elif resume:
         print(f"No checkpoint in {run_dir / 'checkpoints'}: starting from scratch")
     truncate_history(run_dir / "history.csv", epochs_done)
-    epochs_done = _fit_phases(model, config, cache, run_dir, state, epochs_done, strategy, progress)
+    epochs_done = _fit_phases(model, config, cache, run_dir, state, epochs_done, strategy, progress,
+                              train_dataset, validation)
     export_dir = _export(model.generator_for_export(), run_dir / "export", config, epochs_done)
     history = history_columns(read_history(run_dir / "history.csv"))
     return TrainResult(run_dir, export_dir, history, config.loss.content_loss)
 
 
-def _fit_phases(model, config, cache, run_dir, state, epochs_done, strategy, progress) -> int:
-    """Pretrain then adversarial `fit()` calls from `epochs_done` on; returns the epochs done."""
+def _fit_phases(model, config, cache, run_dir, state, epochs_done, strategy, progress,
+                train_dataset=None, validation=None) -> int:
+    """Pretrain then adversarial `fit()` calls from `epochs_done` on; returns the epochs done.
+
+    Exports `run_dir/export_pretrain` when the pretraining phase ends in this call (or ended
+    exactly at the resumed checkpoint and was not exported yet).
+    """
     from srgan_tf.data.pipeline import make_dataset, validation_batch
 
     global_batch = global_batch_size(config.data.batch_size, strategy)
-    val_lr, val_hr = validation_batch(cache, config.data)
+    val_lr, val_hr = validation if validation is not None else validation_batch(cache, config.data)
     steps = config.train.steps_per_epoch or default_steps_per_epoch(cache, global_batch)
     callbacks = [EpochCheckpoint(state), HistoryCSV(run_dir / "history.csv"),
                  TensorBoardLogger(run_dir / "logs", (val_lr, val_hr), config.data.scale_hw)]
+    calibration = None
     pretrain_end = config.train.pretrain_epochs
     total = pretrain_end + config.train.adversarial_epochs
     for phase, first, last in (("pretrain", 0, pretrain_end), ("adversarial", pretrain_end, total)):
+        if phase == "adversarial" and epochs_done == pretrain_end > 0:
+            _export_pretrain(model, run_dir, config, epochs_done)
         if epochs_done >= last:
             continue
         model.phase = phase
         if progress:
             print(f"Phase {phase}: epochs {max(first, epochs_done) + 1}-{last} of {total}, "
                   f"{steps} steps of {global_batch} ({strategy.num_replicas_in_sync} replica(s))")
-        # A new seed per fit() call: a resumed run does not replay the batches it has seen.
-        dataset = make_dataset(cache, dataclasses.replace(config.data, batch_size=global_batch),
-                               split="train", training=True, seed=config.train.seed + epochs_done)
+        if train_dataset is not None:
+            dataset = train_dataset
+        else:  # a new seed per fit() call: a resumed run does not replay the batches it has seen
+            dataset = make_dataset(cache, dataclasses.replace(config.data, batch_size=global_batch),
+                                   split="train", training=True, seed=config.train.seed + epochs_done)
+        if calibration is None and config.train.bn_calibration_batches > 0:
+            calibration = _calibration_batches(dataset, config)
+            callbacks.insert(0, BatchNormCalibration(lambda: calibration))  # before the checkpoint
         model.fit(dataset, epochs=last, initial_epoch=max(first, epochs_done), steps_per_epoch=steps,
                   validation_data=(val_lr, val_hr), validation_batch_size=len(val_lr),
                   shuffle=False, callbacks=callbacks, verbose=1 if progress else 0)
         epochs_done = last
     return epochs_done
+
+
+def _calibration_batches(dataset, config: ExperimentConfig) -> list:
+    """LR inputs of the first `bn_calibration_batches` batches, at the per-replica batch size
+    (the batch statistics each replica normalises with in training)."""
+    per_replica = config.data.batch_size
+    return [np.asarray(lr)[:per_replica]
+            for lr, _ in dataset.take(config.train.bn_calibration_batches).as_numpy_iterator()]
+
+
+def _export_pretrain(model, run_dir: Path, config: ExperimentConfig, epochs_done: int):
+    """The generator after pretraining (SRResNet in Ledig et al.) as `run_dir/export_pretrain`."""
+    target = run_dir / "export_pretrain"
+    if not (target / "metadata.json").exists():
+        _export(model.generator_for_export(), target, config, epochs_done)
 
 
 def export_from_checkpoint(run_dir, output_dir) -> Path:

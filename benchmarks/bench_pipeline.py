@@ -21,7 +21,7 @@ from srgan_tf.data.pipeline import list_candidates, make_dataset
 def synthetic_cache(root: Path, patients: int = 8, slices: int = 26, size: int = 320,
                     seed: int = 0) -> Path:
     """Random DICOM-like (integer, smooth + noise) volumes -> NIfTI -> HDF5 cache."""
-    from srgan_tf.data.cache import build_cache
+    from srgan_tf.data.prepare import build_cache
     from srgan_tf.io.nifti import write_nifti
     from srgan_tf.io.volume import Volume
 

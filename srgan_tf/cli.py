@@ -19,7 +19,7 @@ def cmd_sample(args):
 
 
 def cmd_prepare(args):
-    from srgan_tf.data.cache import build_cache
+    from srgan_tf.data.prepare import build_cache
     from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER
 
     series_filter = None if args.all_series else (args.series_filter or DEFAULT_SERIES_FILTER)

@@ -5,9 +5,12 @@ import h5py
 import numpy as np
 import pytest
 
-from srgan_tf.data import cache as cache_lib
-from srgan_tf.data.cache import SCHEMA_VERSION, SliceCache, build_cache
+from srgan_tf.data import cache_format
+from srgan_tf.data import prepare as prepare_lib
+from srgan_tf.data.cache import SliceCache
+from srgan_tf.data.cache_format import SCHEMA_VERSION
 from srgan_tf.data.intensity import robust_range
+from srgan_tf.data.prepare import build_cache
 from srgan_tf.data.split import split_patients
 from srgan_tf.io.dicom import read_dicom_tree, write_dicom_series
 from srgan_tf.io.errors import InputError
@@ -125,7 +128,7 @@ def test_interrupted_build_leaves_no_file(tmp_path, monkeypatch, interrupt):
     output.parent.mkdir()
     output.write_bytes(b"old cache")
     calls = []
-    original = cache_lib._write_series
+    original = prepare_lib._write_series
 
     def failing(*args):
         calls.append(1)
@@ -133,12 +136,12 @@ def test_interrupted_build_leaves_no_file(tmp_path, monkeypatch, interrupt):
             raise interrupt
         return original(*args)
 
-    monkeypatch.setattr(cache_lib, "_write_series", failing)
+    monkeypatch.setattr(prepare_lib, "_write_series", failing)
     with pytest.raises(type(interrupt)):
         build_cache(root, output, progress=False)
     assert os.listdir(output.parent) == ["cache.h5"]
     assert output.read_bytes() == b"old cache"
-    monkeypatch.setattr(cache_lib, "_write_series", original)
+    monkeypatch.setattr(prepare_lib, "_write_series", original)
     build_cache(root, output, progress=False)  # replaced on success
     with SliceCache(output) as cache:
         assert cache.patients() == ["P-0", "P-1"]
@@ -244,12 +247,21 @@ def test_uint16_encoding_round_trip_and_fallback():
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 65536, (3, 20, 20)).astype(np.uint16)
     rescaled = codes.astype(np.float32) * np.float32(0.0152590109) + np.float32(-3.25)
-    stored, slope, intercept = cache_lib._uint16_encoding(rescaled)
+    stored, slope, intercept = cache_format._uint16_encoding(rescaled)
     assert stored.dtype == np.uint16
-    np.testing.assert_allclose(cache_lib._decode(stored, slope, intercept), rescaled, rtol=1e-6,
+    np.testing.assert_allclose(cache_format._decode(stored, slope, intercept), rescaled, rtol=1e-6,
                                atol=1e-5)
-    assert cache_lib._code_range(stored, slope, intercept) == pytest.approx(robust_range(rescaled))
-    assert cache_lib._uint16_encoding(rng.normal(size=(2, 8, 8)).astype(np.float32)) is None
+    assert cache_format._code_range(stored, slope, intercept) == pytest.approx(robust_range(rescaled))
+    assert cache_format._uint16_encoding(rng.normal(size=(2, 8, 8)).astype(np.float32)) is None
     constant = np.full((2, 4, 4), 5.0, np.float32)
-    stored, slope, intercept = cache_lib._uint16_encoding(constant)
-    np.testing.assert_array_equal(cache_lib._decode(stored, slope, intercept), constant)
+    stored, slope, intercept = cache_format._uint16_encoding(constant)
+    np.testing.assert_array_equal(cache_format._decode(stored, slope, intercept), constant)
+
+
+def test_writer_names_stay_importable_from_cache():
+    from srgan_tf.data import cache as cache_lib
+
+    assert cache_lib.build_cache is build_cache
+    assert cache_lib.PrepareSummary is prepare_lib.PrepareSummary
+    assert cache_lib.WrittenSeries is prepare_lib.WrittenSeries
+    assert cache_lib.SCHEMA_VERSION == SCHEMA_VERSION

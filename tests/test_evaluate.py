@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from srgan_tf.data.cache import build_cache
+from srgan_tf.data.prepare import build_cache
 from srgan_tf.data.degrade import upsample_bicubic
 from srgan_tf.evaluation.evaluate import evaluate_bicubic_only, evaluate_model
 from srgan_tf.evaluation.report import write_report

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from srgan_tf.config import DataConfig
-from srgan_tf.data.cache import SliceCache, build_cache
+from srgan_tf.data.cache import SliceCache
 from srgan_tf.data.degrade import degrade
 from srgan_tf.data.pipeline import list_candidates, make_dataset, prepare_slices, validation_batch
+from srgan_tf.data.prepare import build_cache
 from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume
 

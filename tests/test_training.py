@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from srgan_tf.config import ExperimentConfig, LossConfig
-from srgan_tf.data.cache import build_cache
+from srgan_tf.data.prepare import build_cache
 from srgan_tf.data.degrade import degrade
 from srgan_tf.inference.export import load_exported
 from srgan_tf.io.nifti import write_nifti

@@ -305,7 +305,7 @@ def ensure_sample_cache(root="data/sample", patients: int = 8, seed: int = 0,
     Returns:
         Path of `root/cache.h5`.
     """
-    from srgan_tf.data.cache import build_cache
+    from srgan_tf.data.prepare import build_cache
 
     root = Path(root)
     write_sample_dataset(root, patients, seed, progress, matrix=matrix, slices=slices)

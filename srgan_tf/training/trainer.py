@@ -11,6 +11,7 @@ Example:
 """
 import contextlib
 import dataclasses
+import sys
 from pathlib import Path
 
 import keras
@@ -176,7 +177,7 @@ def _fit_phases(model, config, cache, run_dir, state, epochs_done, strategy, pro
             callbacks.insert(0, BatchNormCalibration(lambda: calibration))  # before the checkpoint
         model.fit(dataset, epochs=last, initial_epoch=max(first, epochs_done), steps_per_epoch=steps,
                   validation_data=(val_lr, val_hr), validation_batch_size=len(val_lr),
-                  shuffle=False, callbacks=callbacks, verbose=1 if progress else 0)
+                  shuffle=False, callbacks=callbacks, verbose=_verbosity(progress))
         epochs_done = last
     return epochs_done
 
@@ -274,3 +275,10 @@ def _check_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool):
             if getattr(old, key) != getattr(new, key):
                 raise ValueError(f"resume needs the networks of {saved_path}: {section}.{key} was "
                                  f"{getattr(old, key)!r}. Received: {getattr(new, key)!r}")
+
+
+def _verbosity(progress: bool) -> int:
+    """Keras fit verbosity: a live bar on a terminal, one line per epoch in a log file."""
+    if not progress:
+        return 0
+    return 1 if sys.stdout.isatty() else 2

@@ -36,8 +36,9 @@ _REQUIRED_DEFAULTS = {
 
 
 def _ds(value: float) -> str:
-    """A float as a DICOM decimal string (at most 16 characters)."""
-    return format_number_as_ds(float(value))
+    """A float as a DICOM decimal string (at most 16 characters), rounded to 1e-6 (mm): spacing
+    derived from positions (e.g. 3.00000000000004 / 4) is written as 0.75, not 0.75000000000001."""
+    return format_number_as_ds(round(float(value), 6) + 0.0)
 
 
 def _choose_encoding(array: np.ndarray) -> Tuple[np.dtype, float, float]:

@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 MODES = ("iso", "aniso")
 CONTENT_LOSSES = ("vgg54", "vgg22", "mse")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 
 
 @dataclass
@@ -105,6 +105,8 @@ class TrainConfig:
 
     `bn_calibration_batches`: training batches over which the generator's batch-norm
     statistics are recomputed each epoch for inference (0 keeps Keras' moving averages).
+    `precision`: float32, mixed_bfloat16, mixed_float16, or auto (mixed_bfloat16 on a CPU-only
+    machine with native bf16, else float32; the trainer records the resolved name).
     """
 
     pretrain_epochs: int = 20

@@ -60,3 +60,15 @@ def test_every_knob_is_a_flag_and_flags_override_the_preset():
     assert config.train.jit_compile is True
     quick = config_from_args(build_parser().parse_args(["train"]), "exp2")
     assert quick.preset == "quick" and quick.data.cache is None
+
+
+def test_auto_precision_resolves_to_a_concrete_policy(monkeypatch):
+    from srgan_tf import runtime
+
+    assert runtime.training_precision("mixed_float16") == "mixed_float16"
+    monkeypatch.setattr(runtime, "native_bfloat16", lambda: True)
+    assert runtime.training_precision("auto") == "mixed_bfloat16"  # CPU-only test machine
+    monkeypatch.setattr(runtime, "native_bfloat16", lambda: False)
+    assert runtime.training_precision("auto") == "float32"
+    config = config_lib.ExperimentConfig.from_dict({"train": {"precision": "auto"}})
+    assert config.train.precision == "auto"

@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
-import tensorflow as tf
 
 from srgan_tf.inference.export import load_exported
 from srgan_tf.inference.volume_sr import MODES, check_mode, super_resolve_volume
@@ -20,20 +19,9 @@ from srgan_tf.io.dicom import write_dicom_series
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import is_nifti_path, write_nifti
 from srgan_tf.io.reader import read_volume
+from srgan_tf.runtime import native_bfloat16
 
 PRECISIONS = ("auto", "float32", "bfloat16")
-
-
-def native_bfloat16() -> bool:
-    """True where bfloat16 convolutions run natively (a GPU, or a CPU with AVX512-BF16/AMX)."""
-    if tf.config.list_physical_devices("GPU"):
-        return True
-    try:
-        with open("/proc/cpuinfo") as info:
-            flags = info.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_precision(precision: str, model) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from srgan_tf.config import ExperimentConfig
+from srgan_tf.runtime import training_precision
 from srgan_tf.training.callbacks import (EpochCheckpoint, HistoryCSV, TensorBoardLogger, TrainingState,
                                          history_columns, read_history, truncate_history)
 from srgan_tf.training.batchnorm import BatchNormCalibration
@@ -56,7 +57,7 @@ def build_srgan(config: ExperimentConfig, content_extractor=None) -> SRGAN:
     from srgan_tf.models.discriminator import build_discriminator
     from srgan_tf.models.generator import build_generator
 
-    precision, size = config.train.precision, config.data.train_size
+    precision, size = training_precision(config.train.precision), config.data.train_size
     with precision_policy(precision):
         generator = build_generator(config.data.scale_hw, config.model.num_residual_blocks,
                                     config.model.filters,
@@ -107,6 +108,7 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
         call finished the pretraining phase.
     """
     strategy = make_strategy(config.train.strategy)  # first: multiworker needs a fresh runtime
+    config.train.precision = training_precision(config.train.precision)  # config.json: as used
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if train_dataset is not None and not config.train.steps_per_epoch:

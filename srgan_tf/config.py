@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Tuple
 
+from srgan_tf.files import atomic_write_text
+
 MODES = ("iso", "aniso")
 CONTENT_LOSSES = ("vgg54", "vgg22", "mse")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
@@ -160,7 +162,7 @@ class ExperimentConfig:
         return cls(**kwargs)
 
     def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, path) -> "ExperimentConfig":

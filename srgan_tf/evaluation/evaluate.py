@@ -15,6 +15,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from srgan_tf.evaluation import metrics as metrics_lib
+from srgan_tf.files import atomic_write_text
 
 ModelLike = Union[str, Path, Callable[[np.ndarray], np.ndarray]]
 METHOD_TITLES = {"bicubic": "Bicubic", "sr": "SR", "srresnet": "SRResNet", "srgan": "SRGAN"}
@@ -177,7 +178,7 @@ def _evaluate(predictors, sources, cache_path, *, split, scale_hw, hr_size, batc
     if output_dir is not None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         # Identical images give psnr = inf, written as JSON `Infinity` (Python reads it back).
-        (Path(output_dir) / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_text(Path(output_dir) / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from srgan_tf.evaluation.metrics import METRICS
+from srgan_tf.files import atomic_write_text
 
 # Sood & Rusu, Table 1 (prostate T2, TCIA): PSNR [dB] / SSIM. Keys as `method_key` builds them.
 PAPER_TABLE1 = {
@@ -194,12 +195,7 @@ def write_report(run_dir, title: str, metrics: dict, config_dict: Optional[dict]
         parts += ["Paper numbers: Sood & Rusu, Table 1 (TCIA prostate T2; their data, split "
                   "and protocol, not ours).", ""]
     parts += ["## Protocol", "", protocol_text(protocol), ""]
-    if figures:
-        parts += ["## Figures", ""]
-        for figure in figures:
-            figure = Path(figure)
-            link = figure.relative_to(run_dir) if figure.is_relative_to(run_dir) else figure
-            parts += [f"![{figure.stem}]({link.as_posix()})", ""]
+    parts += figure_section(figures, run_dir)
     loss_note = config_dict.get("loss", {}).get("content_loss_note")
     if notes or loss_note:
         parts += ["## Notes", ""] + [text for text in (loss_note, notes) if text] + [""]
@@ -207,5 +203,17 @@ def write_report(run_dir, title: str, metrics: dict, config_dict: Optional[dict]
         parts += ["## Configuration", "", "```json",
                   json.dumps(config_dict, indent=2, sort_keys=True), "```", ""]
     path = run_dir / "report.md"
-    path.write_text("\n".join(parts))
+    atomic_write_text(path, "\n".join(parts))
     return path
+
+
+def figure_section(figures, run_dir) -> list:
+    """Markdown lines of a "Figures" section, links relative to `run_dir` where possible."""
+    if not figures:
+        return []
+    parts = ["## Figures", ""]
+    for figure in figures:
+        figure = Path(figure)
+        link = figure.relative_to(run_dir) if figure.is_relative_to(run_dir) else figure
+        parts += [f"![{figure.stem}]({link.as_posix()})", ""]
+    return parts

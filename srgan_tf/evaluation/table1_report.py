@@ -10,6 +10,7 @@ from srgan_tf.evaluation.metrics import METRICS
 from srgan_tf.evaluation.report import DECIMALS, PAPER_TABLE1, method_key, protocol_text
 from srgan_tf.evaluation.table1_plan import (TARGET_SETTING, SubRun, Table1Plan, _saved_config,
                                              parse_setting)
+from srgan_tf.files import atomic_write_text
 
 # The paper's column order, then the bicubic columns it left out.
 PAPER_COLUMNS = (("bicubic", "iso-x4"), ("srgan", "iso-x4"), ("srgan", "iso-x8"),
@@ -212,6 +213,6 @@ def write_table1(results: dict, output_dir) -> str:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     text = render_table1(results)
-    (output_dir / "table1.md").write_text(text)
-    (output_dir / "table1.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(output_dir / "table1.md", text)
+    atomic_write_text(output_dir / "table1.json", json.dumps(results, indent=2) + "\n")
     return text

@@ -37,6 +37,7 @@ from srgan_tf.evaluation.throughplane_volumes import (DIRECTION_KEYS, ThroughPla
                                                       crop_in_plane, cubic_along_slices,
                                                       reconstruct, simulate_thick_slices)
 from srgan_tf.io.volume import Volume
+from srgan_tf.files import atomic_write_text
 
 __all__ = ["score_case", "score_throughplane", "throughplane_protocol",
            # re-exported from throughplane_volumes and throughplane_report
@@ -171,7 +172,7 @@ def score_throughplane(model, hr_volumes: Sequence, factor: Optional[int] = None
         result["figures"] = [str(path) for path in figure_paths]
     if output_dir is not None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(output_dir) / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_text(Path(output_dir) / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -15,6 +15,7 @@ from srgan_tf.evaluation.throughplane_volumes import (DIRECTION_KEYS, ThroughPla
                                                       as_model, crop_in_plane,
                                                       cubic_along_slices)
 from srgan_tf.io.volume import Volume
+from srgan_tf.files import atomic_write_text
 
 METHOD_LABELS = {"bicubic": "Cubic (slice axis)", "sr": "SR (average)",
                  "sr_sagittal": "SR sagittal only", "sr_coronal": "SR coronal only",
@@ -212,7 +213,7 @@ def write_throughplane_report(run_dir, title: str, metrics: dict, config_dict: O
         figures: PNGs to embed (quantitative and qualitative).
         notes: markdown appended under "Notes".
     """
-    from srgan_tf.evaluation.report import metrics_table
+    from srgan_tf.evaluation.report import figure_section, metrics_table
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -236,12 +237,7 @@ def write_throughplane_report(run_dir, title: str, metrics: dict, config_dict: O
     else:
         parts += ["No isotropic reference volumes: only the qualitative part (figures on the "
                   "real thick-slice input) ran; no scores.", ""]
-    if figures:
-        parts += ["## Figures", ""]
-        for figure in figures:
-            figure = Path(figure)
-            link = figure.relative_to(run_dir) if figure.is_relative_to(run_dir) else figure
-            parts += [f"![{figure.stem}]({link.as_posix()})", ""]
+    parts += figure_section(figures, run_dir)
     loss_note = (config_dict or {}).get("loss", {}).get("content_loss_note")
     if notes or loss_note:
         parts += ["## Notes", ""] + [text for text in (loss_note, notes) if text] + [""]
@@ -249,5 +245,5 @@ def write_throughplane_report(run_dir, title: str, metrics: dict, config_dict: O
         parts += ["## Configuration", "", "```json", json.dumps(config_dict, indent=2, sort_keys=True),
                   "```", ""]
     path = run_dir / "report.md"
-    path.write_text("\n".join(parts))
+    atomic_write_text(path, "\n".join(parts))
     return path

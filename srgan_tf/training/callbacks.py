@@ -5,7 +5,6 @@ Epochs count across both phases (pretrain 0..P-1, adversarial P..P+A-1); scalars
 """
 import csv
 import io
-import os
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from srgan_tf.data.degrade import upsample_bicubic
+from srgan_tf.files import atomic_write_text
 from srgan_tf.training.srgan import PHASES
 
 PHASE_CODES = {phase: code for code, phase in enumerate(PHASES)}
@@ -113,7 +113,7 @@ def write_history(path, rows):
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(Path(path), buffer.getvalue())
+    atomic_write_text(Path(path), buffer.getvalue())
 
 
 def truncate_history(path, epochs_done: int):
@@ -227,8 +227,3 @@ def _parse(key, value):
     except ValueError:
         return value
 
-
-def _atomic_write(path: Path, text: str):
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)

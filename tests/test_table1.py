@@ -239,3 +239,13 @@ def test_figures_are_written_and_logged_to_tensorboard(tmp_path):
     tags = {value.tag for event in tf.compat.v1.train.summary_iterator(str(events[0]))
             for value in event.summary.value}
     assert "table1/aniso/slice_0" in tags
+
+
+def test_auto_precision_matches_the_resolved_one_recorded_by_the_trainer():
+    from srgan_tf.evaluation.table1_plan import config_differences
+    from srgan_tf.runtime import training_precision
+
+    resolved = training_precision("auto")
+    assert config_differences({"train": {"precision": resolved}}, {"train": {"precision": "auto"}}) == []
+    other = "mixed_float16"
+    assert config_differences({"train": {"precision": other}}, {"train": {"precision": "auto"}})

@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence
 
 from srgan_tf import config as config_lib
 from srgan_tf import experiment as experiment_lib
+from srgan_tf.runtime import training_precision
 
 SETTINGS = ("iso-x4", "iso-x8", "aniso-x4", "aniso-x8")
 EXPERIMENTS = {"iso": "exp1", "aniso": "exp2"}
@@ -129,8 +130,8 @@ def plan_table1(preset_name: Optional[str] = None, *, cache=None, output_dir=Non
 def config_differences(saved: dict, requested: dict) -> List[str]:
     """Fields where a finished sub-run's config.json differs from the requested config.
 
-    Ignores runtime-only fields, the resolved cache path when the sample is used, and the
-    content loss that the offline VGG fallback rewrote.
+    Ignores runtime-only fields, the resolved cache path when the sample is used, the content
+    loss that the offline VGG fallback rewrote, and precision "auto" resolved as recorded.
     """
     differences = []
     for section, values in requested.items():
@@ -144,6 +145,8 @@ def config_differences(saved: dict, requested: dict) -> List[str]:
                 continue
             if key == "content_loss" and saved.get("loss", {}).get("content_loss_note"):
                 continue
+            if path == ("train", "precision") and old == training_precision(value):
+                continue  # "auto" was resolved and recorded by the trainer
             differences.append(f"{'.'.join(path)}: {old!r} in the run, {value!r} requested")
     return differences
 

@@ -3,9 +3,12 @@ import tensorflow as tf
 
 
 def native_bfloat16() -> bool:
-    """True where bfloat16 convolutions run natively (a GPU, or a CPU with AVX512-BF16/AMX)."""
-    if tf.config.list_physical_devices("GPU"):
-        return True
+    """True where bfloat16 convolutions run natively: GPUs of compute capability 8.0 or newer
+    (Ampere on), or, without a GPU, a CPU with AVX512-BF16 or AMX."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return tuple(details.get("compute_capability") or (0, 0)) >= (8, 0)
     try:
         with open("/proc/cpuinfo") as info:
             flags = info.read()

@@ -210,3 +210,28 @@ def test_load_exported_rejects_missing_and_foreign_dirs(export_dir, tmp_path):
     (copy / "metadata.json").write_text("{not json")
     with pytest.raises(InputError, match="unreadable"):
         load_exported(copy)
+
+
+def test_bfloat16_serving_keeps_the_bicubic_skip_in_float32(tmp_path):
+    # A fresh residual generator outputs exactly bicubic(LR) (zero-initialised output conv):
+    # the bf16 signature must too, so the LR image is not rounded to bf16 on its skip path.
+    keras.utils.set_random_seed(2)
+    model = build_generator(scale_hw=SCALE_HW, num_residual_blocks=2, filters=8, bicubic_residual=True)
+    loaded = load_exported(export_generator(model, tmp_path / "export", {}))
+    assert loaded.metadata["signatures"]["graph"] == "folded"
+    batch = _batch((2, 6, 9, 1))
+    np.testing.assert_allclose(loaded.predict(batch, precision="bfloat16"),
+                               model(batch, training=False).numpy(), atol=1e-6)
+
+
+def test_merge_layers_other_than_add_fall_back_to_the_keras_model(tmp_path):
+    inputs = keras.Input((None, None, 1), name="lr")
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.Concatenate(name="concat")([x, inputs])
+    x = keras.layers.UpSampling2D((2, 1), name="up")(x)
+    outputs = keras.layers.Conv2D(1, 3, padding="same", name="out")(x)
+    model = keras.Model(inputs, outputs)
+    loaded = load_exported(export_generator(model, tmp_path / "export", {}))
+    assert loaded.metadata["signatures"]["graph"] == "keras"
+    batch = _batch((1, 5, 7, 1))
+    np.testing.assert_allclose(loaded.predict(batch), model(batch).numpy(), atol=1e-5)

@@ -185,11 +185,11 @@ def _fit_phases(model, config, cache, run_dir, state, epochs_done, strategy, pro
 
 
 def _calibration_batches(dataset, config: ExperimentConfig) -> list:
-    """LR inputs of the first `bn_calibration_batches` batches, at the per-replica batch size
-    (the batch statistics each replica normalises with in training)."""
-    per_replica = config.data.batch_size
-    return [np.asarray(lr)[:per_replica]
-            for lr, _ in dataset.take(config.train.bn_calibration_batches).as_numpy_iterator()]
+    """LR inputs of the first `bn_calibration_batches` batches, at the batch size training
+    normalises over: per replica, or the global batch with synchronised batch norm."""
+    size = None if config.train.sync_batch_norm else config.data.batch_size
+    return [np.asarray(batch[0])[:size]
+            for batch in dataset.take(config.train.bn_calibration_batches).as_numpy_iterator()]
 
 
 def _export_pretrain(model, run_dir: Path, config: ExperimentConfig, epochs_done: int):

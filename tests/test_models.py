@@ -199,3 +199,29 @@ def test_bicubic_residual_generator_starts_at_bicubic_and_round_trips(tmp_path, 
     model.save(path)
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(loaded(lr).numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_one_channel_conv_matches_conv2d_outputs_and_gradients(policy):
+    from srgan_tf.models.layers import OneChannelConv2D
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 11, 13, 6)).astype(np.float32))
+    plain = keras.layers.Conv2D(1, 9, padding="same", dtype=policy)
+    fast = OneChannelConv2D(1, 9, padding="same", dtype=policy)
+    plain.build(x.shape)
+    fast.build(x.shape)
+    weights = [np.random.default_rng(1).normal(0, 0.1, w.shape).astype(np.float32) for w in plain.get_weights()]
+    plain.set_weights(weights)
+    fast.set_weights(weights)
+    results = []
+    for layer in (plain, fast):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.cast(layer(x), tf.float32)
+            loss = tf.reduce_sum(y * tf.cos(3.0 * y))
+        results.append([y] + tape.gradient(loss, [x] + layer.trainable_variables))
+    tolerance = 1e-5 if policy == "float32" else 2e-2
+    for expected, actual in zip(*results):
+        scale = float(tf.reduce_max(tf.abs(tf.cast(expected, tf.float32))))
+        np.testing.assert_allclose(np.asarray(tf.cast(actual, tf.float32)),
+                                   np.asarray(tf.cast(expected, tf.float32)), atol=tolerance * scale)

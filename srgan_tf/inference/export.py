@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from srgan_tf import __version__
 from srgan_tf.io.errors import InputError
+from srgan_tf.models.layers import OneChannelConv2D
 
 FORMAT = "srgan-tf-export"
 FORMAT_VERSION = 1
@@ -68,6 +69,10 @@ def _probe_scale(generator: keras.Model) -> Tuple[int, int]:
 def _policy_name(model: keras.Model) -> str:
     policy = getattr(model, "dtype_policy", None)
     return getattr(policy, "name", str(policy))
+
+
+# Conv2D and our subclass that only changes its training gradient
+_PLAIN_CONVS = (keras.layers.Conv2D, OneChannelConv2D)
 
 
 class _Unsupported(Exception):
@@ -159,7 +164,7 @@ class _ServingGraph:
     @staticmethod
     def _weights(layer, generator, folded) -> dict:
         values = {}
-        if isinstance(layer, keras.layers.Conv2D) and type(layer) is keras.layers.Conv2D:
+        if isinstance(layer, keras.layers.Conv2D) and type(layer) in _PLAIN_CONVS:
             if layer.groups != 1 or layer.data_format != "channels_last":
                 raise _Unsupported(f"conv {layer.name}")
             kernel = np.asarray(layer.kernel.numpy(), np.float64)

@@ -10,7 +10,7 @@ import re
 
 import keras
 
-from srgan_tf.models.layers import BicubicUpsample, PixelShuffle
+from srgan_tf.models.layers import BicubicUpsample, OneChannelConv2D, PixelShuffle
 
 _RESIDUAL_CONV = re.compile(r"^res(\d+)_conv1$")
 
@@ -115,12 +115,12 @@ def build_generator(scale_hw=(4, 4), num_residual_blocks=16, filters=64, bicubic
     for index, factor_hw in enumerate(stages):
         x = _upsample_stage(x, filters, factor_hw, index)
     if bicubic_residual:
-        x = keras.layers.Conv2D(1, 9, padding="same", kernel_initializer="zeros", dtype="float32",
-                                name="output_conv")(x)
+        x = OneChannelConv2D(1, 9, padding="same", kernel_initializer="zeros", dtype="float32",
+                             name="output_conv")(x)
         skip = BicubicUpsample(scale_hw, dtype="float32", name="bicubic_skip")(inputs)
         outputs = keras.layers.Add(dtype="float32", name="output_add")([skip, x])
         return keras.Model(inputs, outputs, name=name)
-    x = _conv(1, 9, "output_conv")(x)
+    x = OneChannelConv2D(1, 9, padding="same", name="output_conv")(x)
     # float32 output even under mixed precision: losses and exports read it directly.
     outputs = keras.layers.Activation("tanh", dtype="float32", name="output_tanh")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -165,3 +165,55 @@ class BicubicUpsample(keras.layers.Layer):
         config = super().get_config()
         config["scale_hw"] = list(self.scale_hw)
         return config
+
+
+@keras.saving.register_keras_serializable(package="srgan_tf")
+class OneChannelConv2D(keras.layers.Conv2D):
+    """`keras.layers.Conv2D` to one output channel (the generator's 9x9 output conv) with a
+    faster kernel gradient; same weights, same outputs, same gradients.
+
+    oneDNN computes the kernel gradient of a C->1 convolution at a few percent of its peak
+    (60 ms of a 0.52 s bf16 generator step at batch 16, 96x96). The same numbers are the
+    kernel gradient of the transposed 1->C convolution, which it computes ~10x faster.
+    Used on the TensorFlow backend for stride 1, dilation 1, "same" padding and odd kernels,
+    channels_last; otherwise this is a plain Conv2D.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        if not self._fast_gradient_applies():
+            return super().convolution_op(inputs, kernel)
+        import tensorflow as tf
+
+        return _one_channel_conv(tf.convert_to_tensor(inputs),
+                                 tf.cast(tf.convert_to_tensor(kernel), inputs.dtype))
+
+    def _fast_gradient_applies(self) -> bool:
+        return (keras.backend.backend() == "tensorflow" and self.filters == 1
+                and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
+                and self.padding == "same" and self.data_format == "channels_last"
+                and self.groups == 1 and all(size % 2 for size in self.kernel_size))
+
+
+def _one_channel_conv(x, kernel):
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def convolve(x, kernel):
+        y = tf.nn.conv2d(x, kernel, 1, "SAME")
+
+        def gradient(dy):
+            strides = [1, 1, 1, 1]
+            dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=kernel,
+                                                out_backprop=dy, strides=strides, padding="SAME")
+            # d kernel[i, j, c, 0] = sum x[n, h+i-r, w+j-r, c] dy[n, h, w]: the kernel gradient
+            # of conv(dy, flipped 1->C kernel) with out_backprop x, flipped back.
+            height, width, channels, _ = kernel.shape
+            transposed = tf.raw_ops.Conv2DBackpropFilter(
+                input=dy, filter_sizes=[height, width, 1, channels], out_backprop=x,
+                strides=strides, padding="SAME")
+            dkernel = tf.transpose(tf.reverse(transposed, [0, 1]), [0, 1, 3, 2])
+            return dx, dkernel
+
+        return y, gradient
+
+    return convolve(x, kernel)

@@ -166,13 +166,19 @@ def _evaluate(predictors, sources, cache_path, *, split, scale_hw, hr_size, batc
             if 0 <= middle < len(hr) and number < figures and output_dir is not None:
                 figure_paths.append(_save_figure(Path(output_dir) / "figures", patient, hr, lr,
                                                  outputs, middle))
-    result = {method: _summary(scores[method]) for method in methods}
+    result = {method: metrics_lib.summarize_patients(scores[method]) for method in methods}
     result["protocol"] = _protocol(split, scale_hw, hr_size, border, max_slices_per_patient,
                                    min_foreground, cache_path, sources)
     result["per_patient"] = {
         patient: {"slices": len(scores["bicubic"][patient]),
-                  **{method: _mean(scores[method][patient]) for method in methods}}
+                  **{method: metrics_lib.patient_mean(scores[method][patient]) for method in methods}}
         for patient in scores["bicubic"]}
+    return write_metrics(result, output_dir, figure_paths)
+
+
+def write_metrics(result: dict, output_dir=None, figure_paths=()) -> dict:
+    """Adds the figure paths to `result` and writes it as output_dir/metrics.json (atomically)
+    when output_dir is given. Returns `result`."""
     if figure_paths:
         result["figures"] = [str(path) for path in figure_paths]
     if output_dir is not None:
@@ -180,25 +186,6 @@ def _evaluate(predictors, sources, cache_path, *, split, scale_hw, hr_size, batc
         # Identical images give psnr = inf, written as JSON `Infinity` (Python reads it back).
         atomic_write_text(Path(output_dir) / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result
-
-
-def _mean(slice_scores) -> Dict[str, float]:
-    return {spec.name: float(np.mean([s[spec.name] for s in slice_scores]))
-            for spec in metrics_lib.METRICS}
-
-
-def _summary(per_patient: Dict[str, list]) -> dict:
-    """Means over patients of per-patient means, with the std over patients and counts."""
-    means = [_mean(slice_scores) for slice_scores in per_patient.values()]
-    summary = {}
-    for spec in metrics_lib.METRICS:
-        values = np.array([m[spec.name] for m in means])
-        summary[spec.name] = float(values.mean())
-        finite = values[np.isfinite(values)]
-        summary[f"{spec.name}_std"] = float(finite.std()) if finite.size else 0.0
-    summary["patients"] = len(per_patient)
-    summary["slices"] = int(sum(len(s) for s in per_patient.values()))
-    return summary
 
 
 def _protocol(split, scale_hw, hr_size, border, max_slices, min_foreground, cache_path, sources):

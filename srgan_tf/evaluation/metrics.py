@@ -241,3 +241,27 @@ def metric_protocol(edge_tolerance=1, data_range=DATA_RANGE) -> dict:
                     "smoothing_sigma": EDGE_SMOOTH_SIGMA,
                     "thresholds": [CANNY_LOW, CANNY_HIGH], "tolerance_px": edge_tolerance},
     }
+
+
+def patient_mean(scores) -> dict:
+    """Mean of each metric over one patient's per-image score dicts (`all_metrics` outputs)."""
+    return {spec.name: float(np.mean([s[spec.name] for s in scores])) for spec in METRICS}
+
+
+def summarize_patients(per_patient) -> dict:
+    """Mean over patients of per-patient means, the std over patients (finite values) and
+    counts. Patients without scored images are left out.
+
+    Args:
+        per_patient: {patient: [per-image score dicts]}.
+    """
+    means = [patient_mean(scores) for scores in per_patient.values() if scores]
+    summary = {}
+    for spec in METRICS:
+        values = np.array([m[spec.name] for m in means])
+        finite = values[np.isfinite(values)]
+        summary[spec.name] = float(values.mean()) if values.size else float("nan")
+        summary[f"{spec.name}_std"] = float(finite.std()) if finite.size else 0.0
+    summary["patients"] = len(means)
+    summary["slices"] = int(sum(len(s) for s in per_patient.values()))
+    return summary

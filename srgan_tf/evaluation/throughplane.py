@@ -21,7 +21,6 @@ HR volume (the built-in sample's `hr/<patient>.nii.gz`):
    planes per orientation;
 7. mean over planes per volume, then mean and std over patients.
 """
-import json
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -29,6 +28,7 @@ import numpy as np
 
 from srgan_tf.data.pipeline import FOREGROUND_LEVEL
 from srgan_tf.evaluation import metrics as metrics_lib
+from srgan_tf.evaluation.evaluate import write_metrics
 from srgan_tf.evaluation.throughplane_report import (METHOD_LABELS, qualitative_throughplane,
                                                      save_case_figure, superior_up_of,
                                                      throughplane_protocol_text, views_figure,
@@ -37,7 +37,6 @@ from srgan_tf.evaluation.throughplane_volumes import (DIRECTION_KEYS, ThroughPla
                                                       crop_in_plane, cubic_along_slices,
                                                       reconstruct, simulate_thick_slices)
 from srgan_tf.io.volume import Volume
-from srgan_tf.files import atomic_write_text
 
 __all__ = ["score_case", "score_throughplane", "throughplane_protocol",
            # re-exported from throughplane_volumes and throughplane_report
@@ -72,25 +71,6 @@ def score_case(case: ThroughPlaneCase, border: int, min_foreground: float = 0.05
         scores[method] = {view: [metrics_lib.all_metrics(case.hr[index], output[index], border=border)
                                  for index in indices] for view, indices in views.items()}
     return scores
-
-
-def _mean(plane_scores: List[dict]) -> Dict[str, float]:
-    return {spec.name: float(np.mean([s[spec.name] for s in plane_scores]))
-            for spec in metrics_lib.METRICS}
-
-
-def _summary(per_patient: Dict[str, List[dict]]) -> dict:
-    """Mean over patients of per-patient plane means, std over patients, counts."""
-    means = [_mean(scores) for scores in per_patient.values() if scores]
-    summary = {}
-    for spec in metrics_lib.METRICS:
-        values = np.array([m[spec.name] for m in means])
-        finite = values[np.isfinite(values)]
-        summary[spec.name] = float(values.mean()) if values.size else float("nan")
-        summary[f"{spec.name}_std"] = float(finite.std()) if finite.size else 0.0
-    summary["patients"] = len(means)
-    summary["slices"] = int(sum(len(s) for s in per_patient.values()))
-    return summary
 
 
 def score_throughplane(model, hr_volumes: Sequence, factor: Optional[int] = None,
@@ -160,20 +140,17 @@ def score_throughplane(model, hr_volumes: Sequence, factor: Optional[int] = None
                 scores.setdefault(method, {}).setdefault(view, {})[patient] = values
         per_patient[patient] = {"planes": len(case_scores["bicubic"]["through_plane"]),
                                 "axial_slices": len(case_scores["bicubic"]["axial"]),
-                                **{m: _mean(v["through_plane"]) for m, v in case_scores.items()}}
+                                **{m: metrics_lib.patient_mean(v["through_plane"])
+                                   for m, v in case_scores.items()}}
         if output_dir is not None and figures:
             figure_paths.append(save_case_figure(Path(output_dir) / "figures", case))
-    result = {method: {**_summary(views["through_plane"]), "axial": _summary(views["axial"])}
+    result = {method: {**metrics_lib.summarize_patients(views["through_plane"]),
+                       "axial": metrics_lib.summarize_patients(views["axial"])}
               for method, views in scores.items()}
     result["protocol"] = throughplane_protocol(factor, profile, thickness, crop, border, max_planes,
                                                min_foreground, main, extras, sources)
     result["per_patient"] = per_patient
-    if figure_paths:
-        result["figures"] = [str(path) for path in figure_paths]
-    if output_dir is not None:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(output_dir) / "metrics.json", json.dumps(result, indent=2) + "\n")
-    return result
+    return write_metrics(result, output_dir, figure_paths)
 
 
 def throughplane_protocol(factor, profile, thickness, crop, border, max_planes, min_foreground,

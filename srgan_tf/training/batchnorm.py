@@ -85,8 +85,8 @@ class BatchNormCalibration(keras.callbacks.Callback):
     the EMA variables, so the exported generator normalises consistently with its weights.
 
     Args:
-        batches: a function returning an iterable of (lr, hr) training batches, the same
-            batches on every call (e.g. `dataset.take(n)` of a seeded dataset).
+        batches: a sequence of fixed LR training batches (or (lr, hr) pairs), reused every
+            epoch.
     """
 
     def __init__(self, batches):
@@ -109,9 +109,9 @@ class BatchNormCalibration(keras.callbacks.Callback):
             return
         self._done = True
         srgan = self.model
-        calibrate_batch_norm(srgan.generator, self.batches())
+        calibrate_batch_norm(srgan.generator, self.batches)
         if srgan.ema_weights:
-            calibrate_ema(srgan, self.batches(), self._copy(srgan))
+            calibrate_ema(srgan, self.batches, self._copy(srgan))
 
     def _copy(self, srgan) -> keras.Model:
         if self._ema_copy is None:

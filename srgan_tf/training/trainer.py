@@ -176,7 +176,7 @@ def _fit_phases(model, config, cache, run_dir, state, epochs_done, strategy, pro
                                    split="train", training=True, seed=config.train.seed + epochs_done)
         if calibration is None and config.train.bn_calibration_batches > 0:
             calibration = _calibration_batches(dataset, config)
-            callbacks.insert(0, BatchNormCalibration(lambda: calibration))  # before the checkpoint
+            callbacks.insert(0, BatchNormCalibration(calibration))  # before the checkpoint
         model.fit(dataset, epochs=last, initial_epoch=max(first, epochs_done), steps_per_epoch=steps,
                   validation_data=(val_lr, val_hr), validation_batch_size=len(val_lr),
                   shuffle=False, callbacks=callbacks, verbose=_verbosity(progress))

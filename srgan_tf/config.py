@@ -11,9 +11,73 @@ from typing import Optional, Tuple
 from srgan_tf.files import atomic_write_text
 
 MODES = ("iso", "aniso")
+SCALES = (2, 4, 8)
 CONTENT_LOSSES = ("vgg54", "vgg22", "mse")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+# Slice profiles of simulated thick slices; srgan_tf.data.degrade.PROFILES must equal it (tested).
+# Kept here so argument parsers list them without importing TensorFlow.
+SLICE_PROFILES = ("gaussian", "box")
+# The discriminator halves its input four times: 16 pixels is the smallest it takes.
+MIN_TRAIN_SIZE = 16
+
+
+class ConfigError(ValueError):
+    """A knob outside its allowed values; entry points print it in one line (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed numeric values of a knob: low/high bounds, each inclusive or not."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+
+    def __contains__(self, value) -> bool:
+        if self.low is not None and (value < self.low or (value == self.low and not self.low_inclusive)):
+            return False
+        if self.high is not None and (value > self.high or (value == self.high and not self.high_inclusive)):
+            return False
+        return value == value  # NaN is in no range
+
+    def text(self) -> str:
+        if self.low is not None and self.high is not None:
+            return (f"in {'[' if self.low_inclusive else '('}{self.low:g}, "
+                    f"{self.high:g}{']' if self.high_inclusive else ')'}")
+        if self.low is not None:
+            return f"{'>=' if self.low_inclusive else '>'} {self.low:g}"
+        if self.high is not None:
+            return f"{'<=' if self.high_inclusive else '<'} {self.high:g}"
+        return "any number"
+
+
+POSITIVE = Range(0, low_inclusive=False)
+# Allowed values of every numeric knob, by field name (unique across the sections); the
+# `--flag` parsers and `ExperimentConfig` validation both read this table.
+RANGES = {
+    "hr_size": Range(MIN_TRAIN_SIZE),
+    "patch_size": Range(MIN_TRAIN_SIZE),
+    "batch_size": Range(1),
+    "memory_budget_mb": Range(1),
+    "min_foreground": Range(0, 1),
+    "sample_patients": Range(2),  # one patient leaves none for testing
+    "val_slices": Range(0),
+    "num_residual_blocks": Range(1),
+    "filters": Range(1),
+    "discriminator_filters": Range(1),
+    "discriminator_dense": Range(1),
+    "adversarial_weight": Range(0),
+    "pixel_weight": Range(0),
+    "ema_decay": Range(0, 1, high_inclusive=False),
+    "pretrain_epochs": Range(0),
+    "adversarial_epochs": Range(0),
+    "learning_rate": POSITIVE,
+    "beta_1": Range(0, 1, high_inclusive=False),
+    "steps_per_epoch": Range(1),  # None (not 0) means "the whole split"
+    "bn_calibration_batches": Range(0),
+}
 
 
 @dataclass
@@ -137,17 +201,31 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
+        """Every knob checked at construction (raises `ConfigError`, a ValueError)."""
         check_choice("mode", self.data.mode, MODES)
+        if self.data.scale not in SCALES:
+            raise ConfigError(f"scale must be 2, 4 or 8. Received: scale={self.data.scale}")
         check_choice("content_loss", self.loss.content_loss, CONTENT_LOSSES)
         check_choice("strategy", self.train.strategy, STRATEGIES)
         check_choice("precision", self.train.precision, PRECISIONS)
-        if self.data.scale not in (2, 4, 8):
-            raise ValueError(f"scale must be 2, 4 or 8. Received: scale={self.data.scale}")
-        if self.data.train_size % self.data.scale:
-            raise ValueError(
-                f"HR training size must be divisible by scale. "
-                f"Received: size={self.data.train_size}, scale={self.data.scale}"
+        for section in (self.data, self.model, self.loss, self.train):
+            for name, value in dataclasses.asdict(section).items():
+                if name in RANGES and value is not None:
+                    check_range(name, value, RANGES[name])
+        data = self.data
+        if data.patch_size is not None and data.patch_size > data.hr_size:
+            raise ConfigError(f"patch_size must not exceed hr_size. "
+                              f"Received: patch_size={data.patch_size}, hr_size={data.hr_size}")
+        if data.train_size % data.scale:
+            raise ConfigError(
+                f"the HR training size ({'patch_size' if data.patch_size else 'hr_size'}) must be "
+                f"divisible by scale. Received: size={data.train_size}, scale={data.scale}"
             )
+        if self.train.pretrain_epochs + self.train.adversarial_epochs < 1:
+            raise ConfigError("at least one epoch must be trained (pretrain_epochs + "
+                              "adversarial_epochs >= 1). Received: pretrain_epochs="
+                              f"{self.train.pretrain_epochs}, adversarial_epochs="
+                              f"{self.train.adversarial_epochs}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -171,7 +249,13 @@ class ExperimentConfig:
 
 def check_choice(name, value, choices):
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}. Received: {name}={value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}. "
+                          f"Received: {name}={value!r}")
+
+
+def check_range(name, value, allowed: Range):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in allowed:
+        raise ConfigError(f"{name} must be {allowed.text()}. Received: {name}={value!r}")
 
 
 def preset(name: str, experiment: str = "exp2", mode: str = "aniso", scale: int = 4) -> ExperimentConfig:
@@ -200,4 +284,4 @@ def preset(name: str, experiment: str = "exp2", mode: str = "aniso", scale: int 
         config.train.learning_rate = 2e-4
         config.train.precision = "auto"  # bf16 where the CPU has it: same scores, 1.2x faster here
         return config
-    raise ValueError(f"Unknown preset. Expected 'paper' or 'quick'. Received: {name!r}")
+    raise ConfigError(f"Unknown preset. Expected 'paper' or 'quick'. Received: {name!r}")

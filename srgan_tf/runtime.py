@@ -1,10 +1,91 @@
-"""What the hardware runs well: shared by training (precision "auto") and inference."""
-import tensorflow as tf
+"""What the hardware runs well (training precision "auto", inference), and a quiet TensorFlow start.
+
+TensorFlow is imported inside functions, so entry points that only parse arguments (`--help`)
+start in a fraction of a second.
+"""
+import os
+import re
+import sys
+import tempfile
+
+# Start-up lines TensorFlow's C++ side prints on every import (before its log level applies) and
+# at the first device query of a machine without a GPU driver: information a user reads as
+# errors ("E0000 ... failed call to cuInit"). Anything else on stderr is passed through.
+_STARTUP_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|I\d{4} [\d:.]+ +\d+ \S+\] .*"
+    r"|E\d{4} [\d:.]+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit.*"
+    r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.)$"
+)
+_started = False
+
+
+def quiet_tensorflow_logs() -> None:
+    """Environment for a quiet TensorFlow: C++ INFO and WARNING lines off unless the user chose
+    a level (TF_CPP_MIN_LOG_LEVEL). Call before TensorFlow is imported; cheap, imports nothing."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def start_tensorflow():
+    """Imports TensorFlow and queries its devices once, dropping only the known start-up noise
+    (`_STARTUP_NOISE`) from stderr; Python warnings and real errors still show.
+
+    Returns:
+        The `tensorflow` module.
+    """
+    global _started
+    quiet_tensorflow_logs()
+    if _started or "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        _started = True
+        return tf
+    with _filtered_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # cuInit happens here, inside the filter
+    try:  # absl's Python logger repeats TensorFlow-internal notes (untraced functions, ...)
+        from absl import logging as absl_logging
+
+        if os.environ["TF_CPP_MIN_LOG_LEVEL"] >= "2":
+            absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
+    _started = True
+    return tf
+
+
+class _filtered_stderr:
+    """Redirects file descriptor 2 (C++ and Python writes alike) to a temporary file and, on
+    exit, writes back every line that is not start-up noise."""
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        self._capture = tempfile.TemporaryFile()
+        os.dup2(self._capture.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            sys.stderr.flush()
+        finally:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+        self._capture.seek(0)
+        text = self._capture.read().decode("utf-8", "replace")
+        self._capture.close()
+        kept = [line for line in text.splitlines() if not _STARTUP_NOISE.match(line)]
+        if kept:
+            sys.stderr.write("\n".join(kept) + "\n")
+            sys.stderr.flush()
+        return False
 
 
 def native_bfloat16() -> bool:
     """True where bfloat16 convolutions run natively: GPUs of compute capability 8.0 or newer
     (Ampere on), or, without a GPU, a CPU with AVX512-BF16 or AMX."""
+    tf = start_tensorflow()
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
@@ -23,6 +104,6 @@ def training_precision(precision: str) -> str:
     otherwise (GPUs: choose mixed_float16 or mixed_bfloat16 explicitly). Other names pass."""
     if precision != "auto":
         return precision
-    if tf.config.list_physical_devices("GPU"):
+    if start_tensorflow().config.list_physical_devices("GPU"):
         return "float32"
     return "mixed_bfloat16" if native_bfloat16() else "float32"

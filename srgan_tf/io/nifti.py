@@ -4,6 +4,7 @@ Convention (the dcm2niix-like one): the NIfTI data array is `volume.array.transp
 so voxel index (i, j, k) is (col, row, slice), and the affine maps (i, j, k) to RAS millimetres.
 It is `Volume.affine_lps()` with its index columns permuted and the x, y rows negated.
 """
+import gzip
 import os
 import warnings
 from pathlib import Path
@@ -68,10 +69,15 @@ def write_nifti(volume: Volume, path) -> Path:
     image.header.set_xyzt_units(xyz="mm", t="sec")
     image.header["descrip"] = volume.series_description.encode("ascii", "replace")[:79]
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
-    partial = path.with_name(f".{_stem(path)}.partial-{os.getpid()}{suffix}")
+    # Not ending in .nii/.nii.gz: no reader globbing for NIfTI takes a killed write for data.
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
-        nib.save(image, str(partial))
+        with open(partial, "wb") as raw:
+            if path.name.lower().endswith(".gz"):
+                with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as stream:
+                    image.to_file_map({"image": nib.FileHolder(fileobj=stream)})
+            else:
+                image.to_file_map({"image": nib.FileHolder(fileobj=raw)})
         os.replace(partial, path)
     finally:
         if partial.exists():

@@ -43,6 +43,9 @@ class SliceHeader:
     series_uid: str
     modality: str
     description: str = ""
+    sop_uid: str = ""
+    # Why the pixels cannot be used although the header can (the slice still has a place).
+    unreadable: str = ""
     rows: int = 0
     cols: int = 0
     pixel_spacing: Tuple[float, float] = (0.0, 0.0)
@@ -129,7 +132,8 @@ def read_header(path: str, known_series=()) -> SliceHeader:
         raise InputError(path, "truncated or incomplete DICOM: no Modality/SeriesInstanceUID "
                                f"(header ends at byte {offset})")
     header = SliceHeader(path=path, series_uid=series_uid, modality=modality,
-                         description=str(ds.get("SeriesDescription", "") or ""))
+                         description=str(ds.get("SeriesDescription", "") or ""),
+                         sop_uid=str(ds.get("SOPInstanceUID", "") or ""))
     if modality != "MR":
         return header  # reported once per series by the caller
     missing = [keyword for keyword in _REQUIRED if ds.get(keyword) in (None, "")]
@@ -139,10 +143,12 @@ def read_header(path: str, known_series=()) -> SliceHeader:
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         raise InputError(path, "multi-frame (enhanced) MR DICOM is not supported; convert it to "
                                "single-frame files (e.g. dcm2niix or emf2sf)")
+    # A slice without usable pixels keeps its header: its series then knows which slice is
+    # missing (and whether another file holds the same one).
     if tag in _FLOAT_PIXEL_DATA:
-        raise InputError(path, "float pixel data is not supported (expected PixelData)")
-    if tag != _PIXEL_DATA:
-        raise InputError(path, "DICOM without pixel data (no PixelData element)")
+        header.unreadable = "float pixel data is not supported (expected PixelData)"
+    elif tag != _PIXEL_DATA:
+        header.unreadable = "DICOM without pixel data (no PixelData element)"
     try:
         header.rows, header.cols = int(ds.Rows), int(ds.Columns)
         header.pixel_spacing = _floats(ds.PixelSpacing, 2)

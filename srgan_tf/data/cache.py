@@ -13,10 +13,12 @@ import h5py
 import numpy as np
 
 from srgan_tf import __version__
-from srgan_tf.data.cache_format import SCHEMA_VERSION, _PATIENTS, _SPLIT, _decode
+from srgan_tf.data.cache_format import (READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, _PATIENTS,
+                                        _SPLIT, _decode)
 from srgan_tf.data.intensity import normalize
 from srgan_tf.data.prepare import PrepareSummary, WrittenSeries, build_cache
 from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER
+from srgan_tf.io.dicom_series import MissingSlice
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.volume import Volume
 
@@ -39,11 +41,19 @@ class SeriesInfo:
     series_uid: str
     modality: str = "MR"
     source: str = ""
+    # Slices of the series' uniform grid that are not stored (unreadable files).
+    missing_slices: Tuple[MissingSlice, ...] = ()
 
     @property
     def nbytes(self) -> int:
         """Size of the volume as float32 in memory."""
         return int(np.prod(self.shape)) * 4
+
+    def grid_indices(self) -> np.ndarray:
+        """Index in the series' uniform slice grid of every stored slice (spacing, origin and
+        direction describe that grid; it differs from 0..n-1 only where slices are missing)."""
+        count = self.shape[0] + len(self.missing_slices)
+        return np.delete(np.arange(count), [gap.index for gap in self.missing_slices])
 
 
 class SliceCache:
@@ -152,8 +162,20 @@ class SliceCache:
         return normalize(array, self.info(key).intensity_range)
 
     def volume(self, key: str) -> Volume:
-        """The stored series as a `Volume` (geometry and source tags included)."""
+        """The stored series as a `Volume` (geometry and source tags included).
+
+        Raises:
+            InputError: the series has missing slices (its stored slices are not equally
+                spaced); `info(key).missing_slices` names them.
+        """
         info, dataset = self.info(key), self._dataset(key)
+        if info.missing_slices:
+            gap = info.missing_slices[0]
+            raise InputError(self.path, (
+                f"series {key} lacks {len(info.missing_slices)} slice(s) of its "
+                f"{info.shape[0] + len(info.missing_slices)} (first: slice {gap.index + 1}, "
+                f"{gap.path}: {gap.reason}), so it is no equally spaced volume; it serves "
+                "in-plane training only"))
         source_tags = json.loads(dataset.attrs.get("source_tags", "{}"))
         return Volume(array=self.read_volume(key), spacing=info.spacing, origin=info.origin,
                       direction=info.direction, patient_id=info.patient_id,
@@ -188,6 +210,14 @@ class SliceCache:
         widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
         lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
                   for row in rows]
+        gaps = [(info, gap) for info in self.series() for gap in info.missing_slices]
+        if gaps:
+            lines += ["", f"  {len(gaps)} missing slice(s), left out of the cache (in-plane "
+                          "training uses the other slices; through-plane use refuses these "
+                          "series):"]
+            lines += [f"  {info.key} slice {gap.index + 1} of "
+                      f"{info.shape[0] + len(info.missing_slices)}: {gap.path}: {gap.reason}"
+                      for info, gap in gaps]
         return "\n".join(lines)
 
 
@@ -214,10 +244,12 @@ def _open_checked(path: Path) -> h5py.File:
         handle.close()
         raise InputError(path, "HDF5 file is not a complete srgan-tf slice cache (no "
                                f"schema_version attribute, or missing groups); {hint}")
-    if int(version) != SCHEMA_VERSION:
+    if int(version) not in READABLE_SCHEMA_VERSIONS:
         handle.close()
+        older = ", ".join(str(v) for v in READABLE_SCHEMA_VERSIONS if v != SCHEMA_VERSION)
         raise InputError(path, f"cache schema version {int(version)} is not supported; this "
-                               f"srgan-tf {__version__} reads schema version {SCHEMA_VERSION}. "
+                               f"srgan-tf {__version__} reads schema version {SCHEMA_VERSION} "
+                               f"(and {older}). "
                                "Rebuild the cache with this version's `srgan-tf prepare`")
     return handle
 
@@ -239,4 +271,8 @@ def _series_info(key: str, dataset: h5py.Dataset) -> SeriesInfo:
         origin=tuple(float(v) for v in attrs["origin"]),
         direction=np.asarray(attrs["direction"], dtype=np.float64).reshape(3, 3),
         series_uid=str(attrs.get("series_uid", "")), modality=str(attrs.get("modality", "MR")),
-        source=str(attrs.get("source", "")))
+        source=str(attrs.get("source", "")),
+        missing_slices=tuple(  # absent in schema version 1 and in complete series
+            MissingSlice(int(gap["index"]), tuple(float(v) for v in gap["position"]),
+                         str(gap["file"]), str(gap["reason"]))
+            for gap in json.loads(attrs.get("missing_slices", "[]"))))

@@ -2,7 +2,7 @@
 
 `srgan_tf.data.prepare` writes this format and `srgan_tf.data.cache` reads it.
 
-Layout (schema version 1)::
+Layout (schema version 2; version 1 is the same without `missing_slices`)::
 
     /                        attrs: schema_version, created_by, created, source, series_filter,
                                     test_fraction, seed
@@ -10,8 +10,13 @@ Layout (schema version 1)::
                              attrs: patient_id, series_uid, study_uid, series_description,
                                     modality, source, spacing (slice, row, col mm), origin (LPS
                                     mm), direction (3x3), intensity_range (lo, hi),
-                                    rescale_slope, rescale_intercept, source_tags (JSON)
+                                    rescale_slope, rescale_intercept, source_tags (JSON),
+                                    missing_slices (JSON, only where slices are missing)
     /split/train, /split/test    patient ids (UTF-8 strings)
+
+A series whose files lack slices (unreadable pixel data) stores only the slices it has:
+`missing_slices` lists {index, position, file, reason} of the others, index counting in the
+series' uniform slice grid that spacing, origin and direction describe.
 
 Volumes are stored as uint16 codes (scanner units = code * rescale_slope + rescale_intercept)
 when that reproduces the float32 values to a few ulp, as it does for 16-bit DICOM pixels;
@@ -23,7 +28,8 @@ import numpy as np
 
 from srgan_tf.data.intensity import DEFAULT_PERCENTILES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # written
+READABLE_SCHEMA_VERSIONS = (1, 2)
 _PATIENTS, _SPLIT = "patients", "split"
 
 

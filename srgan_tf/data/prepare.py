@@ -26,7 +26,9 @@ from srgan_tf.data.cache_format import (SCHEMA_VERSION, _PATIENTS, _SPLIT, _code
 from srgan_tf.data.intensity import robust_range
 from srgan_tf.data.split import split_patients
 from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER
+from srgan_tf.io.dicom_series import MissingSlice, PartialSeries
 from srgan_tf.io.errors import InputError
+from srgan_tf.io.partial_files import partial_path, remove_stale_partials
 from srgan_tf.io.volume import Volume
 
 
@@ -34,6 +36,7 @@ class WrittenSeries(NamedTuple):
     patient_id: str
     key: str
     shape: Tuple[int, int, int]
+    missing_slices: int = 0  # left out (unreadable files); listed in PrepareSummary.skipped
 
 
 @dataclass
@@ -44,6 +47,7 @@ class PrepareSummary:
     written: List[WrittenSeries] = field(default_factory=list)
     skipped: List[InputError] = field(default_factory=list)
     split: Dict[str, List[str]] = field(default_factory=lambda: {"train": [], "test": []})
+    warnings: List[str] = field(default_factory=list)
     slices: int = 0
     seconds: float = 0.0
 
@@ -57,11 +61,14 @@ class PrepareSummary:
         lines = [f"Wrote {len(self.written)} series ({self.slices} slices, {patients} patients) "
                  f"to {self.output} in {self.seconds:.1f} s "
                  f"({self.slices_per_second:.0f} slices/s)."]
-        lines += [f"  {item.key}  {'x'.join(map(str, item.shape))}" for item in self.written]
+        lines += [f"  {item.key}  {'x'.join(map(str, item.shape))}" + (
+            f"  ({item.missing_slices} missing slice(s) left out, see below)"
+            if item.missing_slices else "") for item in self.written]
         lines.append(f"Split: {len(self.split['train'])} train, {len(self.split['test'])} test "
                      f"patients (test: {', '.join(self.split['test']) or 'none'}).")
         lines.append(f"Skipped {len(self.skipped)} item(s)" + (":" if self.skipped else "."))
         lines += [f"  {error}" for error in self.skipped]
+        lines += [f"Warning: {warning}" for warning in self.warnings]
         return "\n".join(lines)
 
 
@@ -96,7 +103,9 @@ def _read_inputs(input_path: Path, series_filter, progress):
         from srgan_tf.io.dicom import iter_dicom_series
 
         ignored = {str(path) for path in nifti}  # the DICOM scan reports them as non-DICOM
-        for item in iter_dicom_series(input_path, series_filter, progress):
+        # In-plane training loses one slice per unreadable file, not the series.
+        for item in iter_dicom_series(input_path, series_filter, progress,
+                                      allow_missing_slices=True):
             if not (isinstance(item, InputError) and item.path in ignored):
                 yield item
     for path in nifti:
@@ -152,24 +161,29 @@ class _Encoded(NamedTuple):
     slope: float
     intercept: float
     intensity_range: Tuple[float, float]
+    missing: Tuple[MissingSlice, ...] = ()
 
 
-def _encode(volume: Volume) -> _Encoded:
-    """Check and encode one volume (runs in the reader thread, beside the writer)."""
+def _encode(item) -> _Encoded:
+    """Check and encode one Volume or PartialSeries (runs in the reader thread, beside the
+    writer); a partial series keeps only the slices it has."""
+    volume, missing = (item.volume, item.missing) if isinstance(item, PartialSeries) else (item, ())
     array = np.asarray(volume.array, dtype=np.float32)
+    if missing:
+        array = array[item.kept_indices()]
     if 0 in array.shape:
         raise InputError(_source(volume), f"empty volume of shape {array.shape}")
     if not np.isfinite(array).all():
         raise InputError(_source(volume), "volume contains NaN or infinite intensities")
     encoded = _uint16_encoding(array)
     if encoded is None:
-        return _Encoded(volume, array, 1.0, 0.0, robust_range(array))
-    return _Encoded(volume, *encoded, _code_range(*encoded))
+        return _Encoded(volume, array, 1.0, 0.0, robust_range(array), missing)
+    return _Encoded(volume, *encoded, _code_range(*encoded), missing)
 
 
 def _encoded(items):
     for item in items:
-        if isinstance(item, Volume):
+        if isinstance(item, (Volume, PartialSeries)):
             try:
                 item = _encode(item)
             except InputError as error:
@@ -194,6 +208,10 @@ def _write_series(group: h5py.Group, name: str, item: _Encoded) -> h5py.Dataset:
     attrs["intensity_range"] = np.asarray(item.intensity_range, dtype=np.float64)
     attrs["rescale_slope"], attrs["rescale_intercept"] = float(item.slope), float(item.intercept)
     attrs["source_tags"] = json.dumps(volume.source_tags, default=str)
+    if item.missing:
+        attrs["missing_slices"] = json.dumps([
+            {"index": gap.index, "position": list(gap.position), "file": gap.path,
+             "reason": gap.reason} for gap in item.missing])
     return dataset
 
 
@@ -236,17 +254,30 @@ def _write_all(handle: h5py.File, items, summary: PrepareSummary, progress: bool
             key = dataset.name[len(f"/{_PATIENTS}/"):]
             if volume.series_uid:
                 seen_uids[volume.series_uid] = key
-            summary.written.append(WrittenSeries(volume.patient_id, key, tuple(dataset.shape)))
+            summary.written.append(WrittenSeries(volume.patient_id, key, tuple(dataset.shape),
+                                                 len(item.missing)))
+            count = int(volume.source_tags.get("NonFiniteVoxels", 0) or 0)
+            if count:
+                summary.warnings.append(f"{_source(volume)}: {count} NaN/infinite voxel(s) "
+                                        "were set to 0 (holes in the image)")
             summary.slices += dataset.shape[0]
             bar.update(dataset.shape[0])
+
+
+def _no_test_patients(split: Dict[str, List[str]], test_fraction: float) -> str:
+    why = (f"only {len(split['train'])} patient" if len(split["train"]) < 2 else
+           "--test-fraction 0")
+    return (f"no test patients ({why}): `srgan-tf evaluate` has nothing to score and training "
+            "cannot validate on held-out patients; prepare at least 2 patients with a test "
+            "fraction above 0")
 
 
 def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SERIES_FILTER,
                 test_fraction: float = 0.1, seed: int = 0, progress: bool = True) -> PrepareSummary:
     """Build the HDF5 slice cache from a DICOM tree, a NIfTI file, or a folder of either.
 
-    Series are streamed one at a time. The file is written as `<output>.tmp-<pid>` and
-    renamed over `output` only when complete (schema_version is written last), so an
+    Series are streamed one at a time. The file is written as `.<name>.partial-<pid>` beside
+    `output` (stale ones of killed runs are removed first) and renamed over it only when complete (schema_version is written last), so an
     interrupted run never leaves a file that looks valid and an old cache survives failures.
 
     Args:
@@ -261,6 +292,7 @@ def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SE
     Raises:
         InputError: the input is missing, or no series could be written (the message lists
             every skipped item).
+        ValueError: `test_fraction` outside [0, 1).
 
     Example:
         >>> print(build_cache("~/tcia/PROSTATEx", "cache.h5").text())
@@ -272,7 +304,9 @@ def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SE
     if output.is_dir():
         raise InputError(output, "is a directory; expected the path of the cache file to write")
     output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f"{output.name}.tmp-{os.getpid()}")
+    # Earlier versions named the temporary "<name>.tmp-<pid>".
+    remove_stale_partials(output, [re.escape(f"{output.name}.tmp-") + r"(?P<pid>\d+)"])
+    temporary = partial_path(output)
     summary = PrepareSummary(output=output)
     start = time.perf_counter()
     try:
@@ -286,6 +320,8 @@ def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SE
                                  f"filter {series_filter!r}); skipped:{listing}")
             summary.split = split_patients([item.patient_id for item in summary.written],
                                            test_fraction, seed)
+            if not summary.split["test"]:
+                summary.warnings.append(_no_test_patients(summary.split, test_fraction))
             for side, patients in summary.split.items():
                 handle.create_dataset(f"{_SPLIT}/{side}", data=np.array(patients, dtype=object),
                                       dtype=h5py.string_dtype())

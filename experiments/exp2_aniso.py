@@ -9,15 +9,24 @@ generator upsamples the height axis only.
 import argparse
 import sys
 
-from srgan_tf.experiment import add_experiment_arguments, config_from_args, run_experiment
+from srgan_tf.experiment import (HelpFormatter, add_experiment_arguments, config_from_args,
+                                 run_experiment, run_main)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     add_experiment_arguments(parser, "exp2")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args):
     config = config_from_args(args, "exp2")
     run_experiment(config, resume=args.resume, sample_root=args.sample_root)
+
+
+def main(argv=None) -> int:
+    return run_main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

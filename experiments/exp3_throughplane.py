@@ -24,13 +24,18 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from srgan_tf.data.degrade import PROFILES
-from srgan_tf.experiment import (add_experiment_arguments, config_from_args, default_run_dir,
-                                 resolve_cache, resolve_content_loss, run_experiment)
+from srgan_tf.config import SLICE_PROFILES, Range
+from srgan_tf.experiment import (HelpFormatter, add_experiment_arguments, config_from_args,
+                                 default_run_dir, number_type, resolve_cache,
+                                 resolve_content_loss, run_experiment, run_main)
+
+# Heavy modules (TensorFlow, the evaluation layer) are imported inside functions: --help and a
+# bad flag answer at once.
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     add_experiment_arguments(parser, "exp3")
     group = parser.add_argument_group("Exp. 3")
     group.add_argument("--model", help="anisotropic export directory (default: train one with "
@@ -40,16 +45,28 @@ def parse_args(argv):
                             "(without --model: instead of the supervised one)")
     group.add_argument("--hr-dir", help="isotropic HR volumes <PatientID>.nii[.gz] to score "
                                         "against (default: the built-in sample's hr/)")
-    group.add_argument("--profile", choices=PROFILES, default="gaussian",
+    group.add_argument("--profile", choices=SLICE_PROFILES, default="gaussian",
                        help="slice profile of the simulated thick slices and of self-supervision")
-    group.add_argument("--crop", type=int, help="centred in-plane crop in pixels "
-                                                "(default: the config's hr_size; 0: whole slices)")
-    group.add_argument("--max-volumes", type=int, help="test patients used at most (default: all)")
-    group.add_argument("--max-planes", type=int, default=32, help="scored planes per orientation")
+    group.add_argument("--crop", type=number_type(int, Range(0)),
+                       help="centred in-plane crop in pixels (default: the config's hr_size; "
+                            "0: whole slices)")
+    group.add_argument("--max-volumes", type=number_type(int, Range(1)),
+                       help="test patients used at most (default: all)")
+    group.add_argument("--max-planes", type=number_type(int, Range(1)), default=32,
+                       help="scored planes per orientation")
     group.add_argument("--save-volumes", action="store_true", help="write SR volumes as NIfTI")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_args(parser, args) -> None:
     if args.mode != "aniso":
         parser.error("Exp. 3 needs an anisotropic (height-only) model: use --mode aniso")
+
+
+def parse_args(argv):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
     return args
 
 
@@ -136,10 +153,9 @@ def write_outputs(run_dir, config, model, self_supervised, metrics, figures, tim
         metrics, model_config, figures=figures, notes="\n".join(notes))
 
 
-def main(argv=None):
+def run(args):
     from srgan_tf.evaluation.throughplane import as_model, qualitative_throughplane, score_throughplane
 
-    args = parse_args(argv)
     config = config_from_args(args, "exp3")
     using_sample = not config.data.cache
     cache = resolve_cache(config, args.sample_root)
@@ -181,6 +197,11 @@ def main(argv=None):
     report = write_outputs(run_dir, config, model, self_supervised, metrics, figures, timings)
     print(f"\nRun directory: {run_dir}")
     print(re.split(r"\n## (?:Protocol|Figures)", report.read_text())[0])
+
+
+
+def main(argv=None) -> int:
+    return run_main(build_parser(), run, argv, check=check_args)
 
 
 if __name__ == "__main__":

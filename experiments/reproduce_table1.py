@@ -19,19 +19,30 @@ for every sub-run.
 import argparse
 import sys
 
-from srgan_tf.evaluation.table1 import add_table1_arguments, plan_from_args, reproduce_table1, render_table1
+from srgan_tf.experiment import run_main
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    from srgan_tf.evaluation.table1_plan import add_table1_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[2:]))
     add_table1_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args):
+    from srgan_tf.evaluation.table1 import plan_from_args, reproduce_table1, render_table1
+
     plan = plan_from_args(args)
     results = reproduce_table1(plan)
     print("\n" + render_table1(results))
     print(f"Written: {plan.output_dir / 'table1.md'}, {plan.output_dir / 'table1.json'}")
+
+
+def main(argv=None) -> int:
+    return run_main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from srgan_tf import __version__
-from srgan_tf.io.errors import InputError
 
 
 def cmd_sample(args):
@@ -55,93 +54,129 @@ def cmd_infer(args):
     from srgan_tf.inference.infer import run_infer
 
     summary = run_infer(args.model, args.input, args.output, dicom_output=args.dicom_output,
-                        mode=args.mode, batch_size=args.batch_size, progress=True)
+                        mode=args.mode, batch_size=args.batch_size, precision=args.precision,
+                        clip_to_input_range=not args.no_clip, progress=True)
     for key, value in summary.items():
         print(f"{key}: {value}")
 
 
 def cmd_evaluate(args):
     from srgan_tf.evaluation.run import evaluate_export
+    from srgan_tf.experiment import check_split
 
+    check_split(args.cache, args.split, advice=f": nothing to score; try --split "
+                f"{'train' if args.split == 'test' else 'test'}")
     evaluate_export(args.model, args.cache, split=args.split, output_dir=args.output,
                     max_slices_per_patient=args.max_slices_per_patient)
 
 
+def cmd_score(args):
+    from srgan_tf.evaluation.volume_score import format_scores, score_files, write_scores_json
+
+    scores = score_files(args.truth, args.input, args.thick, all_slices=args.all_slices)
+    print(format_scores(scores))
+    if args.json:
+        print(f"Scores written to {write_scores_json(scores, args.json)}")
+
+
+def add_command(commands, name: str, func, help: str, tensorflow: bool = True):
+    """A subcommand whose --help shows `help` as its description and every default."""
+    from srgan_tf.experiment import HelpFormatter
+
+    parser = commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                                 formatter_class=HelpFormatter)
+    parser.set_defaults(func=func, prog=parser.prog, tensorflow=tensorflow)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from srgan_tf.experiment import add_experiment_arguments
+    from srgan_tf.config import INFERENCE_PRECISIONS, RANGES, Range
+    from srgan_tf.experiment import add_experiment_arguments, number_type
 
     parser = argparse.ArgumentParser(prog="srgan-tf", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"srgan-tf {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    sample = commands.add_parser("sample", help="write the built-in synthetic prostate MR dataset as DICOM")
-    sample.add_argument("--output", required=True)
-    sample.add_argument("--patients", type=int, default=8)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.set_defaults(func=cmd_sample)
+    sample = add_command(commands, "sample", cmd_sample, tensorflow=False,
+                         help="write the built-in synthetic prostate MR phantom dataset as DICOM")
+    sample.add_argument("--output", required=True, help="folder to write (DICOM under OUTPUT/dicom)")
+    sample.add_argument("--patients", type=number_type(int, RANGES["sample_patients"]), default=8,
+                        help="synthetic patients")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the phantoms")
 
-    prepare = commands.add_parser("prepare", help="DICOM tree or NIfTI files -> HDF5 slice cache")
+    prepare = add_command(commands, "prepare", cmd_prepare, tensorflow=False,
+                          help="DICOM tree or NIfTI files -> HDF5 slice cache")
     prepare.add_argument("--input", required=True, help="DICOM tree (any depth), NIfTI file or folder")
     prepare.add_argument("--output", required=True, help="cache file to write (e.g. cache.h5)")
     prepare.add_argument("--series-filter", help="regular expression on SeriesDescription "
                          "(default: T2 axial, e.g. t2_tse_tra)")
     prepare.add_argument("--all-series", action="store_true", help="take every MR series")
-    prepare.add_argument("--test-fraction", type=float, default=0.1, help="patients held out for testing")
+    prepare.add_argument("--test-fraction", type=number_type(float, Range(0, 1, high_inclusive=False)),
+                         default=0.1, help="share of patients held out for testing, in [0, 1)")
     prepare.add_argument("--seed", type=int, default=0, help="seed of the patient split")
-    prepare.set_defaults(func=cmd_prepare)
 
-    info = commands.add_parser("info", help="patients, series, shapes, spacings and split of a cache")
-    info.add_argument("cache")
-    info.set_defaults(func=cmd_info)
+    info = add_command(commands, "info", cmd_info, tensorflow=False,
+                       help="patients, series, shapes, spacings and split of a cache")
+    info.add_argument("cache", help="HDF5 slice cache")
 
-    train = commands.add_parser("train", help="train an SRGAN (Exp. 1 with --mode iso, Exp. 2 with aniso)")
+    train = add_command(commands, "train", cmd_train,
+                        help="train an SRGAN (Exp. 1 with --mode iso, Exp. 2 with aniso), export "
+                             "it and score it on the test patients")
     add_experiment_arguments(train, "exp2")
     train.add_argument("--no-evaluate", action="store_true", help="skip the test-set evaluation")
-    train.set_defaults(func=cmd_train)
 
-    export = commands.add_parser("export", help="re-export a run's last checkpoint as a SavedModel")
-    export.add_argument("--run", required=True)
-    export.add_argument("--output", required=True)
-    export.set_defaults(func=cmd_export)
+    export = add_command(commands, "export", cmd_export,
+                         help="re-export a run's last checkpoint as a SavedModel")
+    export.add_argument("--run", required=True, help="run directory")
+    export.add_argument("--output", required=True, help="export directory to write")
 
-    infer = commands.add_parser("infer", help="super-resolve a volume (DICOM series dir or NIfTI)")
+    infer = add_command(commands, "infer", cmd_infer,
+                        help="super-resolve a volume (DICOM series dir or NIfTI) with an export")
     infer.add_argument("--model", required=True, help="export directory (SavedModel + metadata.json)")
-    infer.add_argument("--input", required=True)
+    infer.add_argument("--input", required=True, help="DICOM series folder, .nii or .nii.gz")
     infer.add_argument("--output", required=True, help="output NIfTI (.nii or .nii.gz)")
-    infer.add_argument("--dicom-output", help="also write a derived DICOM series here")
-    infer.add_argument("--mode", choices=("through-plane", "in-plane"), default="through-plane")
-    infer.add_argument("--batch-size", type=int, default=8)
-    infer.set_defaults(func=cmd_infer)
+    infer.add_argument("--dicom-output", help="also write a derived DICOM series into this new folder")
+    infer.add_argument("--mode", choices=("through-plane", "in-plane"), default="through-plane",
+                       help="through-plane: anisotropic model along the slices (Exp. 3); "
+                            "in-plane: isotropic model on each slice")
+    infer.add_argument("--batch-size", type=number_type(int, RANGES["batch_size"]), default=8,
+                       help="images per model call")
+    infer.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",
+                       help="auto: bfloat16 where the hardware runs it natively and the export "
+                            "has it, else float32")
+    infer.add_argument("--no-clip", action="store_true",
+                       help="keep SR intensities outside the input's range (default: clipped to "
+                            "it, so magnitude images never go negative)")
 
-    evaluate = commands.add_parser("evaluate", help="score an exported model and bicubic on a cache")
-    evaluate.add_argument("--model", required=True)
-    evaluate.add_argument("--cache", required=True)
-    evaluate.add_argument("--split", default="test", choices=("train", "test"))
-    evaluate.add_argument("--output", help="directory for metrics.json and report.md")
-    evaluate.add_argument("--max-slices-per-patient", type=int)
-    evaluate.set_defaults(func=cmd_evaluate)
+    evaluate = add_command(commands, "evaluate", cmd_evaluate,
+                           help="score an exported model and bicubic on a cache")
+    evaluate.add_argument("--model", required=True, help="export directory")
+    evaluate.add_argument("--cache", required=True, help="HDF5 slice cache")
+    evaluate.add_argument("--split", default="test", choices=("train", "test"), help="patients scored")
+    evaluate.add_argument("--output", help="directory for metrics.json and report.md "
+                                           "(default: the export's parent)")
+    evaluate.add_argument("--max-slices-per-patient", type=number_type(int, Range(1)),
+                          help="score at most this many slices per patient (default: all)")
+
+    score = add_command(commands, "score", cmd_score, tensorflow=False,
+                        help="PSNR, SSIM and HFEN of a volume against its isotropic truth, whole "
+                             "field and in a foreground mask (and of cubic along the slices of "
+                             "the thick input)")
+    score.add_argument("--truth", required=True, help="isotropic reference (DICOM series folder or "
+                       "NIfTI); its grid is the scoring grid")
+    score.add_argument("--input", required=True, help="volume to score, on the truth's grid")
+    score.add_argument("--thick", help="thick-slice volume the input was made from: adds the cubic "
+                       "baseline and scores only the truth slices between its first and last centres")
+    score.add_argument("--all-slices", action="store_true", help="with --thick, score every truth "
+                       "slice, extrapolated ones included")
+    score.add_argument("--json", help="also write the scores here as JSON")
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except InputError as error:
-        print(f"srgan-tf {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as error:
-        print(f"srgan-tf {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"srgan-tf {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # offline VGG weights: actionable message, no traceback
-        if type(error).__name__ == "VGGWeightsUnavailable":
-            print(f"srgan-tf {args.command}: error: {error}", file=sys.stderr)
-            return 2
-        raise
-    return 0
+    from srgan_tf.experiment import run_main
+
+    return run_main(build_parser(), lambda args: args.func(args), argv)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ SCALES = (2, 4, 8)
 CONTENT_LOSSES = ("vgg54", "vgg22", "mse")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+# Inference: an export's serving signatures ("auto": bfloat16 where native and exported).
+INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16")
 # Slice profiles of simulated thick slices; srgan_tf.data.degrade.PROFILES must equal it (tested).
 # Kept here so argument parsers list them without importing TensorFlow.
 SLICE_PROFILES = ("gaussian", "box")
@@ -217,10 +219,9 @@ class ExperimentConfig:
             raise ConfigError(f"patch_size must not exceed hr_size. "
                               f"Received: patch_size={data.patch_size}, hr_size={data.hr_size}")
         if data.train_size % data.scale:
-            raise ConfigError(
-                f"the HR training size ({'patch_size' if data.patch_size else 'hr_size'}) must be "
-                f"divisible by scale. Received: size={data.train_size}, scale={data.scale}"
-            )
+            size = "patch_size" if data.patch_size else "hr_size"  # the HR training size
+            raise ConfigError(f"{size} must be divisible by scale. "
+                              f"Received: {size}={data.train_size}, scale={data.scale}")
         if self.train.pretrain_epochs + self.train.adversarial_epochs < 1:
             raise ConfigError("at least one epoch must be trained (pretrain_epochs + "
                               "adversarial_epochs >= 1). Received: pretrain_epochs="

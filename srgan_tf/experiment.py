@@ -7,10 +7,12 @@ import argparse
 import datetime
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
 from srgan_tf import config as config_lib
+from srgan_tf.io.errors import InputError
 
 log = logging.getLogger("srgan_tf")
 
@@ -26,37 +28,86 @@ report record content_loss = "mse". To train with VGG54, see the README ("VGG19 
 """
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" after a flag's help, except where there is no default to show."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def number_type(kind, allowed: config_lib.Range):
+    """argparse `type=` for an int or float flag that must lie in `allowed`: a bad value stops
+    at parse time with the flag's name and the range (exit 2)."""
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}. Received: {text!r}") from None
+        if value not in allowed:
+            raise argparse.ArgumentTypeError(f"must be {noun} {allowed.text()}. Received: {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+# Flags whose values are names: their allowed names come from config.py.
+_CHOICES = {"content_loss": config_lib.CONTENT_LOSSES, "strategy": config_lib.STRATEGIES,
+            "precision": config_lib.PRECISIONS}
+_INTERNAL = ("content_loss_note",)  # written by the run itself, not a knob
+
+
 def add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) -> None:
     """Flags for every knob of `ExperimentConfig`; defaults come from the chosen preset."""
     default_mode = "iso" if experiment == "exp1" else "aniso"
+    parser.usage = "%(prog)s [options]"  # the full list is 40 flags: errors stay readable
     parser.add_argument("--cache", help="HDF5 slice cache from `srgan-tf prepare`; "
                         "default: the built-in synthetic sample (generated once)")
     parser.add_argument("--preset", choices=("quick", "paper"),
                         help="named config; default: quick without --cache, paper with it")
     parser.add_argument("--mode", choices=config_lib.MODES, default=default_mode,
                         help="iso: both axes (Exp. 1); aniso: height only (Exp. 2)")
-    parser.add_argument("--scale", type=int, choices=(2, 4, 8), default=4)
-    parser.add_argument("--output", help="run directory (default runs/<experiment>-<scale>x-<time>)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
+    parser.add_argument("--scale", type=int, choices=config_lib.SCALES, default=4,
+                        help="downsampling factor")
+    parser.add_argument("--output", metavar="RUN_DIR",
+                        help="run directory; default: runs/<experiment>-<mode>-<scale>x-<time>, "
+                             "e.g. runs/exp2-aniso-4x-20250101-120000")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last checkpoint in --output")
     parser.add_argument("--sample-root", default=str(DEFAULT_SAMPLE_ROOT),
                         help="where the built-in sample is generated and cached")
-    group = parser.add_argument_group("config overrides (default: the preset's value)")
+    group = parser.add_argument_group("config overrides (default: the preset's value, shown "
+                                      "as quick / paper)")
+    presets = [config_lib.preset(name, experiment=experiment, mode=default_mode)
+               for name in ("quick", "paper")]
     for section, cls in (("data", config_lib.DataConfig), ("model", config_lib.ModelConfig),
                          ("loss", config_lib.LossConfig), ("train", config_lib.TrainConfig)):
         for field in config_lib.dataclasses.fields(cls):
             if field.name in ("cache", "mode", "scale"):
                 continue
             flag = "--" + field.name.replace("_", "-")
-            kind = field.type if isinstance(field.type, type) else str
+            options = dict(dest=f"{section}.{field.name}", default=None)
+            values = [getattr(getattr(config, section), field.name) for config in presets]
+            options["help"] = f"{values[0]} / {values[1]}"
+            if field.name in _INTERNAL:
+                options["help"] = argparse.SUPPRESS
             if "bool" in str(field.type):
-                group.add_argument(flag, dest=f"{section}.{field.name}", default=None,
-                                   type=_parse_bool, metavar="{true,false}")
+                options.update(type=_parse_bool, metavar="{true,false}")
+            elif field.name in _CHOICES:
+                options.update(choices=_CHOICES[field.name])
+            elif "int" in str(field.type) or "float" in str(field.type):
+                kind = int if "int" in str(field.type) else float
+                allowed = config_lib.RANGES.get(field.name, config_lib.Range())
+                options.update(type=number_type(kind, allowed), metavar=kind.__name__.upper())
+                if allowed != config_lib.Range():
+                    options["help"] += f"; {allowed.text()}"
             else:
-                if "int" in str(field.type):
-                    kind = int
-                elif "float" in str(field.type):
-                    kind = float
-                group.add_argument(flag, dest=f"{section}.{field.name}", default=None, type=kind)
+                options.update(metavar=field.name.upper())
+            group.add_argument(flag, **options)
 
 
 def _parse_bool(text: str) -> bool:
@@ -68,7 +119,8 @@ def _parse_bool(text: str) -> bool:
 
 
 def config_from_args(args: argparse.Namespace, experiment: str) -> config_lib.ExperimentConfig:
-    """Preset first, then every flag the user gave."""
+    """Preset first, then every flag the user gave. A value the config refuses raises
+    `ConfigError` naming the flags (e.g. --patch-size not divisible by --scale)."""
     preset_name = args.preset or ("paper" if args.cache else "quick")
     config = config_lib.preset(preset_name, experiment=experiment, mode=args.mode, scale=args.scale)
     config.data.cache = args.cache
@@ -77,7 +129,64 @@ def config_from_args(args: argparse.Namespace, experiment: str) -> config_lib.Ex
             section, name = key.split(".")
             setattr(getattr(config, section), name, value)
     config.output_dir = args.output
-    return config_lib.ExperimentConfig.from_dict(config.to_dict())  # re-validates
+    try:
+        return config_lib.ExperimentConfig.from_dict(config.to_dict())  # re-validates
+    except config_lib.ConfigError as error:
+        raise config_lib.ConfigError(_as_flags(str(error))) from None
+
+
+def _as_flags(message: str) -> str:
+    """Config field names in a message -> the flags that set them."""
+    names = {field.name for cls in (config_lib.DataConfig, config_lib.ModelConfig,
+                                    config_lib.LossConfig, config_lib.TrainConfig)
+             for field in config_lib.dataclasses.fields(cls)}
+    return re.sub(r"(?<![\w-])(" + "|".join(sorted(names, key=len, reverse=True)) + r")\b",
+                  lambda match: "--" + match.group(1).replace("_", "-"), message)
+
+
+# Errors that are the user's to fix: one line, exit 2. Anything else is a bug: traceback.
+USER_ERRORS = (InputError, config_lib.ConfigError, FileNotFoundError, FileExistsError,
+               NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def run_main(parser: argparse.ArgumentParser, run, argv=None, *, check=None) -> int:
+    """Every entry point's `main`: parse, start TensorFlow quietly, run, and turn the user's
+    errors into one line `<prog>: error: ...` (exit 2) and Ctrl-C into one line (exit 130).
+
+    Args:
+        parser: the entry point's parser. `set_defaults(prog=..., tensorflow=False)` on a
+            subcommand names it in messages and skips the TensorFlow start.
+        run: called with the parsed arguments.
+        argv: arguments (default: sys.argv[1:]).
+        check: optional `check(parser, args)` for parse-time checks across flags
+            (it calls `parser.error`).
+
+    Returns:
+        The exit status.
+    """
+    from srgan_tf import runtime
+
+    runtime.quiet_tensorflow_logs()
+    args = parser.parse_args(argv)
+    if check is not None:
+        check(parser, args)
+    prog = getattr(args, "prog", None) or parser.prog
+    try:
+        if getattr(args, "tensorflow", True):
+            runtime.start_tensorflow()
+        run(args)
+    except USER_ERRORS as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # offline VGG weights: actionable message, no traceback
+        if type(error).__name__ != "VGGWeightsUnavailable":
+            raise
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def default_run_dir(config: config_lib.ExperimentConfig) -> Path:
@@ -126,15 +235,58 @@ def resolve_content_loss(config: config_lib.ExperimentConfig, using_sample: bool
         return None
 
 
+def check_split(cache, split: str = "test", advice: str = "") -> int:
+    """Raises InputError when the cache holds no series on `split`'s side, before any work.
+
+    Returns:
+        The number of series on that side.
+    """
+    from srgan_tf.data.cache import SliceCache
+
+    with SliceCache(cache) as opened:
+        count = len(opened.series(split))
+        patients = {side: len(ids) for side, ids in opened.split.items()}
+    if not count:
+        raise InputError(cache, f"no series in the {split!r} split (split: {patients['train']} "
+                                f"train, {patients['test']} test patients){advice}")
+    return count
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """A new run needs an unused directory: found before the data is touched (the trainer
+    checks the same later; this one only makes it cheap)."""
+    if resume or not (run_dir / "checkpoints").is_dir():
+        return
+    if any((run_dir / "checkpoints").iterdir()):
+        raise InputError(run_dir, "already holds a training run (checkpoints/): pass --resume "
+                                  "to continue it, or choose another --output")
+
+
 def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_root=DEFAULT_SAMPLE_ROOT,
                    evaluate=True) -> dict:
-    """Data -> train -> export -> evaluate -> report. Returns the metrics dict."""
-    from srgan_tf.training.trainer import train
+    """Data -> train -> export -> evaluate -> report. Returns the metrics dict.
 
+    Refuses before training when the run directory is taken (without `resume`) or when
+    `evaluate` is asked and the cache has no test patients.
+    """
+    run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
+    check_run_dir(run_dir, resume)
     using_sample = not config.data.cache
     cache = resolve_cache(config, sample_root)
+    if evaluate:
+        check_split(cache, "test", advice=": the test-set evaluation after training needs at "
+                    "least one; rebuild the cache with more patients or a larger "
+                    "--test-fraction, or skip it (srgan-tf train --no-evaluate)")
+    else:
+        from srgan_tf.data.cache import SliceCache
+
+        with SliceCache(cache) as opened:
+            if not opened.series("test"):
+                print(f"Note: {cache} has no test patients: validation uses training slices, "
+                      "so its scores are optimistic.")
+    from srgan_tf.training.trainer import train
+
     config.data.cache = str(cache)
-    run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
     config.output_dir = str(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     extractor = resolve_content_loss(config, using_sample)

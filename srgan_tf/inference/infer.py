@@ -1,18 +1,24 @@
 """`srgan-tf infer`: exported model + DICOM series or NIfTI volume -> SR NIfTI (+ DICOM series).
 
-Needs only the export directory (SavedModel + metadata.json). Bad input raises InputError
-before anything is written, and outputs appear only when complete (temporary name, rename).
+Needs only the export directory (SavedModel + metadata.json). Bad input and unusable output
+locations raise InputError before any work, and outputs appear only when complete (temporary
+name `.<name>.partial-<pid>...`, rename); partials left by a killed earlier run of the same
+output are removed.
 """
 import os
+import re
 import resource
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 
+from srgan_tf.config import INFERENCE_PRECISIONS
 from srgan_tf.inference.export import load_exported
 from srgan_tf.inference.volume_sr import MODES, check_mode, super_resolve_volume
 from srgan_tf.io.dicom import write_dicom_series
@@ -21,7 +27,7 @@ from srgan_tf.io.nifti import is_nifti_path, write_nifti
 from srgan_tf.io.reader import read_volume
 from srgan_tf.runtime import native_bfloat16
 
-PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISIONS = INFERENCE_PRECISIONS
 
 
 def resolve_precision(precision: str, model) -> str:
@@ -63,10 +69,77 @@ def _check_outputs(output_path: Path, dicom_output: Optional[Path]) -> None:
         raise InputError(output_path, "output must be a NIfTI file name ending in .nii or .nii.gz")
     if output_path.is_dir():
         raise InputError(output_path, "output is a directory; give a .nii.gz file name")
+    _check_writable(output_path)
     if dicom_output is not None and dicom_output.exists():
         if not dicom_output.is_dir() or any(dicom_output.iterdir()):
             raise InputError(dicom_output, "already exists and is not an empty folder; choose a "
                                            "new folder for the derived DICOM series")
+    if dicom_output is not None:
+        _check_writable(dicom_output)
+
+
+def _check_writable(path: Path) -> None:
+    """The folder that will hold `path` (or its nearest existing ancestor, created later) is a
+    folder we can write into: tried with a probe file, so read-only mounts count too."""
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(path, f"cannot be written: {folder} is a file, not a folder")
+    try:
+        descriptor, probe = tempfile.mkstemp(dir=folder, prefix=".srgan-tf-write-test-")
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        raise InputError(path, f"cannot be written: no write access to {folder} "
+                               f"({error.strerror or error})") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except PermissionError:  # another user's process
+        return True
+    except (ProcessLookupError, OverflowError, ValueError):
+        return False
+    return True
+
+
+def remove_stale_partials(target: Path) -> list:
+    """Removes `.{name}.partial-<pid>...` files and folders beside `target` (and the older
+    `.{stem}.partial-...` NIfTI names) whose process is gone: leftovers of a killed run.
+
+    Returns:
+        The removed paths.
+    """
+    folder = target.absolute().parent
+    if not folder.is_dir():
+        return []
+    stem = re.sub(r"\.nii(\.gz)?$", "", target.name, flags=re.IGNORECASE)
+    prefixes = {f".{target.name}.partial-", f".{stem}.partial-"}
+    removed = []
+    for entry in folder.iterdir():
+        prefix = next((p for p in prefixes if entry.name.startswith(p)), None)
+        if prefix is None:
+            continue
+        pid = re.match(r"\d+", entry.name[len(prefix):])
+        if pid and (int(pid.group()) == os.getpid() or _pid_alive(int(pid.group()))):
+            continue  # a run writing the same output right now
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def clip_to_range(volume, low: float, high: float):
+    """(volume with intensities clipped to [low, high], number of voxels changed)."""
+    array = np.asarray(volume.array)
+    outside = int(np.count_nonzero((array < low) | (array > high)))
+    if outside:
+        volume = volume.with_array(np.clip(array, low, high).astype(array.dtype, copy=False))
+    return volume, outside
 
 
 def _write_outputs(result, source, output_path: Path, dicom_output: Optional[Path]) -> int:
@@ -77,7 +150,8 @@ def _write_outputs(result, source, output_path: Path, dicom_output: Optional[Pat
         files = []
         if dicom_output is not None:
             dicom_output.parent.mkdir(parents=True, exist_ok=True)
-            staging = dicom_output.with_name(f".{dicom_output.name}.partial-{uuid.uuid4().hex[:8]}")
+            staging = dicom_output.with_name(
+                f".{dicom_output.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             files = write_dicom_series(result.volume, staging, derived=True, reference=source,
                                        series_description=result.volume.series_description)
         write_nifti(result.volume, output_path)  # itself atomic (temporary name, rename)
@@ -99,7 +173,7 @@ def _write_outputs(result, source, output_path: Path, dicom_output: Optional[Pat
 
 def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: str = "through-plane",
               batch_size: int = 8, memory_budget_mb: float = 2048, precision: str = "auto",
-              progress: bool = True) -> dict:
+              clip_to_input_range: bool = True, progress: bool = True) -> dict:
     """Super-resolve one volume with an exported generator and write the result.
 
     Args:
@@ -112,6 +186,8 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: st
         memory_budget_mb: activation memory per model call; larger images are tiled.
         precision: "auto" (bfloat16 where native and exported, else float32), "float32",
             or "bfloat16".
+        clip_to_input_range: clip the SR intensities to the input's [min, max]: the generator
+            overshoots at edges, and magnitude MR must not go negative.
         progress: tqdm bar over batches.
 
     Returns:
@@ -126,6 +202,9 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: st
     output_path = Path(output_path)
     dicom_output = Path(dicom_output) if dicom_output else None
     _check_outputs(output_path, dicom_output)
+    for target in [output_path] + ([dicom_output] if dicom_output else []):
+        for stale in remove_stale_partials(target):
+            print(f"Removed {stale}: a partial output left by an interrupted run", file=sys.stderr)
     model = load_exported(model_dir)
     check_mode(model, mode, model_dir)
     precision = resolve_precision(precision, model)
@@ -133,6 +212,12 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: st
     result = super_resolve_volume(model, volume, mode, batch_size=batch_size,
                                   memory_budget_mb=memory_budget_mb, precision=precision,
                                   progress=progress)
+    clipped = "off"
+    if clip_to_input_range:
+        low, high = float(np.min(volume.array)), float(np.max(volume.array))
+        result.volume, outside = clip_to_range(result.volume, low, high)
+        clipped = (f"to the input range [{low:g}, {high:g}], {outside} voxels "
+                   f"({outside / max(result.volume.array.size, 1):.2%})")
     dicom_files = _write_outputs(result, volume, output_path, dicom_output)
     return {
         "input": str(input_path),
@@ -146,8 +231,28 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: st
         "mode": mode,
         "scale_hw": list(model.scale_hw),
         "precision": precision,
+        "clipped": clipped,
         "batches": result.batches,
         "tiles_per_image": result.tiles_per_image,
         "seconds": round(time.perf_counter() - started, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
+
+
+def check_output_locations(output_path, dicom_output=None) -> None:
+    """InputError before any work when the outputs cannot be written (see `run_infer`)."""
+    _check_outputs(Path(output_path), Path(dicom_output) if dicom_output else None)
+
+
+def read_input_volume(input_path, mode: str = "through-plane"):
+    """`read_volume` with every reader failure as one InputError naming the input."""
+    return _read_input(input_path, "through-plane" if mode == "self-supervised" else mode)
+
+
+def write_outputs(volume, source, output_path, dicom_output=None) -> int:
+    """Write an SR `Volume` as NIfTI (and a derived DICOM series of `source`), atomically;
+    returns the number of DICOM files."""
+    from types import SimpleNamespace
+
+    return _write_outputs(SimpleNamespace(volume=volume), source, Path(output_path),
+                          Path(dicom_output) if dicom_output else None)

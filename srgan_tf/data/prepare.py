@@ -305,9 +305,11 @@ def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SE
         raise InputError(output, "is a directory; expected the path of the cache file to write")
     output.parent.mkdir(parents=True, exist_ok=True)
     # Earlier versions named the temporary "<name>.tmp-<pid>".
-    remove_stale_partials(output, [re.escape(f"{output.name}.tmp-") + r"(?P<pid>\d+)"])
+    stale = remove_stale_partials(output, [re.escape(f"{output.name}.tmp-") + r"(?P<pid>\d+)"])
     temporary = partial_path(output)
     summary = PrepareSummary(output=output)
+    summary.warnings += [f"removed {path}: a partial cache left by an interrupted run"
+                         for path in stale]
     start = time.perf_counter()
     try:
         with h5py.File(temporary, "w") as handle:
@@ -315,9 +317,13 @@ def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SE
             with closing(_prefetch(reader)) as items:
                 _write_all(handle, items, summary, progress)
             if not summary.written:
-                listing = "".join(f"\n  {error}" for error in summary.skipped) or " none"
+                # One skipped item fits the error's line; several are listed one a line.
+                listing = (f" {summary.skipped[0]}" if len(summary.skipped) == 1 else
+                           "".join(f"\n  {error}" for error in summary.skipped) or " none")
+                used = ("the default T2-axial one" if series_filter == DEFAULT_SERIES_FILTER
+                        else repr(series_filter))
                 raise InputError(input_path, "no series could be written to the cache (series "
-                                 f"filter {series_filter!r}); skipped:{listing}")
+                                 f"filter {used}); skipped:{listing}")
             summary.split = split_patients([item.patient_id for item in summary.written],
                                            test_fraction, seed)
             if not summary.split["test"]:

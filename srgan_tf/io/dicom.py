@@ -95,6 +95,8 @@ def read_dicom_series(directory, series_filter: Optional[str] = None) -> Volume:
                             f"{os.path.dirname(h[0].path)})" for h in selected.values())
         raise InputError(directory, f"holds {len(selected)} series: {listing}. Point at one "
                                     "series folder or choose one with a series filter")
+    if not series and not skipped:
+        raise InputError(directory, "holds no files (an empty folder)")
     if not selected:
         details = f"; first problem: {skipped[0]}" if skipped else ""
         found = f" (series found: {sorted(h[0].description for h in series.values())})" \

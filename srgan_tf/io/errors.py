@@ -13,3 +13,8 @@ class InputError(ValueError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class InputWarning(UserWarning):
+    """Input that was used, but changed or in part: the message names the file and what
+    happened (e.g. NaN voxels set to 0), so a caller can filter these warnings or show them."""

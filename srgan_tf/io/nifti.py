@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from srgan_tf.io.errors import InputError
+from srgan_tf.io.errors import InputError, InputWarning
 from srgan_tf.io.volume import Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -112,7 +112,9 @@ def read_nifti(path) -> Volume:
 
     Spacing comes from the affine's column norms and the direction from its normalised
     columns, so `read_nifti(write_nifti(v, p))` reproduces array, spacing, origin and
-    direction. Non-finite voxels are set to 0.
+    direction. Non-finite (NaN, infinite) voxels are set to 0; when there are any, an
+    `InputWarning` names the file and their count, which `source_tags["NonFiniteVoxels"]`
+    also holds (the key is absent for a finite file).
 
     Args:
         path: a .nii or .nii.gz file; its name (without suffix) becomes the patient id.
@@ -134,8 +136,16 @@ def read_nifti(path) -> Volume:
         raise InputError(path, f"has a degenerate affine (voxel size {spacing.tolist()} mm)")
     description = bytes(header["descrip"].item()).split(b"\0")[0].decode("ascii", "replace").strip()
     array = np.ascontiguousarray(data.transpose(2, 1, 0))
-    np.nan_to_num(array, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    source_tags = {}
+    nonfinite = ~np.isfinite(array)
+    if nonfinite.any():
+        nan = int(np.count_nonzero(np.isnan(array)))
+        source_tags["NonFiniteVoxels"] = count = int(np.count_nonzero(nonfinite))
+        array[nonfinite] = 0.0
+        warnings.warn(InputWarning(f"{path}: {count} of {array.size} voxels are not finite "
+                                   f"({nan} NaN, {count - nan} infinite); they were set to 0"),
+                      stacklevel=2)
     return Volume(array=array, spacing=tuple(spacing), origin=tuple(index_to_lps[:3, 3]),
                   direction=(axes / spacing).T, patient_id=_stem(path),
                   series_description=description or _stem(path), modality="MR",
-                  source_paths=[str(path)])
+                  source_paths=[str(path)], source_tags=source_tags)

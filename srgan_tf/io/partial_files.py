@@ -7,6 +7,7 @@ it once no live process owns it.
 """
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import List, Sequence
 
@@ -33,25 +34,32 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale_partials(path, legacy_patterns: Sequence[str] = ()) -> List[Path]:
-    """Remove the partial files of `path` whose writing process is gone; returns them.
+    """Remove the partials of `path` whose writing process is gone; returns them.
+
+    A partial is `.<name>.partial-<pid>`, optionally followed by `-` or `.` and more (a
+    partial folder may carry a unique token); files and folders alike.
 
     Args:
-        path: the destination file.
+        path: the destination file or folder.
         legacy_patterns: regular expressions (full match, a `pid` group) of names that
             earlier versions gave partial files of `path`.
     """
     path = Path(path)
-    patterns = [re.escape(f".{path.name}.partial-") + r"(?P<pid>\d+)", *legacy_patterns]
+    patterns = [re.escape(f".{path.name}.partial-") + r"(?P<pid>\d+)(?:[-.].*)?",
+                *legacy_patterns]
     if not path.parent.is_dir():
         return []
     removed = []
     for candidate in path.parent.iterdir():
         match = next((found for found in (re.fullmatch(pattern, candidate.name)
                                           for pattern in patterns) if found), None)
-        if match is None or pid_alive(int(match.group("pid"))) or not candidate.is_file():
+        if match is None or pid_alive(int(match.group("pid"))):
             continue
         try:
-            candidate.unlink()
+            if candidate.is_dir() and not candidate.is_symlink():
+                shutil.rmtree(candidate)
+            else:
+                candidate.unlink()
             removed.append(candidate)
         except FileNotFoundError:  # another run cleaned it first
             continue

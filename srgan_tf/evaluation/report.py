@@ -187,13 +187,19 @@ def write_report(run_dir, title: str, metrics: dict, config_dict: Optional[dict]
     scale = data.get("scale") or (scale_hw[0] if scale_hw else None)
     rows = _method_rows(metrics, mode, scale)
     parts = [f"# {title}", ""]
+    synthetic = scored_on_sample(metrics, data)
+    if synthetic:
+        parts += ["**Data: the built-in synthetic phantom** (not patient MR): these numbers show "
+                  "that the pipeline works and where it stands against bicubic, not what it does "
+                  "on patients.", ""]
     first = rows[0][1] if rows else {}
     parts += [f"## Results ({protocol.get('split', 'test')} split: {first.get('patients', '?')} "
               f"patients, {first.get('slices', '?')} slices; mean ± std over patients)", "",
               metrics_table(rows, paper=paper, highlight_best=True)]
     if paper:
         parts += ["Paper numbers: Sood & Rusu, Table 1 (TCIA prostate T2; their data, split "
-                  "and protocol, not ours).", ""]
+                  "and protocol, not ours" + ("; ours are on the synthetic phantom, so compare "
+                  "each with its own bicubic, not across sources" if synthetic else "") + ").", ""]
     parts += ["## Protocol", "", protocol_text(protocol), ""]
     parts += figure_section(figures, run_dir)
     loss_note = config_dict.get("loss", {}).get("content_loss_note")
@@ -205,6 +211,16 @@ def write_report(run_dir, title: str, metrics: dict, config_dict: Optional[dict]
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(parts))
     return path
+
+
+def scored_on_sample(metrics: dict, data_config: dict) -> bool:
+    """True when the scored cache is the built-in synthetic sample (its folder holds the
+    sample's sample.json, or every patient is a SAMPLE-#### phantom)."""
+    cache = metrics.get("protocol", {}).get("cache") or data_config.get("cache")
+    if cache and (Path(cache).parent / "sample.json").is_file():
+        return True
+    patients = list(metrics.get("per_patient", {}))
+    return bool(patients) and all(str(p).startswith("SAMPLE-") for p in patients)
 
 
 def figure_section(figures, run_dir) -> list:

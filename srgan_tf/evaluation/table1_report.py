@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from srgan_tf.evaluation.metrics import METRICS
-from srgan_tf.evaluation.report import DECIMALS, PAPER_TABLE1, method_key, protocol_text
+from srgan_tf.evaluation.report import (DECIMALS, PAPER_TABLE1, method_key, protocol_text,
+                                        scored_on_sample)
 from srgan_tf.evaluation.table1_plan import (TARGET_SETTING, SubRun, Table1Plan, _saved_config,
                                              parse_setting)
 from srgan_tf.files import atomic_write_text
@@ -97,14 +98,20 @@ def _best_values(rows: List[dict]) -> dict:
 
 def render_table1(results: dict) -> str:
     """table1.md: paper-layout table, full table, quality target, protocol, figures, runs."""
-    parts = [f"# Table 1 reproduction (Sood & Rusu), {results['preset']} preset", "",
-             "## Table 1 in the paper's layout (PSNR [dB] / SSIM)", "", paper_layout_table(results),
-             "\\* not in the paper: bicubic columns filled in from the same evaluation.", "",
-             "## All settings and metrics (test split, mean ± std over patients; best per setting "
-             "in bold)", "", full_table(results),
-             "SRResNet = the generator after the MSE pretraining phase; SRGAN = after the "
-             "adversarial phase. Paper numbers: Sood & Rusu, Table 1 (TCIA prostate T2: their "
-             "data, split and protocol, not ours).", ""]
+    first = next(iter(results["settings"].values()), {})
+    synthetic = scored_on_sample({"protocol": first.get("protocol", {})}, {})
+    parts = [f"# Table 1 reproduction (Sood & Rusu), {results['preset']} preset", ""]
+    if synthetic:
+        parts += ["**Data: the built-in synthetic phantom** (not patient MR): the paper's numbers "
+                  "are on TCIA patients, ours on the phantom; compare each row with its own "
+                  "bicubic, not across sources.", ""]
+    parts += ["## Table 1 in the paper's layout (PSNR [dB] / SSIM)", "", paper_layout_table(results),
+              "\\* not in the paper: bicubic columns filled in from the same evaluation.", "",
+              "## All settings and metrics (test split, mean ± std over patients; best per setting "
+              "in bold)", "", full_table(results),
+              "SRResNet = the generator after the MSE pretraining phase; SRGAN = after the "
+              "adversarial phase. Paper numbers: Sood & Rusu, Table 1 (TCIA prostate T2: their "
+              "data, split and protocol, not ours).", ""]
     if any(not entry["srresnet"] for entry in results["settings"].values()):
         parts += ["SRResNet rows are missing where the run kept no `export_pretrain/`.", ""]
     target = results.get("quality_target") or {}

@@ -7,8 +7,9 @@ import pytest
 from scipy import ndimage
 
 from srgan_tf.cli import main
-from srgan_tf.evaluation.volume_score import (cubic_baseline, foreground_mask, score_volumes, ssim,
-                                              ssim_map)
+from srgan_tf.evaluation.volume_score import (cubic_baseline, foreground_mask, score_files,
+                                              score_volumes, ssim, ssim_map)
+from srgan_tf.io.dicom import write_dicom_series
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume
@@ -120,6 +121,26 @@ def test_input_shifted_by_whole_slices_is_scored_where_it_overlaps():
     scores = score_volumes(truth, {"part": part})
     assert scores["region"]["first"] == [3, 0, 0]
     assert scores["methods"]["part"]["psnr"] == math.inf
+
+
+def test_same_grid_in_another_axis_order_is_reordered_onto_the_truth():
+    truth = _truth()
+    corner = truth.affine_lps() @ np.array([truth.shape[0] - 1, truth.shape[1] - 1, 0, 1.0])
+    reversed_ = truth.with_array(truth.array[::-1, ::-1], origin=tuple(corner[:3]),
+                                 direction=truth.direction * np.array([[-1.0], [-1.0], [1.0]]))
+    swapped = truth.with_array(truth.array.transpose(0, 2, 1), direction=truth.direction[[0, 2, 1]],
+                               spacing=tuple(np.asarray(truth.spacing)[[0, 2, 1]]))
+    scores = score_volumes(truth, {"reversed": reversed_, "swapped": swapped})
+    assert scores["methods"]["reversed"]["psnr"] == math.inf
+    assert scores["methods"]["swapped"]["psnr"] == math.inf
+
+
+def test_dicom_truth_scores_a_nifti_input(tmp_path):
+    truth = _truth()
+    write_dicom_series(truth, tmp_path / "truth_dicom", series_description="t1 truth")
+    nifti = _write(truth, tmp_path / "sr.nii.gz")
+    scores = score_files(tmp_path / "truth_dicom", nifti)
+    assert scores["methods"]["input"]["psnr"] > 60  # DICOM stores integers: rounding only
 
 
 def _write(volume, path):

@@ -1,9 +1,10 @@
 """`srgan-tf score`: a super-resolved volume scored against an isotropic truth on the truth's grid.
 
 Protocol (that of the independent real-MR kit, shared/realmr/score.py, so numbers compare):
-- grid: a scored volume must lie on the truth's voxel grid: inv(truth affine) @ its affine is the
-  identity up to a whole-voxel shift (tolerance 1e-4 on the axes, 1e-3 voxel on the shift). A
-  shifted volume is scored on the truth voxels it covers; anything else is refused.
+- grid: a scored volume must lie on the truth's voxel grid: inv(truth affine) @ its affine is a
+  signed axis permutation and a whole-voxel shift (tolerance 1e-4 on the axes, 1e-3 voxel on the
+  shift). It is reordered to the truth's axes (the kit accepts the identity only) and, if shifted,
+  scored on the truth voxels it covers; anything else is refused.
 - region: the truth voxels every scored volume covers; with a thick volume, only the truth slices
   between its first and last slice centres, where no method extrapolates (the kit's
   "interpolable" slab; all_slices=True scores every truth slice).
@@ -105,26 +106,37 @@ def foreground_mask(truth: np.ndarray) -> Tuple[np.ndarray, float]:
     return mask, threshold
 
 
-def grid_shift(truth: Volume, volume: Volume) -> np.ndarray:
-    """Whole-voxel shift s such that voxel k of `volume` is voxel k + s of `truth`.
+def on_truth_grid(truth: Volume, volume: Volume) -> Tuple[np.ndarray, np.ndarray]:
+    """(array, shift): `volume`'s voxels in the truth's axis order, voxel k at truth voxel k + shift.
+
+    The same voxel grid stored in another axis order or direction (a DICOM series read in reverse,
+    a NIfTI written row-flipped) is reordered; anything else is refused.
 
     Raises:
-        InputError: `volume` is not on the truth's grid (other axes, spacing or a fractional shift).
+        InputError: `volume` is not on the truth's grid (other spacing, rotation or a fractional shift).
     """
-    to_truth = np.linalg.inv(truth.affine_lps()) @ volume.affine_lps()
-    if not np.allclose(to_truth[:3, :3], np.eye(3), atol=AXIS_TOLERANCE):
+    to_truth = np.linalg.inv(truth.affine_lps()) @ volume.affine_lps()  # volume index -> truth
+    axes = np.rint(to_truth[:3, :3])
+    signed_permutation = (np.abs(axes).sum(0) == 1).all() and (np.abs(axes).sum(1) == 1).all()
+    if not signed_permutation or not np.allclose(to_truth[:3, :3], axes, atol=AXIS_TOLERANCE):
         raise InputError(_source(volume), (
             f"is not on the truth's grid ({_source(truth)}): voxel axes differ (spacing "
             f"{_mm(volume.spacing)} vs {_mm(truth.spacing)} mm along (slice, row, col), direction "
             f"{np.round(volume.direction, 4).tolist()} vs {np.round(truth.direction, 4).tolist()}); "
             + RESAMPLE_HINT))
-    shift = to_truth[:3, 3]
+    source_axis = np.abs(axes).argmax(1)  # truth axis i runs along volume axis source_axis[i]
+    array = np.transpose(volume.array, source_axis)
+    shift = to_truth[:3, 3].copy()
+    for axis in range(3):
+        if axes[axis, source_axis[axis]] < 0:  # reversed: read it from the other end
+            array = np.flip(array, axis)
+            shift[axis] -= array.shape[axis] - 1
     if not np.allclose(shift, np.rint(shift), atol=SHIFT_TOLERANCE):
         raise InputError(_source(volume), (
             f"is not on the truth's grid ({_source(truth)}): it is offset by "
             f"{np.round(shift, 4).tolist()} truth voxels along (slice, row, col), not a whole "
             "number; " + RESAMPLE_HINT))
-    return np.rint(shift).astype(int)
+    return array, np.rint(shift).astype(int)
 
 
 def _mm(values) -> str:
@@ -232,11 +244,10 @@ def score_volumes(truth: Volume, inputs: Mapping[str, Volume], thick: Optional[V
     if high <= low:
         raise InputError(_source(truth), f"is constant ({low:g}): nothing to score against")
     first, stop = np.zeros(3, int), np.array(truth.shape)
-    shifts = {}
-    for label, volume in inputs.items():
-        shifts[label] = grid_shift(truth, volume)
-        first = np.maximum(first, shifts[label])
-        stop = np.minimum(stop, shifts[label] + np.array(volume.shape))
+    placed = {label: on_truth_grid(truth, volume) for label, volume in inputs.items()}
+    for array, shift in placed.values():
+        first = np.maximum(first, shift)
+        stop = np.minimum(stop, shift + np.array(array.shape))
     baseline = cubic_baseline(thick, truth) if thick is not None else None
     if baseline is not None and not all_slices:
         first[baseline.axis] = max(first[baseline.axis], baseline.slab[0])
@@ -257,9 +268,8 @@ def score_volumes(truth: Volume, inputs: Mapping[str, Volume], thick: Optional[V
         return _metrics(truth_region, estimate, truth_log, mask, inner, high - low)
 
     methods = {}
-    for label, volume in inputs.items():
-        own = tuple(slice(a - s, b - s) for a, b, s in zip(first, stop, shifts[label]))
-        methods[label] = score(volume.array[own])
+    for label, (array, shift) in placed.items():
+        methods[label] = score(array[tuple(slice(a - s, b - s) for a, b, s in zip(first, stop, shift))])
     if baseline is not None:
         methods["cubic"] = score(baseline.array[region])
     return {"methods": methods,

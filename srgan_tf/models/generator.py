@@ -10,7 +10,7 @@ import re
 
 import keras
 
-from srgan_tf.models.layers import BicubicUpsample, OneChannelConv2D, PixelShuffle
+from srgan_tf.models.layers import ICNR, BicubicUpsample, OneChannelConv2D, PixelShuffle
 
 _RESIDUAL_CONV = re.compile(r"^res(\d+)_conv1$")
 
@@ -68,7 +68,9 @@ def _residual_block(x, filters, index):
 def _upsample_stage(x, filters, factor_hw, index):
     """conv3x3 to filters*sh*sw channels, sub-pixel shuffle by factor_hw, PReLU."""
     prefix = f"upsample{index}"
-    x = _conv(filters * factor_hw[0] * factor_hw[1], 3, f"{prefix}_conv")(x)
+    # ICNR: the sub-pixel groups start identical, so no period-2 stripes at initialisation.
+    x = keras.layers.Conv2D(filters * factor_hw[0] * factor_hw[1], 3, padding="same",
+                            kernel_initializer=ICNR(factor_hw), name=f"{prefix}_conv")(x)
     x = PixelShuffle(factor_hw, name=f"{prefix}_shuffle")(x)
     return _prelu(f"{prefix}_prelu")(x)
 

@@ -83,6 +83,43 @@ class PixelShuffle(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="srgan_tf")
+class ICNR(keras.initializers.Initializer):
+    """Kernel initializer for the conv before a PixelShuffle (Aitken et al. 2017, "ICNR").
+
+    Draws one sub-kernel with ``initializer`` for C = out_channels / (scale_h * scale_w)
+    channels and repeats it for every sub-pixel offset, so that the shuffled output starts
+    as a nearest-neighbour upsampling: all sh x sw outputs of an LR pixel are equal, and
+    there is no period-sh / period-sw pattern (stripes, checkerboard) at initialisation.
+    The channel order matches PixelShuffle: channel ``(i * scale_w + j) * C + c``.
+
+    Args:
+        scale_hw: the PixelShuffle's factor per axis ``(scale_h, scale_w)``.
+        initializer: initializer of the sub-kernel (name, config or instance).
+
+    Example:
+        >>> keras.layers.Conv2D(32 * 2, 3, kernel_initializer=ICNR((2, 1)))
+    """
+
+    def __init__(self, scale_hw=(2, 2), initializer="glorot_uniform"):
+        self.scale_hw = _check_scale_hw(scale_hw)
+        self.initializer = keras.initializers.get(initializer)
+
+    def __call__(self, shape, dtype=None):
+        groups = self.scale_hw[0] * self.scale_hw[1]
+        if len(shape) != 4 or shape[-1] % groups:
+            raise ValueError(
+                "ICNR expects a conv kernel (kh, kw, in, out) with out divisible by "
+                f"scale_h * scale_w = {groups}. Received: shape={tuple(shape)}"
+            )
+        sub_kernel = self.initializer((*shape[:-1], shape[-1] // groups), dtype=dtype)
+        return ops.tile(sub_kernel, (1, 1, 1, groups))
+
+    def get_config(self):
+        return {"scale_hw": list(self.scale_hw),
+                "initializer": keras.initializers.serialize(self.initializer)}
+
+
+@keras.saving.register_keras_serializable(package="srgan_tf")
 class PixelUnshuffle(keras.layers.Layer):
     """Space-to-depth per axis, the exact inverse of PixelShuffle: (B, H*sh, W*sw, C) -> (B, H, W, C*sh*sw).
 

@@ -19,6 +19,10 @@ setup(
     packages=find_packages(include=["srgan_tf", "srgan_tf.*"]),
     python_requires=">=3.9",
     install_requires=requirements,
-    extras_require={"test": ["pytest>=7", "scikit-image>=0.21"]},
+    extras_require={
+        "test": ["pytest>=7", "scikit-image>=0.21"],
+        # NVIDIA GPUs on Linux: TensorFlow's CUDA and cuDNN wheels (no system CUDA needed).
+        "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
+    },
     entry_points={"console_scripts": ["srgan-tf=srgan_tf.cli:main"]},
 )

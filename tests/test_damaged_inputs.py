@@ -111,6 +111,32 @@ def test_missing_middle_slice(tmp_path, damage):
             cache.volume(info.key)
 
 
+@pytest.mark.parametrize("header_cut", [False, True], ids=["file-deleted", "header-cut"])
+def test_slice_no_file_holds(tmp_path, header_cut):
+    volume, paths = _series(tmp_path / "dicom" / "series")
+    if header_cut:  # the header pass cannot read it, so its slice has no file
+        paths[5].write_bytes(paths[5].read_bytes()[:300])
+    else:
+        paths[5].unlink()
+    folder = str(tmp_path / "dicom" / "series")
+    with pytest.raises(InputError) as raised:
+        read_volume(folder)
+    assert raised.value.path == folder and _one_line(raised.value)
+    assert "no file holds this slice" in str(raised.value)
+    assert f"slice 6 of {SLICES}" in str(raised.value) and "z=22.5 mm" in str(raised.value)
+    assert (str(paths[5]) in str(raised.value)) == header_cut
+    summary = build_cache(tmp_path / "dicom", tmp_path / "cache.h5", series_filter=None,
+                          test_fraction=0, progress=False)
+    assert [error.path for error in summary.skipped] == [str(paths[5])] * header_cut + [folder]
+    with SliceCache(tmp_path / "cache.h5") as cache:
+        info = cache.series()[0]
+        assert info.grid_indices().tolist() == [0, 1, 2, 3, 4, 6, 7]
+        assert info.missing_slices[0].path == "" and info.spacing[0] == pytest.approx(2.5)
+        np.testing.assert_array_equal(cache.read_volume(info.key),
+                                      np.delete(volume.array, 5, axis=0))
+        assert f"slice 6 of {SLICES}: no file holds" in cache.info_text()
+
+
 def test_cache_of_schema_version_1_still_reads(tmp_path):
     _series(tmp_path / "dicom")
     output = tmp_path / "cache.h5"

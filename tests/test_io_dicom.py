@@ -200,7 +200,16 @@ def _gap(folder, valid):
     for path in write_dicom_series(_volume(seed=5), folder, series_description="t2_tse_tra"):
         if path.name == "IM-0003.dcm":
             path.unlink()
-    return folder / "IM-0004.dcm", "non-uniform"
+    return folder, "no file holds this slice"  # no file to name: the series folder
+
+
+def _uneven(folder, valid):
+    paths = write_dicom_series(_volume(seed=5), folder, series_description="t2_tse_tra")
+    ds = pydicom.dcmread(paths[3])
+    ds.ImagePositionPatient = [float(v) + (1.0 if k == 2 else 0.0)
+                               for k, v in enumerate(ds.ImagePositionPatient)]
+    ds.save_as(paths[3], enforce_file_format=True)
+    return paths[3], "non-uniform"
 
 
 def _pixels_cut(folder, valid):
@@ -225,7 +234,7 @@ def _compressed(syntax):
 
 
 @pytest.mark.parametrize("build", [
-    _empty, _truncated, _text, _gzipped, _without_pixels, _ct, _mixed_rows, _single_slice, _gap,
+    _empty, _truncated, _text, _gzipped, _without_pixels, _ct, _mixed_rows, _single_slice, _gap, _uneven,
     _compressed(JPEG2000Lossless), _compressed(JPEGLossless), _compressed(JPEGLosslessSV1),
     _pixels_cut], ids=lambda build: build.__name__.strip("_"))
 def test_bad_input_is_skipped_with_a_reason_naming_the_file(tmp_path, build):

@@ -174,7 +174,7 @@ class SliceCache:
             raise InputError(self.path, (
                 f"series {key} lacks {len(info.missing_slices)} slice(s) of its "
                 f"{info.shape[0] + len(info.missing_slices)} (first: slice {gap.index + 1}, "
-                f"{gap.path}: {gap.reason}), so it is no equally spaced volume; it serves "
+                f"{gap.path or 'no file'}: {gap.reason}), so it is no equally spaced volume; it serves "
                 "in-plane training only"))
         source_tags = json.loads(dataset.attrs.get("source_tags", "{}"))
         return Volume(array=self.read_volume(key), spacing=info.spacing, origin=info.origin,
@@ -216,7 +216,8 @@ class SliceCache:
                           "training uses the other slices; through-plane use refuses these "
                           "series):"]
             lines += [f"  {info.key} slice {gap.index + 1} of "
-                      f"{info.shape[0] + len(info.missing_slices)}: {gap.path}: {gap.reason}"
+                      f"{info.shape[0] + len(info.missing_slices)}: "
+                      f"{gap.path + ': ' if gap.path else ''}{gap.reason}"
                       for info, gap in gaps]
         return "\n".join(lines)
 

@@ -5,6 +5,7 @@ instance, or the same position) replaces it, and a slice no file can supply is a
 A `Volume` needs every slice (through-plane use needs uniform spacing), so a series with one is
 an InputError naming the file, unless the caller takes a `PartialSeries` (in-plane use).
 """
+import os
 import warnings
 from collections import Counter
 from typing import List, NamedTuple, Optional, Tuple, Union
@@ -25,8 +26,8 @@ class MissingSlice(NamedTuple):
     Args:
         index: 0-based index in the slice grid (slice order along the normal).
         position: ImagePositionPatient of the slice (LPS mm).
-        path: the file that holds the slice's header.
-        reason: why its pixels cannot be used.
+        path: the file that holds the slice's header; "" where no file does.
+        reason: why its pixels cannot be used, or that no file holds the slice.
     """
 
     index: int
@@ -106,9 +107,24 @@ def read_pixels(header: SliceHeader) -> np.ndarray:
     return (image.astype(np.float32) * np.float32(header.slope) + np.float32(header.intercept))
 
 
+def _grid_indices(positions: np.ndarray) -> Optional[np.ndarray]:
+    """Grid index of each sorted slice position when every step is a whole number of the
+    smallest (slices missing in between, at most as many as there are), else None."""
+    steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
+    index = np.concatenate([[0], np.cumsum(np.rint(steps / steps.min()).astype(int))])
+    step = (positions[-1] - positions[0]) / index[-1]
+    deviation = np.linalg.norm(positions - (positions[0] + index[:, None] * step), axis=1)
+    if deviation.max() > max(0.01, 0.01 * float(np.linalg.norm(step))):
+        return None
+    return index if index[-1] < 2 * len(positions) else None
+
+
 def check_series_geometry(headers: List[SliceHeader]
-                          ) -> Tuple[List[SliceHeader], Tuple[float, float, float], np.ndarray]:
-    """Slices sorted along the normal, spacing (slice, row, col) and direction; else InputError."""
+                          ) -> Tuple[List[SliceHeader], Tuple[float, float, float], np.ndarray,
+                                     np.ndarray]:
+    """Slices sorted along the normal, spacing (slice, row, col), direction, and the index of
+    each slice in the series' uniform grid (0..n-1 unless files are missing); else InputError.
+    """
     sizes = Counter((header.rows, header.cols) for header in headers)
     first = next(h for h in headers if (h.rows, h.cols) == sizes.most_common(1)[0][0])
     where = f"series '{first.description}'"
@@ -143,16 +159,20 @@ def check_series_geometry(headers: List[SliceHeader]
         raise InputError(ordered[k + 1].path, (
             f"{where} has several images at one slice position (also {ordered[k].path}); "
             "multi-echo or repeated acquisitions in one series are not supported"))
+    grid = np.arange(len(ordered))
     step = (positions[-1] - positions[0]) / (len(ordered) - 1)
-    slice_spacing = float(np.linalg.norm(step))
     deviation = np.linalg.norm(steps - step, axis=1)
-    if deviation.max() > max(0.01, 0.01 * slice_spacing):
-        k = int(np.argmax(deviation))
-        raise InputError(ordered[k + 1].path, (
-            f"{where} has non-uniform slice gaps ({gaps.min():.3f} to {gaps.max():.3f} mm; "
-            f"missing slices?), largest deviation before this file"))
+    if deviation.max() > max(0.01, 0.01 * float(np.linalg.norm(step))):
+        grid = _grid_indices(positions)
+        if grid is None:
+            k = int(np.argmax(deviation))
+            raise InputError(ordered[k + 1].path, (
+                f"{where} has non-uniform slice gaps ({gaps.min():.3f} to {gaps.max():.3f} "
+                "mm), largest deviation before this file"))
+        step = (positions[-1] - positions[0]) / grid[-1]
+    slice_spacing = float(np.linalg.norm(step))
     direction = np.stack([step / slice_spacing, col, row])
-    return ordered, (slice_spacing, *first.pixel_spacing), direction
+    return ordered, (slice_spacing, *first.pixel_spacing), direction, grid
 
 
 def _same_slice(header: SliceHeader, other: SliceHeader) -> bool:
@@ -194,6 +214,9 @@ def _one_file_per_slice(headers: List[SliceHeader]):
     return images, kept, missing, skipped
 
 
+_NO_FILE = "no file holds this slice (lost, or a file whose header could not be read)"
+
+
 def _slice_name(index: int, count: int, position, normal, description: str) -> str:
     # Most series are axial, where the position along the normal is z.
     where = (f"z={position[2]:.4g} mm" if abs(normal[2]) > 0.9 else
@@ -217,9 +240,11 @@ def read_series(headers: List[SliceHeader], allow_missing_slices: bool = False
         others = (f"; none of the {len(missing)} files of series '{header.description}' has "
                   "readable pixels" if len(missing) > 1 else "")
         raise InputError(header.path, f"{error.reason}{others}")
-    ordered, spacing, direction = check_series_geometry(kept + [header for header, _ in missing])
-    index = {header.path: k for k, header in enumerate(ordered)}
-    array = np.zeros((len(ordered), ordered[0].rows, ordered[0].cols), dtype=np.float32)
+    ordered, spacing, direction, grid = check_series_geometry(
+        kept + [header for header, _ in missing])
+    index = {header.path: int(k) for header, k in zip(ordered, grid)}
+    count = int(grid[-1]) + 1
+    array = np.zeros((count, ordered[0].rows, ordered[0].cols), dtype=np.float32)
     for header in kept:
         array[index[header.path]] = images[header.path]
     tags = next((header.tags for header in headers if header.tags), {})
@@ -229,18 +254,24 @@ def read_series(headers: List[SliceHeader], allow_missing_slices: bool = False
         series_description=ordered[0].description, series_uid=ordered[0].series_uid,
         study_uid=str(tags.get("StudyInstanceUID", "")), modality="MR",
         source_paths=[header.path for header in ordered], source_tags=dict(tags))
-    if not missing:
+    holes = sorted(set(range(count)) - set(grid.tolist()))
+    if not missing and not holes:
         return volume, skipped
-    gaps = tuple(sorted((MissingSlice(index[header.path], header.position, header.path,
-                                      error.reason) for header, error in missing)))
-    names = [_slice_name(gap.index, len(ordered), gap.position, direction[0],
+    positions = volume.slice_positions()
+    gaps = tuple(sorted([MissingSlice(index[header.path], header.position, header.path,
+                                      error.reason) for header, error in missing] +
+                        [MissingSlice(k, tuple(positions[k]), "", _NO_FILE) for k in holes]))
+    names = [_slice_name(gap.index, count, gap.position, direction[0],
                          volume.series_description) for gap in gaps]
+    folder = os.path.dirname(ordered[0].path)  # names a slice that no file holds
     if not allow_missing_slices:
         more = f" ({len(gaps) - 1} more slices missing)" if len(gaps) > 1 else ""
-        raise InputError(gaps[0].path, f"{gaps[0].reason}; {names[0]} is missing{more}, and a "
-                                       "volume needs every slice (equal slice spacing)")
-    skipped += [InputError(gap.path, f"{gap.reason}; {name} left out, the other {len(kept)} "
-                                     "slices are kept") for gap, name in zip(gaps, names)]
+        raise InputError(gaps[0].path or folder, f"{gaps[0].reason}; {names[0]} is missing"
+                                                 f"{more}, and a volume needs every slice "
+                                                 "(equal slice spacing)")
+    skipped += [InputError(gap.path or folder, f"{gap.reason}; {name} left out, the other "
+                                               f"{len(kept)} slices are kept")
+                for gap, name in zip(gaps, names)]
     return PartialSeries(volume, gaps), skipped
 
 

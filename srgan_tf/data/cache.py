@@ -16,7 +16,8 @@ from srgan_tf import __version__
 from srgan_tf.data.cache_format import (READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, _PATIENTS,
                                         _SPLIT, _decode)
 from srgan_tf.data.intensity import normalize
-from srgan_tf.data.prepare import PrepareSummary, WrittenSeries, build_cache
+from srgan_tf.data.prepare import build_cache
+from srgan_tf.data.prepare_summary import PrepareSummary, WrittenSeries
 from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER
 from srgan_tf.io.dicom_series import MissingSlice
 from srgan_tf.io.errors import InputError
@@ -174,8 +175,8 @@ class SliceCache:
             raise InputError(self.path, (
                 f"series {key} lacks {len(info.missing_slices)} slice(s) of its "
                 f"{info.shape[0] + len(info.missing_slices)} (first: slice {gap.index + 1}, "
-                f"{gap.path or 'no file'}: {gap.reason}), so it is no equally spaced volume; it serves "
-                "in-plane training only"))
+                f"{gap.path or 'no file'}: {gap.reason}), so it is no equally spaced "
+                "volume; it serves in-plane training only"))
         source_tags = json.loads(dataset.attrs.get("source_tags", "{}"))
         return Volume(array=self.read_volume(key), spacing=info.spacing, origin=info.origin,
                       direction=info.direction, patient_id=info.patient_id,

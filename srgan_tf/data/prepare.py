@@ -13,9 +13,8 @@ import re
 import threading
 import time
 from contextlib import closing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import h5py
 import numpy as np
@@ -24,52 +23,14 @@ from srgan_tf import __version__
 from srgan_tf.data.cache_format import (SCHEMA_VERSION, _PATIENTS, _SPLIT, _code_range,
                                         _uint16_encoding)
 from srgan_tf.data.intensity import robust_range
+from srgan_tf.data.prepare_summary import (PrepareSummary, WrittenSeries,
+                                           no_test_patients_warning)
 from srgan_tf.data.split import split_patients
 from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER
 from srgan_tf.io.dicom_series import MissingSlice, PartialSeries
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.partial_files import partial_path, remove_stale_partials
 from srgan_tf.io.volume import Volume
-
-
-class WrittenSeries(NamedTuple):
-    patient_id: str
-    key: str
-    shape: Tuple[int, int, int]
-    missing_slices: int = 0  # left out (unreadable files); listed in PrepareSummary.skipped
-
-
-@dataclass
-class PrepareSummary:
-    """Outcome of `build_cache`: what was written, what was skipped and why, the split."""
-
-    output: Path
-    written: List[WrittenSeries] = field(default_factory=list)
-    skipped: List[InputError] = field(default_factory=list)
-    split: Dict[str, List[str]] = field(default_factory=lambda: {"train": [], "test": []})
-    warnings: List[str] = field(default_factory=list)
-    slices: int = 0
-    seconds: float = 0.0
-
-    @property
-    def slices_per_second(self) -> float:
-        return self.slices / self.seconds if self.seconds > 0 else 0.0
-
-    def text(self) -> str:
-        """End-of-run report: every written series and every skipped item with its reason."""
-        patients = len({item.patient_id for item in self.written})
-        lines = [f"Wrote {len(self.written)} series ({self.slices} slices, {patients} patients) "
-                 f"to {self.output} in {self.seconds:.1f} s "
-                 f"({self.slices_per_second:.0f} slices/s)."]
-        lines += [f"  {item.key}  {'x'.join(map(str, item.shape))}" + (
-            f"  ({item.missing_slices} missing slice(s) left out, see below)"
-            if item.missing_slices else "") for item in self.written]
-        lines.append(f"Split: {len(self.split['train'])} train, {len(self.split['test'])} test "
-                     f"patients (test: {', '.join(self.split['test']) or 'none'}).")
-        lines.append(f"Skipped {len(self.skipped)} item(s)" + (":" if self.skipped else "."))
-        lines += [f"  {error}" for error in self.skipped]
-        lines += [f"Warning: {warning}" for warning in self.warnings]
-        return "\n".join(lines)
 
 
 def _group_name(text: str, fallback: str) -> str:
@@ -264,21 +225,15 @@ def _write_all(handle: h5py.File, items, summary: PrepareSummary, progress: bool
             bar.update(dataset.shape[0])
 
 
-def _no_test_patients(split: Dict[str, List[str]], test_fraction: float) -> str:
-    why = (f"only {len(split['train'])} patient" if len(split["train"]) < 2 else
-           "--test-fraction 0")
-    return (f"no test patients ({why}): `srgan-tf evaluate` has nothing to score and training "
-            "cannot validate on held-out patients; prepare at least 2 patients with a test "
-            "fraction above 0")
-
-
 def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SERIES_FILTER,
                 test_fraction: float = 0.1, seed: int = 0, progress: bool = True) -> PrepareSummary:
     """Build the HDF5 slice cache from a DICOM tree, a NIfTI file, or a folder of either.
 
     Series are streamed one at a time. The file is written as `.<name>.partial-<pid>` beside
-    `output` (stale ones of killed runs are removed first) and renamed over it only when complete (schema_version is written last), so an
-    interrupted run never leaves a file that looks valid and an old cache survives failures.
+    `output` (stale ones of killed runs are removed first) and renamed over it only when
+    complete (schema_version is written last), so an interrupted run never leaves a file that
+    looks valid and an old cache survives failures. A series with unreadable files keeps its
+    other slices (in-plane training loses one slice per file); the cache records the gap.
 
     Args:
         input_path: DICOM tree (any depth), .nii/.nii.gz file, or folder (DICOM and/or NIfTI;
@@ -327,7 +282,7 @@ def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SE
             summary.split = split_patients([item.patient_id for item in summary.written],
                                            test_fraction, seed)
             if not summary.split["test"]:
-                summary.warnings.append(_no_test_patients(summary.split, test_fraction))
+                summary.warnings.append(no_test_patients_warning(summary.split))
             for side, patients in summary.split.items():
                 handle.create_dataset(f"{_SPLIT}/{side}", data=np.array(patients, dtype=object),
                                       dtype=h5py.string_dtype())

@@ -205,6 +205,17 @@ def test_stale_partial_cache_is_removed_and_live_one_kept(tmp_path):
     assert remove_stale_partials(output) == []
 
 
+def _nan_position(folder):
+    _, paths = _series(folder)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns of the invalid DS value
+            ds["ImagePositionPatient"].value = ["nan", "0", "0"]
+            ds.save_as(path, enforce_file_format=True)
+    return folder
+
+
 @pytest.mark.parametrize("build, word", [
     (lambda folder: _nifti(folder / "series.nii.gz", np.zeros((8, 8, 4, 3))), "3-D"),
     (lambda folder: _nifti(folder / "flat.nii", np.zeros((8, 8))), "3-D"),
@@ -213,12 +224,33 @@ def test_stale_partial_cache_is_removed_and_live_one_kept(tmp_path):
      "expected a DICOM"),
     (lambda folder: (folder / "f").mkdir() or (folder / "f" / "a.dcm").write_text("hi")
      and folder / "f", "not a DICOM"),
-], ids=["4d", "2d", "empty-folder", "text-file", "folder-of-non-dicom"])
+    (lambda folder: _nifti(folder / "none.nii", np.zeros((0, 8, 4))), "no voxels"),
+    (lambda folder: _nan_position(folder / "s"), "non-finite geometry"),
+], ids=["4d", "2d", "empty-folder", "text-file", "folder-of-non-dicom", "no-voxels",
+        "nan-position"])
 def test_unusable_inputs_are_one_line_input_errors(tmp_path, build, word):
     path = build(tmp_path)
     for read in (read_volume, lambda p: build_cache(p, tmp_path / "c.h5", progress=False)):
         with pytest.raises(InputError) as raised:
             read(path)
-        assert _one_line(raised.value) and str(path) in str(raised.value)
-        assert word in str(raised.value)
+        first_line = str(raised.value).split("\n")[0]  # prepare lists several skipped files
+        assert str(path) in first_line and word in str(raised.value)
+        assert _one_line(raised.value) or "\n  " in str(raised.value)
     assert not (tmp_path / "c.h5").exists()
+
+
+def test_output_location_is_checked_before_any_work(tmp_path):
+    _series(tmp_path / "dicom")
+    (tmp_path / "afile").write_text("x")
+    nifti = _nifti(tmp_path / "t2.nii", np.ones((8, 8, 4)))
+    cases = [(tmp_path / "afile" / "sub" / "cache.h5", "is a file"),
+             (tmp_path, "is a directory")]
+    for output, word in cases:
+        with pytest.raises(InputError, match=word) as raised:
+            build_cache(tmp_path / "dicom", output, progress=False)
+        assert _one_line(raised.value)
+    with pytest.raises(InputError, match="is the input"):
+        build_cache(nifti, nifti, progress=False)
+    assert nifti.read_bytes()[:4] != b"\x89HDF"
+    with pytest.raises(ValueError, match="seed must be a non-negative integer. Received: -1"):
+        build_cache(tmp_path / "dicom", tmp_path / "c.h5", seed=-1, progress=False)

@@ -225,6 +225,26 @@ def _write_all(handle: h5py.File, items, summary: PrepareSummary, progress: bool
             bar.update(dataset.shape[0])
 
 
+_LISTED = 20  # skipped items an error lists (a tree of non-DICOM files can hold thousands)
+
+
+def _check_output(input_path: Path, output: Path) -> None:
+    """InputError unless the cache can be written at `output` (checked before any work)."""
+    if output.is_dir():
+        raise InputError(output, "is a directory; expected the path of the cache file to write")
+    if output.exists() and output.resolve() == input_path.resolve():
+        raise InputError(output, "is the input; the cache needs a file name of its own")
+    existing = next(folder for folder in (output.parent, *output.parent.parents)
+                    if folder.exists() or folder == Path(folder.anchor))
+    if existing.exists() and not existing.is_dir():
+        raise InputError(existing, f"is a file, so the folder of {output} cannot be created")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(output.parent, "cannot create the output folder "
+                                        f"({error.strerror or error})") from None
+
+
 def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SERIES_FILTER,
                 test_fraction: float = 0.1, seed: int = 0, progress: bool = True) -> PrepareSummary:
     """Build the HDF5 slice cache from a DICOM tree, a NIfTI file, or a folder of either.
@@ -252,13 +272,11 @@ def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SE
     Example:
         >>> print(build_cache("~/tcia/PROSTATEx", "cache.h5").text())
     """
-    split_patients([], test_fraction)  # validates test_fraction before any work
+    split_patients([], test_fraction, seed)  # validates both before any work
     input_path, output = Path(input_path).expanduser(), Path(output).expanduser()
     if not input_path.exists():
         raise InputError(input_path, "input does not exist")
-    if output.is_dir():
-        raise InputError(output, "is a directory; expected the path of the cache file to write")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    _check_output(input_path, output)
     # Earlier versions named the temporary "<name>.tmp-<pid>".
     stale = remove_stale_partials(output, [re.escape(f"{output.name}.tmp-") + r"(?P<pid>\d+)"])
     temporary = partial_path(output)
@@ -267,14 +285,22 @@ def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SE
                          for path in stale]
     start = time.perf_counter()
     try:
-        with h5py.File(temporary, "w") as handle:
+        handle = h5py.File(temporary, "w")
+    except OSError as error:  # h5py's message is long; the errno says it
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise InputError(output, f"cannot write the cache there ({reason})") from None
+    try:
+        with handle:
             reader = _encoded(_read_inputs(input_path, series_filter, progress))
             with closing(_prefetch(reader)) as items:
                 _write_all(handle, items, summary, progress)
             if not summary.written:
                 # One skipped item fits the error's line; several are listed one a line.
-                listing = (f" {summary.skipped[0]}" if len(summary.skipped) == 1 else
-                           "".join(f"\n  {error}" for error in summary.skipped) or " none")
+                shown = summary.skipped[:_LISTED]
+                listing = (f" {shown[0]}" if len(summary.skipped) == 1 else
+                           "".join(f"\n  {error}" for error in shown) or " none")
+                if len(summary.skipped) > len(shown):
+                    listing += f"\n  ... and {len(summary.skipped) - len(shown)} more"
                 used = ("the default T2-axial one" if series_filter == DEFAULT_SERIES_FILTER
                         else repr(series_filter))
                 raise InputError(input_path, "no series could be written to the cache (series "

@@ -26,6 +26,8 @@ def split_patients(patient_ids: Iterable[str], test_fraction: float = 0.1,
     """
     if not 0.0 <= float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1). Received: {test_fraction}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer. Received: {seed!r}")
     patients = sorted(set(str(p) for p in patient_ids))
     count = len(patients)
     test_count = 0

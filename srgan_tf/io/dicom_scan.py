@@ -158,6 +158,13 @@ def read_header(path: str, known_series=()) -> SliceHeader:
         header.intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
     except (TypeError, ValueError) as error:
         raise InputError(path, f"invalid geometry or rescale tags ({error})") from None
+    numbers = (*header.pixel_spacing, *header.orientation, *header.position, header.slope,
+               header.intercept)
+    if not np.isfinite(numbers).all():
+        raise InputError(path, "non-finite geometry or rescale tags (PixelSpacing "
+                               f"{header.pixel_spacing}, ImageOrientationPatient "
+                               f"{header.orientation}, ImagePositionPatient {header.position}, "
+                               f"RescaleSlope/Intercept {header.slope}/{header.intercept})")
     if min(header.pixel_spacing) <= 0:
         raise InputError(path, f"invalid PixelSpacing {header.pixel_spacing}")
     header.pixel_offset = offset

@@ -97,13 +97,15 @@ def _load(path: Path):
             raise InputError(path, f"expected a 3-D volume (a 4th dimension of size 1 is "
                                    f"accepted); found shape {shape}. Extract one 3-D volume "
                                    "first (e.g. fslroi)")
+        if 0 in shape[:3]:
+            raise InputError(path, f"holds no voxels (shape {shape})")
         data = np.asarray(image.get_fdata(dtype=np.float32)).reshape(shape[:3])
         affine = np.asarray(image.affine, dtype=np.float64)
     except InputError:
         raise
     except Exception as error:  # nibabel/gzip/zlib raise many types on corrupt files
         raise InputError(path, f"not a readable NIfTI file ({type(error).__name__}: "
-                               f"{error})") from None
+                               f"{' '.join(str(error).split())})") from None
     return data, affine, image.header
 
 

@@ -20,6 +20,8 @@ INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16")
 # Slice profiles of simulated thick slices; srgan_tf.data.degrade.PROFILES must equal it (tested).
 # Kept here so argument parsers list them without importing TensorFlow.
 SLICE_PROFILES = ("gaussian", "box")
+# How Exp. 2 makes its LR height: the paper's bicubic, or a thick-slice profile (Exp. 3 inputs).
+DEGRADATIONS = ("bicubic", "slice-profile")
 # The discriminator halves its input four times: 16 pixels is the smallest it takes.
 MIN_TRAIN_SIZE = 16
 
@@ -66,6 +68,7 @@ RANGES = {
     "min_foreground": Range(0, 1),
     "sample_patients": Range(2),  # one patient leaves none for testing
     "val_slices": Range(0),
+    "slice_thickness": POSITIVE,
     "num_residual_blocks": Range(1),
     "filters": Range(1),
     "discriminator_filters": Range(1),
@@ -99,6 +102,11 @@ class DataConfig:
         min_foreground: skip slices whose fraction of voxels above -0.9 (normalised) is lower.
         sample_patients: patients in the built-in sample when no cache is given.
         val_slices: fixed validation slices shown in TensorBoard image panels.
+        degradation: aniso LR height: "bicubic" (the paper's Exp. 2) or "slice-profile"
+            (thick slices, what through-plane inputs of Exp. 3 are); iso mode is always bicubic.
+        slice_profile: "gaussian" (FWHM = thickness) or "box", for "slice-profile".
+        slice_thickness: slice thickness relative to the slice spacing (the scale): 1.0 =
+            contiguous slices, < 1 leaves a gap, > 1 overlaps; for "slice-profile".
     """
 
     cache: Optional[str] = None
@@ -112,6 +120,9 @@ class DataConfig:
     min_foreground: float = 0.05
     sample_patients: int = 8
     val_slices: int = 4
+    degradation: str = "bicubic"
+    slice_profile: str = "box"
+    slice_thickness: float = 1.0
 
     @property
     def scale_hw(self) -> Tuple[int, int]:
@@ -208,6 +219,8 @@ class ExperimentConfig:
         if self.data.scale not in SCALES:
             raise ConfigError(f"scale must be 2, 4 or 8. Received: scale={self.data.scale}")
         check_choice("content_loss", self.loss.content_loss, CONTENT_LOSSES)
+        check_choice("degradation", self.data.degradation, DEGRADATIONS)
+        check_choice("slice_profile", self.data.slice_profile, SLICE_PROFILES)
         check_choice("strategy", self.train.strategy, STRATEGIES)
         check_choice("precision", self.train.precision, PRECISIONS)
         for section in (self.data, self.model, self.loss, self.train):

@@ -57,7 +57,8 @@ def number_type(kind, allowed: config_lib.Range):
 
 # Flags whose values are names: their allowed names come from config.py.
 _CHOICES = {"content_loss": config_lib.CONTENT_LOSSES, "strategy": config_lib.STRATEGIES,
-            "precision": config_lib.PRECISIONS}
+            "precision": config_lib.PRECISIONS, "degradation": config_lib.DEGRADATIONS,
+            "slice_profile": config_lib.SLICE_PROFILES}
 _INTERNAL = ("content_loss_note",)  # written by the run itself, not a knob
 
 

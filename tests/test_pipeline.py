@@ -10,8 +10,9 @@ import pytest
 
 from srgan_tf.config import DataConfig
 from srgan_tf.data.cache import SliceCache
-from srgan_tf.data.degrade import degrade
-from srgan_tf.data.pipeline import list_candidates, make_dataset, prepare_slices, validation_batch
+from srgan_tf.data.degrade import degrade, slice_profile_degrade
+from srgan_tf.data.pipeline import (list_candidates, lr_images, make_dataset, prepare_slices,
+                                    validation_batch)
 from srgan_tf.data.prepare import build_cache
 from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume
@@ -194,3 +195,22 @@ def test_distributes_over_two_replicas(cache_path):
                             capture_output=True, text=True, timeout=300, env=environment,
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("profile,thickness", [("box", 1.0), ("gaussian", 0.75)])
+def test_slice_profile_degradation_for_aniso_training(cache_path, profile, thickness):
+    config = _config(degradation="slice-profile", slice_profile=profile, slice_thickness=thickness)
+    lr, hr = _take(make_dataset(cache_path, config, training=True, seed=1), 1)[0]
+    expected = slice_profile_degrade(hr, axis=1, factor=4, profile=profile, thickness=4 * thickness)
+    np.testing.assert_allclose(lr, expected, atol=1e-6)
+    if profile == "box":  # contiguous box slices: the mean of 4 consecutive rows
+        np.testing.assert_allclose(lr[:, 2], hr[:, 8:12].mean(axis=1), atol=1e-6)
+    val_lr, val_hr = validation_batch(cache_path, config, count=2)
+    np.testing.assert_allclose(val_lr, lr_images(val_hr, config).numpy(), atol=0)
+    assert not np.allclose(val_lr, degrade(val_hr, (4, 1)).numpy(), atol=1e-3)
+
+
+def test_iso_mode_is_always_bicubic(cache_path):
+    config = _config(mode="iso", degradation="slice-profile")
+    lr, hr = _take(make_dataset(cache_path, config, training=True, seed=1), 1)[0]
+    np.testing.assert_allclose(lr, degrade(hr, (4, 4)).numpy(), atol=1e-6)

@@ -11,7 +11,9 @@ What a network sees, in order:
 4. foreground: slices with fewer than `min_foreground` of their voxels above -0.9 are skipped;
 5. training only: a random `patch_size` patch and random up-down / left-right flips, drawn
    statelessly from (seed, element number);
-6. batches of `batch_size` (dropped remainder when training), LR = `degrade(hr, scale_hw)`.
+6. batches of `batch_size` (dropped remainder when training), LR = `lr_images(hr, config)`:
+   `degrade(hr, scale_hw)` (bicubic), or for aniso `degradation="slice-profile"` thick slices
+   along the height (`slice_profile_degrade`, the Exp. 3 input model).
 
 The slices are held in memory when hr_size slices of all candidates fit `memory_budget_mb`
 (one array shared with TensorFlow without a copy; `experimental_distribute_dataset` rewrites
@@ -27,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from srgan_tf.data.cache import SliceCache
-from srgan_tf.data.degrade import degrade
+from srgan_tf.data.degrade import degrade, slice_profile_degrade
 
 log = logging.getLogger("srgan_tf")
 
@@ -93,8 +95,7 @@ def make_dataset(cache_path, data_config, split: str = "train", training: bool =
         hr = hr.enumerate().map(_augmenter(data_config, seed), num_parallel_calls=tf.data.AUTOTUNE,
                                 deterministic=True)
     batches = hr.batch(data_config.batch_size, drop_remainder=training)
-    scale_hw = data_config.scale_hw
-    pairs = batches.map(lambda hr_batch: (degrade(hr_batch, scale_hw), hr_batch),
+    pairs = batches.map(lambda hr_batch: (lr_images(hr_batch, data_config), hr_batch),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return pairs.prefetch(tf.data.AUTOTUNE).with_options(_options(rewrite=not in_memory))
 
@@ -128,7 +129,22 @@ def validation_batch(cache_path, data_config, count: Optional[int] = None,
             picks.append(hr[spots])
     # Round robin: validation image j is pick j // n of series j % n.
     hr = np.stack([picks[j % len(picks)][j // len(picks)] for j in range(count)])
-    return degrade(hr, data_config.scale_hw).numpy(), hr
+    return lr_images(hr, data_config).numpy(), hr
+
+
+def lr_images(hr, data_config) -> tf.Tensor:
+    """The LR a network is trained and validated on, from HR [N, H, W, 1] (or HWC) in [-1, 1].
+
+    iso, or aniso with `degradation="bicubic"` (the paper): `degrade(hr, scale_hw)`.
+    aniso with `degradation="slice-profile"`: thick slices along the height, as through-plane
+    images of an acquired volume are: `slice_profile_degrade(hr, axis=-3, scale, slice_profile,
+    thickness=slice_thickness * scale)`, with degrade's sampling phase and borders.
+    """
+    if data_config.mode == "aniso" and data_config.degradation == "slice-profile":
+        return slice_profile_degrade(tf.convert_to_tensor(hr, tf.float32), axis=-3,
+                                     factor=data_config.scale, profile=data_config.slice_profile,
+                                     thickness=data_config.slice_thickness * data_config.scale)
+    return degrade(hr, data_config.scale_hw)
 
 
 def list_candidates(cache_path, split: str) -> Candidates:

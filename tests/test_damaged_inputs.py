@@ -226,8 +226,10 @@ def _nan_position(folder):
      and folder / "f", "not a DICOM"),
     (lambda folder: _nifti(folder / "none.nii", np.zeros((0, 8, 4))), "no voxels"),
     (lambda folder: _nan_position(folder / "s"), "non-finite geometry"),
+    (lambda folder: (folder / "n").mkdir() or _nifti(folder / "n" / "a.nii", np.ones((4, 4, 2, 2)))
+     and folder / "n", "a.nii"),
 ], ids=["4d", "2d", "empty-folder", "text-file", "folder-of-non-dicom", "no-voxels",
-        "nan-position"])
+        "nan-position", "folder-of-bad-nifti"])
 def test_unusable_inputs_are_one_line_input_errors(tmp_path, build, word):
     path = build(tmp_path)
     for read in (read_volume, lambda p: build_cache(p, tmp_path / "c.h5", progress=False)):
@@ -237,6 +239,12 @@ def test_unusable_inputs_are_one_line_input_errors(tmp_path, build, word):
         assert str(path) in first_line and word in str(raised.value)
         assert _one_line(raised.value) or "\n  " in str(raised.value)
     assert not (tmp_path / "c.h5").exists()
+
+
+def test_folder_of_nifti_files_asks_for_one(tmp_path):
+    _nifti(tmp_path / "a.nii.gz", np.ones((8, 8, 4)))
+    with pytest.raises(InputError, match=r"holds NIfTI files \(a.nii.gz\): pass one of them"):
+        read_volume(tmp_path)
 
 
 def test_output_location_is_checked_before_any_work(tmp_path):

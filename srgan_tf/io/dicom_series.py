@@ -245,8 +245,8 @@ def read_series(headers: List[SliceHeader], allow_missing_slices: bool = False
     index = {header.path: int(k) for header, k in zip(ordered, grid)}
     count = int(grid[-1]) + 1
     array = np.zeros((count, ordered[0].rows, ordered[0].cols), dtype=np.float32)
-    for header in kept:
-        array[index[header.path]] = images[header.path]
+    for header in kept:  # popped: the images are not held twice
+        array[index[header.path]] = images.pop(header.path)
     tags = next((header.tags for header in headers if header.tags), {})
     volume = Volume(
         array=array, spacing=spacing, origin=ordered[0].position, direction=direction,

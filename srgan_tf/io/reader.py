@@ -31,7 +31,15 @@ def read_volume(path, series_filter: Optional[str] = None) -> Volume:
     if not path.exists():
         raise InputError(path, "does not exist")
     if path.is_dir():
-        return read_dicom_series(path, series_filter)
+        try:
+            return read_dicom_series(path, series_filter)
+        except InputError as error:
+            nifti = sorted(entry.name for entry in path.iterdir() if is_nifti_path(entry))
+            if not nifti:
+                raise
+            names = ", ".join(nifti[:3]) + (", ..." if len(nifti) > 3 else "")
+            raise InputError(error.path, f"{error.reason}; the folder holds NIfTI files "
+                                         f"({names}): pass one of them as the input") from None
     if is_nifti_path(path):
         return read_nifti(path)
     try:

@@ -79,6 +79,24 @@ def cmd_score(args):
         print(f"Scores written to {write_scores_json(scores, args.json)}")
 
 
+def cmd_self_supervised(args):
+    from srgan_tf.self_supervised_run import SelfSupervisedOptions, run_self_supervised
+
+    summary = run_self_supervised(SelfSupervisedOptions(
+        input=args.input, output=args.output, dicom_output=args.dicom_output,
+        work_dir=args.work_dir, slice_profile=args.slice_profile,
+        slice_thickness=args.slice_thickness, target_spacing=args.target_spacing,
+        init_model=args.init_model, steps=args.steps, epochs=args.epochs,
+        batch_size=args.batch_size, precision=args.precision, seed=args.seed,
+        clip=not args.no_clip, progress=True))
+    print(f"Wrote {summary['output']} (shape {tuple(summary['output_shape'])}, spacing "
+          f"{tuple(summary['output_spacing_mm'])} mm)"
+          + (f" and {summary['dicom_files']} DICOM files in {summary['dicom_output']}"
+             if summary["dicom_output"] else ""))
+    print("Times (s): " + ", ".join(f"{k} {v}" for k, v in summary["seconds"].items()))
+    print(f"Report, trained model and figures: {summary['work_dir']}")
+
+
 def add_command(commands, name: str, func, help: str, tensorflow: bool = True):
     """A subcommand whose --help shows `help` as its description and every default."""
     from srgan_tf.experiment import HelpFormatter
@@ -90,7 +108,7 @@ def add_command(commands, name: str, func, help: str, tensorflow: bool = True):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from srgan_tf.config import INFERENCE_PRECISIONS, RANGES, Range
+    from srgan_tf.config import INFERENCE_MODES, INFERENCE_PRECISIONS, RANGES, Range
     from srgan_tf.experiment import add_experiment_arguments, number_type
 
     parser = argparse.ArgumentParser(prog="srgan-tf", description=__doc__.splitlines()[0])
@@ -130,13 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--run", required=True, help="run directory")
     export.add_argument("--output", required=True, help="export directory to write")
 
-    infer = add_command(commands, "infer", cmd_infer,
+    infer = add_command(commands, "infer", cmd_infer, tensorflow=False,  # started after its checks
                         help="super-resolve a volume (DICOM series dir or NIfTI) with an export")
     infer.add_argument("--model", required=True, help="export directory (SavedModel + metadata.json)")
     infer.add_argument("--input", required=True, help="DICOM series folder, .nii or .nii.gz")
     infer.add_argument("--output", required=True, help="output NIfTI (.nii or .nii.gz)")
     infer.add_argument("--dicom-output", help="also write a derived DICOM series into this new folder")
-    infer.add_argument("--mode", choices=("through-plane", "in-plane"), default="through-plane",
+    infer.add_argument("--mode", choices=INFERENCE_MODES, default="through-plane",
                        help="through-plane: anisotropic model along the slices (Exp. 3); "
                             "in-plane: isotropic model on each slice")
     infer.add_argument("--batch-size", type=number_type(int, RANGES["batch_size"]), default=8,
@@ -157,6 +175,38 @@ def build_parser() -> argparse.ArgumentParser:
                                            "(default: the export's parent)")
     evaluate.add_argument("--max-slices-per-patient", type=number_type(int, Range(1)),
                           help="score at most this many slices per patient (default: all)")
+
+    selfsup = add_command(
+        commands, "self-supervised", cmd_self_supervised, tensorflow=False,
+        help="make one thick-slice volume near-isotropic with no training data: learn from its "
+             "own in-plane slices degraded with its slice profile, then super-resolve through "
+             "the plane")
+    selfsup.add_argument("--input", required=True, help="DICOM series folder, .nii or .nii.gz")
+    selfsup.add_argument("--output", required=True, help="output NIfTI (.nii or .nii.gz)")
+    selfsup.add_argument("--dicom-output", help="also write a derived DICOM series into this new folder")
+    selfsup.add_argument("--work-dir", help="trained model, report and figures (default: "
+                         "<output name>_work next to the output)")
+    selfsup.add_argument("--slice-profile", default="auto", metavar="{auto,box,gaussian,FILE.npy}",
+                         help="auto: estimated from the volume; box or gaussian: of the slice "
+                              "thickness; FILE.npy: 1-D weights sampled at the in-plane spacing")
+    selfsup.add_argument("--slice-thickness", type=number_type(float, Range(0, None, low_inclusive=False)),
+                         help="slice thickness in mm for box/gaussian (default: DICOM "
+                              "SliceThickness, else the slice spacing)")
+    selfsup.add_argument("--target-spacing", type=number_type(float, Range(0, None, low_inclusive=False)),
+                         help="output slice spacing in mm (default: the in-plane spacing)")
+    selfsup.add_argument("--init-model", help="start from this supervised export (fine-tune it "
+                                              "on the volume)")
+    selfsup.add_argument("--steps", type=number_type(int, Range(1)),
+                         help="training steps (default: the self-supervised preset's)")
+    selfsup.add_argument("--epochs", type=number_type(int, Range(1)),
+                         help="epochs the steps are split into (default 6)")
+    selfsup.add_argument("--batch-size", type=number_type(int, RANGES["batch_size"]), default=8,
+                         help="images per inference call")
+    selfsup.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",
+                         help="inference precision (auto: bfloat16 where native)")
+    selfsup.add_argument("--seed", type=int, default=0, help="seed of weights and patch draws")
+    selfsup.add_argument("--no-clip", action="store_true",
+                         help="keep SR intensities outside the input's range")
 
     score = add_command(commands, "score", cmd_score, tensorflow=False,
                         help="PSNR, SSIM and HFEN of a volume against its isotropic truth, whole "

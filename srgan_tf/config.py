@@ -15,8 +15,10 @@ SCALES = (2, 4, 8)
 CONTENT_LOSSES = ("vgg54", "vgg22", "mse")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
-# Inference: an export's serving signatures ("auto": bfloat16 where native and exported).
+# Inference: an export's serving signatures ("auto": bfloat16 where native and exported),
+# and the two ways a volume is super-resolved.
 INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16")
+INFERENCE_MODES = ("through-plane", "in-plane")
 # Slice profiles of simulated thick slices; srgan_tf.data.degrade.PROFILES must equal it (tested).
 # Kept here so argument parsers list them without importing TensorFlow.
 SLICE_PROFILES = ("gaussian", "box")

@@ -3,6 +3,7 @@
 TensorFlow is imported inside functions, so entry points that only parse arguments (`--help`)
 start in a fraction of a second.
 """
+import contextlib
 import os
 import re
 import sys
@@ -30,6 +31,8 @@ def start_tensorflow():
     """Imports TensorFlow and queries its devices once, dropping only the known start-up noise
     (`_STARTUP_NOISE`) from stderr; Python warnings and real errors still show.
 
+    With TF_CPP_MIN_LOG_LEVEL=0 nothing is filtered.
+
     Returns:
         The `tensorflow` module.
     """
@@ -40,7 +43,8 @@ def start_tensorflow():
 
         _started = True
         return tf
-    with _filtered_stderr():
+    verbose = os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"  # the user asked for everything
+    with contextlib.nullcontext() if verbose else _filtered_stderr():
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # cuInit happens here, inside the filter

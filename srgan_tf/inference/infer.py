@@ -18,15 +18,14 @@ from typing import Optional
 
 import numpy as np
 
-from srgan_tf.config import INFERENCE_PRECISIONS
-from srgan_tf.inference.export import load_exported
-from srgan_tf.inference.volume_sr import MODES, check_mode, super_resolve_volume
-from srgan_tf.io.dicom import write_dicom_series
+from srgan_tf.config import INFERENCE_MODES, INFERENCE_PRECISIONS
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import is_nifti_path, write_nifti
 from srgan_tf.io.reader import read_volume
-from srgan_tf.runtime import native_bfloat16
+from srgan_tf.runtime import native_bfloat16, start_tensorflow
 
+# TensorFlow (export, volume_sr) is imported inside run_infer, after the cheap checks.
+MODES = INFERENCE_MODES
 PRECISIONS = INFERENCE_PRECISIONS
 
 
@@ -48,7 +47,9 @@ def peak_rss_mb() -> float:
     return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
 
 
-def _read_input(input_path, mode):
+def read_input_volume(input_path, mode: str = "through-plane"):
+    """`read_volume` with every reader failure as one InputError naming the input; through-plane
+    and self-supervised SR need at least 2 slices."""
     try:
         volume = read_volume(input_path)
     except InputError:
@@ -56,7 +57,7 @@ def _read_input(input_path, mode):
     except Exception as error:  # a reader failure the io layer did not classify: still one line
         raise InputError(input_path, f"cannot read a volume "
                                      f"({type(error).__name__}: {error})") from None
-    if mode == "through-plane" and volume.shape[0] < 2:
+    if mode in ("through-plane", "self-supervised") and volume.shape[0] < 2:
         raise InputError(input_path, f"a single slice (shape {volume.shape}); through-plane SR "
                                      "needs a volume of at least 2 slices")
     if min(volume.shape) < 1:
@@ -64,7 +65,15 @@ def _read_input(input_path, mode):
     return volume
 
 
-def _check_outputs(output_path: Path, dicom_output: Optional[Path]) -> None:
+def check_output_locations(output_path, dicom_output=None) -> None:
+    """Before any work: the NIfTI name, a writable folder for it (and for the DICOM folder,
+    which must be new or empty); then removes partials that killed runs left of these outputs.
+
+    Raises:
+        InputError: naming the output and what is wrong with it.
+    """
+    output_path = Path(output_path)
+    dicom_output = Path(dicom_output) if dicom_output else None
     if not is_nifti_path(output_path):
         raise InputError(output_path, "output must be a NIfTI file name ending in .nii or .nii.gz")
     if output_path.is_dir():
@@ -76,6 +85,9 @@ def _check_outputs(output_path: Path, dicom_output: Optional[Path]) -> None:
                                            "new folder for the derived DICOM series")
     if dicom_output is not None:
         _check_writable(dicom_output)
+    for target in [output_path] + ([dicom_output] if dicom_output else []):
+        for stale in remove_stale_partials(target):
+            print(f"Removed {stale}: a partial output left by an interrupted run", file=sys.stderr)
 
 
 def _check_writable(path: Path) -> None:
@@ -152,6 +164,8 @@ def _write_outputs(result, source, output_path: Path, dicom_output: Optional[Pat
             dicom_output.parent.mkdir(parents=True, exist_ok=True)
             staging = dicom_output.with_name(
                 f".{dicom_output.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            from srgan_tf.io.dicom import write_dicom_series
+
             files = write_dicom_series(result.volume, staging, derived=True, reference=source,
                                        series_description=result.volume.series_description)
         write_nifti(result.volume, output_path)  # itself atomic (temporary name, rename)
@@ -201,14 +215,15 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: st
         raise ValueError(f"mode must be one of {MODES}. Received: {mode!r}")
     output_path = Path(output_path)
     dicom_output = Path(dicom_output) if dicom_output else None
-    _check_outputs(output_path, dicom_output)
-    for target in [output_path] + ([dicom_output] if dicom_output else []):
-        for stale in remove_stale_partials(target):
-            print(f"Removed {stale}: a partial output left by an interrupted run", file=sys.stderr)
+    check_output_locations(output_path, dicom_output)
+    start_tensorflow()
+    from srgan_tf.inference.export import load_exported
+    from srgan_tf.inference.volume_sr import check_mode, super_resolve_volume
+
     model = load_exported(model_dir)
     check_mode(model, mode, model_dir)
     precision = resolve_precision(precision, model)
-    volume = _read_input(input_path, mode)
+    volume = read_input_volume(input_path, mode)
     result = super_resolve_volume(model, volume, mode, batch_size=batch_size,
                                   memory_budget_mb=memory_budget_mb, precision=precision,
                                   progress=progress)
@@ -237,16 +252,6 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: st
         "seconds": round(time.perf_counter() - started, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
-
-
-def check_output_locations(output_path, dicom_output=None) -> None:
-    """InputError before any work when the outputs cannot be written (see `run_infer`)."""
-    _check_outputs(Path(output_path), Path(dicom_output) if dicom_output else None)
-
-
-def read_input_volume(input_path, mode: str = "through-plane"):
-    """`read_volume` with every reader failure as one InputError naming the input."""
-    return _read_input(input_path, "through-plane" if mode == "self-supervised" else mode)
 
 
 def write_outputs(volume, source, output_path, dicom_output=None) -> int:

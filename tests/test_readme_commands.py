@@ -1,0 +1,165 @@
+"""Every command the README shows exists and parses: `srgan-tf <cmd> ...` and
+`python experiments/<x>.py ...` lines of code blocks and inline code, and every `--flag`
+mentioned inline. Parsers only: no TensorFlow is imported.
+"""
+import argparse
+import contextlib
+import importlib.util
+import io
+import itertools
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+
+def _segments():
+    """(where, command text) of every srgan-tf / experiments command the README shows."""
+    text = README.read_text()
+    found = []
+    for block in re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.M | re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            found += [("code block", part) for part in line.split("&&")]
+    prose = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.M | re.S)
+    found += [("inline code", span) for span in re.findall(r"`([^`\n]+)`", prose)]
+    commands = []
+    for where, part in found:
+        part = re.sub(r"\s#.*$", "", part).strip()  # shell comment
+        match = re.match(r"(?:python\s+)?(srgan-tf\s.*|experiments/\w+\.py\b.*)$", part)
+        if match:
+            commands.append((where, match.group(1)))
+    return commands
+
+
+def _argv_variants(command: str):
+    """The command as argv lists: placeholders filled, optional [..] parts kept, and each
+    `a|b` alternative used at least once."""
+    command = command.replace("\\|", "|")
+    command = re.sub(r"<[^<>]*>", "1", command)  # <run>, <dicom series dir | .nii.gz>
+    command = command.replace("[", " ").replace("]", " ").replace("...", " ")
+    # DIR, N, EXPORT, PATH: a value that parses as a path, an integer and a number alike.
+    tokens = ["1" if re.fullmatch(r"[A-Z][A-Z_]*", token) else token
+              for token in shlex.split(command)]
+    options = [token.split("|") if "|" in token and not token.startswith("-") else [token]
+               for token in tokens]
+    count = max(len(choice) for choice in options)
+    return [[choice[min(i, len(choice) - 1)] for choice in options] for i in range(count)]
+
+
+def _script_parser(name: str) -> argparse.ArgumentParser:
+    path = ROOT / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"readme_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_parser()
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(actions[0].choices) if actions else {}
+
+
+def _cli_parser():
+    from srgan_tf.cli import build_parser
+
+    return build_parser()
+
+
+def _parse(parser, argv, shown):
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            parser.parse_args(argv)
+        except SystemExit as error:
+            if error.code:
+                pytest.fail(f"README shows `{shown}`, which does not parse "
+                            f"({argv}): {stderr.getvalue().strip().splitlines()[-1]}")
+
+
+COMMANDS = _segments()
+
+
+def test_the_readme_shows_commands():
+    texts = " ".join(command for _, command in COMMANDS)
+    assert "srgan-tf infer" in texts and "experiments/exp2_aniso.py" in texts
+
+
+def _check_flags(parser, argv, shown):
+    """A fragment (inline code such as `srgan-tf infer --precision float32`): every flag exists
+    and a name given to a flag with fixed choices is one of them."""
+    actions = {flag: action for action in parser._actions for flag in action.option_strings}
+    for index, token in enumerate(argv):
+        if not token.startswith("--"):
+            continue
+        if token not in actions:
+            pytest.fail(f"README shows `{shown}`, but {parser.prog} has no {token} flag")
+        value = argv[index + 1] if index + 1 < len(argv) else None
+        choices = actions[token].choices
+        if choices and value is not None and not value.startswith("-"):
+            if value not in map(str, choices):
+                pytest.fail(f"README shows `{shown}`, but {token} takes "
+                            f"{', '.join(map(str, choices))}, not {value!r}")
+
+
+@pytest.mark.parametrize("where, command", COMMANDS, ids=[c for _, c in COMMANDS])
+def test_readme_command_exists_and_parses(where, command):
+    """Code blocks must parse as shown; inline fragments must name existing flags."""
+    check = _parse if where == "code block" else _check_flags
+    for argv in _argv_variants(command):
+        if argv[0] == "srgan-tf":
+            registered = _subcommands(_cli_parser())
+            name = argv[1] if len(argv) > 1 else None
+            if name not in registered:
+                pytest.fail(f"README ({where}) shows `srgan-tf {name}`, but srgan_tf/cli.py "
+                            f"registers no {name!r} subcommand (registered: "
+                            f"{', '.join(sorted(registered))})")
+            if where == "code block":
+                _parse(_cli_parser(), argv[1:], command)
+            else:
+                _check_flags(registered[name], argv[2:], command)
+        else:
+            name = Path(argv[0]).stem
+            if not (ROOT / "experiments" / f"{name}.py").is_file():
+                pytest.fail(f"README ({where}) shows `{argv[0]}`, which does not exist")
+            check(_script_parser(name), argv[1:], command)
+
+
+def _known_flags() -> set:
+    """Flags of srgan-tf's subcommands, the experiment scripts and the benchmark scripts."""
+    flags = set()
+    parsers = list(_subcommands(_cli_parser()).values())
+    parsers += [_script_parser(path.stem) for path in (ROOT / "experiments").glob("*.py")
+                if "def build_parser" in path.read_text()]
+    for parser in parsers:
+        flags |= {flag for action in parser._actions for flag in action.option_strings}
+    for path in (ROOT / "benchmarks").glob("*.py"):  # their parsers may import TensorFlow
+        flags |= set(re.findall(r"add_argument\(\s*\"(--[\w-]+)\"", path.read_text()))
+    return flags
+
+
+def test_every_flag_the_readme_mentions_exists():
+    prose = re.sub(r"^```[^\n]*\n.*?^```", "", README.read_text(), flags=re.M | re.S)
+    mentioned = set()
+    for span in re.findall(r"`([^`\n]+)`", prose):
+        mentioned |= set(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", span))
+    missing = sorted(mentioned - _known_flags())
+    assert not missing, f"README mentions flags that no parser defines: {missing}"
+
+
+def test_readme_tools_are_installed_by_the_package():
+    """`tensorboard --logdir runs/` needs tensorboard in the requirements (TF no longer
+    depends on it); `pip install -e ".[gpu]"` needs the extra."""
+    text = README.read_text()
+    requirements = (ROOT / "requirements.txt").read_text()
+    if "tensorboard --logdir" in text:
+        assert re.search(r"^tensorboard\b", requirements, flags=re.M)
+    setup = (ROOT / "setup.py").read_text()
+    for extra in set(re.findall(r'pip install -e "\.\[(\w+)\]"', text)):
+        assert f'"{extra}":' in setup, extra
+    assert "tensorflow[and-cuda]" in setup
+    variants = list(itertools.chain.from_iterable(_argv_variants(c) for _, c in COMMANDS))
+    assert any("--precision" in argv for argv in variants if argv[:2] == ["srgan-tf", "infer"])

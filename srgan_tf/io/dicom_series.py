@@ -202,10 +202,16 @@ def _one_file_per_slice(headers: List[SliceHeader]):
         else:
             skipped.append(InputError(header.path, f"another copy of SOP instance "
                                       f"{header.sop_uid}; the slice is read from {original.path}"))
-    missing = []
+    if not kept:  # nothing can replace them
+        return images, kept, failed, skipped
+    missing, kept_positions = [], np.array([header.position for header in kept])
     for header, error in failed:
-        holder = next((other for other in kept + [h for h, _ in missing]
-                       if _same_slice(header, other)), None)
+        holder = by_uid.get(header.sop_uid) if header.sop_uid else None
+        distances = np.linalg.norm(kept_positions - np.asarray(header.position), axis=1)
+        if holder is None and distances.min() < 1e-2:
+            holder = kept[int(np.argmin(distances))]
+        if holder is None:  # another unreadable copy of the slice
+            holder = next((other for other, _ in missing if _same_slice(header, other)), None)
         if holder is None:
             missing.append((header, error))
         else:

@@ -25,6 +25,7 @@ DEFAULT_SERIES_FILTER = (
     r".*(?<![a-z])(?:tra|trans|transverse|ax|axi|axial)(?![a-z])"
 )
 
+
 def select_series(series: Dict[str, List[SliceHeader]], series_filter: Optional[str]
                   ) -> Dict[str, List[SliceHeader]]:
     """The series whose SeriesDescription matches `series_filter` (case-insensitive search)."""

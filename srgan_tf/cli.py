@@ -1,6 +1,8 @@
 """`srgan-tf` command line: thin wrappers that parse arguments and call the layers.
 
-Subcommands: sample, prepare, info, train, export, infer, evaluate.
+Subcommands: sample, prepare, info, train, export, infer, evaluate, self-supervised, score.
+Each is one `cmd_*` function and one `add_command` block in `build_parser`; `main` runs them
+through `experiment.run_main` (one-line errors, exit 2).
 """
 import argparse
 import sys

@@ -26,8 +26,8 @@ from typing import NamedTuple
 
 from srgan_tf.config import SLICE_PROFILES, Range
 from srgan_tf.experiment import (HelpFormatter, add_experiment_arguments, config_from_args,
-                                 default_run_dir, number_type, resolve_cache,
-                                 resolve_content_loss, run_experiment, run_main)
+                                 default_run_dir, number_type, resolve_cache, run_experiment,
+                                 run_main)
 
 # Heavy modules (TensorFlow, the evaluation layer) are imported inside functions: --help and a
 # bad flag answer at once.
@@ -46,10 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--hr-dir", help="isotropic HR volumes <PatientID>.nii[.gz] to score "
                                         "against (default: the built-in sample's hr/)")
     group.add_argument("--profile", choices=SLICE_PROFILES, default="gaussian",
-                       help="slice profile of the simulated thick slices and of self-supervision")
+                       help="slice profile of the simulated thick slices")
+    group.add_argument("--self-supervised-profile", default="auto",
+                       metavar="{auto,box,gaussian,FILE.npy}",
+                       help="slice profile of self-supervision, as `srgan-tf self-supervised "
+                            "--slice-profile` (auto: estimated from the thick volume)")
+    group.add_argument("--self-supervised-steps", type=number_type(int, Range(1)),
+                       help="training steps of self-supervision (default: the command's)")
     group.add_argument("--crop", type=number_type(int, Range(0)),
                        help="centred in-plane crop in pixels (default: the config's hr_size; "
-                            "0: whole slices)")
+                            "with --self-supervised, whole slices; 0: whole slices)")
     group.add_argument("--max-volumes", type=number_type(int, Range(1)),
                        help="test patients used at most (default: all)")
     group.add_argument("--max-planes", type=number_type(int, Range(1)), default=32,
@@ -97,11 +103,12 @@ class SelfSupervisedModel(NamedTuple):
     source: str  # "simulated" (thick slices made from the HR volume) or "real" (the series)
 
 
-def train_self_supervised_model(config, run_dir, series, hr_paths, crop, profile, extractor):
-    """Train on the first test volume: the thick slices it is scored on, else its series."""
-    from srgan_tf.data.self_supervised import train_self_supervised
+def train_self_supervised_model(config, run_dir, series, hr_paths, crop, profile, options):
+    """Train on the first test volume (the thick slices it is scored on, else its series) with
+    the code of `srgan-tf self-supervised`: acquisition model, slice profile, training."""
     from srgan_tf.evaluation.throughplane import crop_in_plane, simulate_thick_slices
     from srgan_tf.io.reader import read_volume
+    from srgan_tf.self_supervised_run import SelfSupervisedOptions, plan_volume, train_volume_model
 
     if hr_paths:  # the very thick slices the score feeds to the models
         volume = simulate_thick_slices(crop_in_plane(read_volume(hr_paths[0]), crop),
@@ -111,9 +118,11 @@ def train_self_supervised_model(config, run_dir, series, hr_paths, crop, profile
         volume, source = crop_in_plane(series[0], crop), "real"
     print(f"\nSelf-supervised training on {volume.patient_id} ({source} thick slices, "
           f"shape {volume.shape}, spacing {tuple(round(s, 3) for s in volume.spacing)} mm)")
-    result = train_self_supervised(volume, config, Path(run_dir) / "self_supervised",
-                                   profile=profile, content_extractor=extractor)
-    return SelfSupervisedModel(volume.patient_id, result.export_dir, source)
+    options = SelfSupervisedOptions(input=volume.patient_id, output="unused.nii.gz",
+                                    progress=True, **options)
+    plan = plan_volume(volume, options)
+    model = train_volume_model(plan, options, Path(run_dir) / "self_supervised")
+    return SelfSupervisedModel(volume.patient_id, Path(model.path), source)
 
 
 def supervised_model(config, args, run_dir, timings):
@@ -163,15 +172,19 @@ def run(args):
     run_dir.mkdir(parents=True, exist_ok=True)
     hr_dir = args.hr_dir or (Path(args.sample_root) / "hr" if using_sample else None)
     series, hr_paths = test_data(cache, hr_dir, args.max_volumes)
-    crop = config.data.hr_size if args.crop is None else (args.crop or None)
+    if args.crop is None:  # self-supervision learns from whole slices
+        crop = None if args.self_supervised else config.data.hr_size
+    else:
+        crop = args.crop or None
     timings = {}
     model = supervised_model(config, args, run_dir, timings)
     self_supervised, extra = None, {}
     if args.self_supervised:
         start = time.perf_counter()
-        extractor = resolve_content_loss(config, using_sample)
-        self_supervised = train_self_supervised_model(config, run_dir, series, hr_paths, crop,
-                                                      args.profile, extractor)
+        self_supervised = train_self_supervised_model(
+            config, run_dir, series, hr_paths, crop, args.profile,
+            {"slice_profile": args.self_supervised_profile, "steps": args.self_supervised_steps,
+             "seed": config.train.seed})
         timings["self-supervised training"] = time.perf_counter() - start
         extra = {"sr_self_supervised": {self_supervised.patient: self_supervised.export_dir}}
     primary = model or as_model(self_supervised.export_dir)

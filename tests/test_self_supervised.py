@@ -1,14 +1,20 @@
-"""Self-supervised (SMORE-like) through-plane data and training from one thick-slice volume."""
-import inspect
+"""Self-supervised through-plane SR: acquisition model, training pairs, the command end to end."""
+import json
 
+import nibabel as nib
 import numpy as np
 import pytest
-import tensorflow as tf
 from scipy import ndimage
 
-from srgan_tf.config import DataConfig, preset
 from srgan_tf.data import self_supervised as ss
+from srgan_tf.data.acquisition import (acquisition_from_volume, from_slice_first, target_grid,
+                                       to_slice_first)
 from srgan_tf.data.degrade import slice_profile_degrade
+from srgan_tf.data.intensity import robust_range
+from srgan_tf.data.slice_profile import SliceProfile
+from srgan_tf.inference.slice_grid import interpolation_matrix, resample_axis0
+from srgan_tf.io.errors import InputError
+from srgan_tf.io.nifti import read_nifti, write_nifti
 from srgan_tf.io.volume import Volume
 
 
@@ -18,87 +24,162 @@ def thick_volume(shape=(6, 40, 36), spacing=(2.0, 0.5, 0.5), seed=0):
     return Volume(array.astype(np.float32), spacing=spacing, patient_id="THICK")
 
 
-def data_config(**changes):
-    values = dict(mode="aniso", scale=4, hr_size=32, patch_size=16, batch_size=4, val_slices=2,
-                  min_foreground=0.0)
-    values.update(changes)
-    return DataConfig(**values)
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_low_resolution_axis_is_the_largest_spacing_on_any_axis(axis):
+    spacing = [0.5, 0.5, 0.5]
+    spacing[axis] = 3.6
+    shape = [20, 20, 20]
+    shape[axis] = 5
+    volume = thick_volume(tuple(shape), tuple(spacing))
+    acquisition = acquisition_from_volume(volume)
+    assert acquisition.slice_axis == axis
+    assert acquisition.factor == pytest.approx(7.2) and acquisition.model_factor == 8
+    assert acquisition.target_spacing == pytest.approx(0.5)
+    first = to_slice_first(volume, axis)
+    assert first.shape[0] == 5 and first.spacing[0] == pytest.approx(3.6)
+    np.testing.assert_allclose(first.affine_lps()[:3, 3], volume.affine_lps()[:3, 3])
+    back = from_slice_first(first, axis)
+    np.testing.assert_array_equal(back.array, volume.array)
+    np.testing.assert_allclose(back.affine_lps(), volume.affine_lps())
 
 
-def first_batch(dataset):
-    lr, hr = next(iter(dataset))
-    return lr.numpy(), hr.numpy()
+@pytest.mark.parametrize("spacing, problem", [
+    ((1.0, 1.0, 1.0), "isotropic"),
+    ((1.2, 1.0, 1.0), "only 1.2"),
+    ((3.0, 3.0, 1.0), "ambiguous"),
+])
+def test_volumes_without_a_usable_slice_axis_are_refused(spacing, problem):
+    with pytest.raises(InputError, match=problem):
+        acquisition_from_volume(thick_volume(spacing=spacing))
 
 
-def test_batches_thicken_the_height_only_with_the_slice_profile():
-    dataset, (val_lr, val_hr) = ss.self_supervised_dataset(thick_volume(), 4, data_config())
-    lr, hr = first_batch(dataset)
-    assert hr.shape == (4, 16, 16, 1) and lr.shape == (4, 4, 16, 1)  # height / factor, width kept
-    assert hr.min() >= -1.0 and hr.max() <= 1.0 and hr.std() > 0.05
-    np.testing.assert_allclose(lr, slice_profile_degrade(hr, 1, 4, "gaussian"), atol=1e-5)
-    assert val_hr.shape == (2, 32, 32, 1) and val_lr.shape == (2, 8, 32, 1)
-    np.testing.assert_allclose(val_lr, slice_profile_degrade(val_hr, 1, 4), atol=1e-5)
+def test_single_slice_is_refused():
+    with pytest.raises(InputError, match="single slice"):
+        acquisition_from_volume(thick_volume((1, 40, 36), (4.0, 0.5, 0.5)))
 
 
-def test_same_seed_same_batches_and_box_profile():
-    config = data_config()
-    first = first_batch(ss.self_supervised_dataset(thick_volume(), 4, config, "box", seed=3)[0])
-    again = first_batch(ss.self_supervised_dataset(thick_volume(), 4, config, "box", seed=3)[0])
-    np.testing.assert_array_equal(first[1], again[1])
-    np.testing.assert_allclose(first[0], slice_profile_degrade(first[1], 1, 4, "box"), atol=1e-5)
-
-
-def test_both_in_plane_axes_serve_as_height():
-    varying = np.broadcast_to(np.sin(np.arange(36) / 2.0) * 300 + 600, (6, 40, 36)).copy()
-    volume = Volume(varying.astype(np.float32), spacing=(2.0, 0.5, 0.5))
-    _, hr = first_batch(ss.self_supervised_dataset(volume, 4, data_config(batch_size=32, flips=False))[0])
-    constant_columns = np.all(np.ptp(hr, axis=1) < 1e-6, axis=(1, 2))  # as acquired
-    constant_rows = np.all(np.ptp(hr, axis=2) < 1e-6, axis=(1, 2))  # transposed
-    assert constant_columns.any() and constant_rows.any()
-    assert np.all(constant_columns ^ constant_rows)
-
-
-def test_geometry_resamples_in_plane_to_the_target_spacing():
+def test_dicom_thickness_with_a_gap_sets_the_profile_width():
     volume = thick_volume(spacing=(3.6, 0.5, 0.5))
-    geometry = ss.self_supervised_geometry(volume, 4)
-    assert geometry.resampled and geometry.target_spacing == pytest.approx(0.9)
-    assert geometry.thickness == pytest.approx((4.0, 4.0))
-    native = ss.self_supervised_geometry(volume, 4, resample_in_plane=False)
-    assert not native.resampled and native.thickness == pytest.approx((7.2, 7.2))
-    images = ss.training_slices(volume, geometry, 0.0, 16)
-    assert images.shape == (6, 22, 20)  # 40 * 0.5 / 0.9, 36 * 0.5 / 0.9
-    dataset, _ = ss.self_supervised_dataset(volume, 4, data_config(), resample_in_plane=False)
-    lr, hr = first_batch(dataset)
-    np.testing.assert_allclose(lr, slice_profile_degrade(hr, 1, 4, "gaussian", 7.2), atol=1e-5)
+    volume.source_tags["SliceThickness"] = "3.0"
+    acquisition = acquisition_from_volume(volume)
+    assert acquisition.thickness == pytest.approx(3.0)
+    assert acquisition.thickness_source == "SliceThickness"
+    assert acquisition.gap == pytest.approx(0.6)
+    assert "gap 0.6 mm" in acquisition.describe()
+    # NIfTI-like input: no SliceThickness, the spacing is the thickness
+    del volume.source_tags["SliceThickness"]
+    assert acquisition_from_volume(volume).thickness == pytest.approx(3.6)
 
 
-def test_rejects_patches_not_divisible_by_the_factor():
-    with pytest.raises(ValueError, match="divisible"):
-        ss.self_supervised_dataset(thick_volume(), 3, data_config(patch_size=16))
+def test_non_integer_factor_grid_keeps_the_slab():
+    volume = thick_volume((26, 24, 24), (3.6, 0.5, 0.5))
+    acquisition = acquisition_from_volume(volume)
+    count, step, first = target_grid(volume, acquisition)
+    assert step == pytest.approx(0.5)
+    assert count == round(26 * 3.6 / 0.5)  # 187 slices
+    slab_start, slab_end = -1.8, 25 * 3.6 + 1.8
+    low, high = first - step / 2, first + (count - 1) * step + step / 2
+    assert low >= slab_start - 1e-9 and high <= slab_end + 1e-9
+    assert (low - slab_start) == pytest.approx(slab_end - high)  # centred in the slab
 
 
-def _trainer_accepts_datasets() -> bool:
-    from srgan_tf.training.trainer import train
+def test_slice_resampling_is_exact_on_linear_ramps():
+    source = np.arange(16, dtype=np.float32)[:, None, None] * np.ones((1, 3, 2), np.float32)
+    matrix = interpolation_matrix(16, 0.0, 0.45, 14, 0.3, 0.5)
+    out = resample_axis0(source * 0.45, matrix)  # value = position in mm
+    expected = 0.3 + 0.5 * np.arange(14)
+    inner = (expected > 0.9) & (expected < 15 * 0.45 - 0.9)  # away from the clamped edges
+    np.testing.assert_allclose(out[inner, 0, 0], expected[inner], atol=1e-5)
 
-    return {"train_dataset", "validation"} <= set(inspect.signature(train).parameters)
+
+def test_pairs_are_the_in_plane_slices_degraded_with_the_profile():
+    volume = thick_volume()
+    acquisition = acquisition_from_volume(volume)
+    images = ss.training_slices(volume.array, acquisition, robust_range(volume.array), 0.0, 16)
+    taps = ss.profile_taps(SliceProfile("box", acquisition.thickness), 4,
+                           ss.training_pixel_mm(acquisition))
+    dataset, (val_lr, val_hr) = ss.self_supervised_dataset(images, taps, 4, patch_size=16,
+                                                           batch_size=4, val_slices=2, val_size=32)
+    lr, hr = (t.numpy() for t in next(iter(dataset)))
+    assert hr.shape == (4, 16, 16, 1) and lr.shape == (4, 4, 16, 1)
+    assert hr.min() >= -1.0 and hr.max() <= 1.0 and hr.std() > 0.05
+    np.testing.assert_allclose(lr, slice_profile_degrade(hr, 1, 4, "box"), atol=1e-5)
+    np.testing.assert_allclose(val_lr, slice_profile_degrade(val_hr, 1, 4, "box"), atol=1e-5)
+    again = next(iter(ss.self_supervised_dataset(images, taps, 4, patch_size=16, batch_size=4)[0]))
+    np.testing.assert_array_equal(again[1].numpy(), hr)  # stateless draws: same seed, same batch
 
 
-@pytest.mark.skipif(not _trainer_accepts_datasets(),
-                    reason="trainer.train does not accept train_dataset/validation yet")
-def test_training_on_a_tiny_volume_exports_an_anisotropic_model(tmp_path):
-    from srgan_tf.inference.export import load_exported
+def test_training_pixels_are_resampled_for_non_integer_factors():
+    volume = thick_volume((4, 40, 36), (3.6, 0.5, 0.5))
+    acquisition = acquisition_from_volume(volume)  # x7.2: model x8, pixels of 0.45 mm
+    images = ss.training_slices(volume.array, acquisition, robust_range(volume.array), 0.0, 16)
+    assert ss.training_pixel_mm(acquisition) == pytest.approx(0.45)
+    assert images.shape[1:] == (round(40 * 0.5 / 0.45), round(36 * 0.5 / 0.45))
 
-    config = preset("quick", experiment="exp3", mode="aniso", scale=2)
-    config.data = data_config(scale=2, batch_size=2, hr_size=16)
-    config.model.num_residual_blocks, config.model.filters = 2, 8
-    config.model.discriminator_filters, config.model.discriminator_dense = 8, 16
-    config.loss.content_loss = "mse"
-    config.train.pretrain_epochs = config.train.adversarial_epochs = 1
-    config.train.steps_per_epoch = 2
-    result = ss.train_self_supervised(thick_volume(spacing=(1.0, 0.5, 0.5)), config, tmp_path / "run",
-                                      progress=False)
-    model = load_exported(result.export_dir)
-    assert model.scale_hw == (2, 1)
-    assert model.predict(np.zeros((1, 4, 8, 1), np.float32)).shape == (1, 8, 8, 1)
-    assert (tmp_path / "run" / "self_supervised.json").is_file()
-    assert tf.io.gfile.exists(str(result.export_dir / "saved_model.pb"))
+
+def _phantom_nifti(path, spacing=(3.0, 1.0, 1.0), shape=(8, 40, 32)):
+    """A smooth blob phantom on a background of zeros, as NIfTI, slice axis = k."""
+    rng = np.random.default_rng(1)
+    field = ndimage.gaussian_filter(rng.normal(size=shape), (0.6, 2.0, 2.0))
+    grid = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    head = (grid[0] ** 2 * 0.5 + grid[1] ** 2 + grid[2] ** 2) < 0.7
+    array = np.where(head, 500 + 2000 * field, 0).clip(0, None).astype(np.float32)
+    volume = Volume(array, spacing=spacing, origin=(10.0, -20.0, 5.0), patient_id="PHANTOM")
+    write_nifti(volume, path)
+    return volume
+
+
+def test_command_end_to_end_on_a_small_nifti(tmp_path, capsys):
+    from srgan_tf.cli import main
+
+    source = _phantom_nifti(tmp_path / "thick.nii.gz", spacing=(2.5, 1.0, 1.0))
+    output, work = tmp_path / "sr.nii.gz", tmp_path / "work"
+    code = main(["self-supervised", "--input", str(tmp_path / "thick.nii.gz"), "--output",
+                 str(output), "--work-dir", str(work), "--slice-profile", "box", "--steps", "2",
+                 "--epochs", "1", "--dicom-output", str(tmp_path / "dicom")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "low-resolution axis" in printed and "factor 2.5" in printed and "box" in printed
+    sr = read_nifti(output)
+    count = round(8 * 2.5 / 1.0)  # x2.5: model x4, resampled onto 1 mm slices
+    assert sr.shape == (count, 40, 32)
+    assert sr.spacing == pytest.approx((1.0, 1.0, 1.0))
+    # the output slab is the input slab: first centre at origin - 2.5/2 + 0.5
+    np.testing.assert_allclose(sr.origin, np.array(source.origin) + np.array([0, 0, 1.0]) * -0.75,
+                               atol=1e-4)
+    assert sr.array.min() >= source.array.min() and sr.array.max() <= source.array.max()
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["acquisition"]["model_factor"] == 4
+    assert (work / "report.md").is_file() and (work / "model" / "export" / "metadata.json").is_file()
+    assert len(list((tmp_path / "dicom").iterdir())) == count
+    assert nib.load(str(output)).header.get_zooms() == pytest.approx((1.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize("case", ["isotropic", "nan", "unwritable", "4d", "bad_profile"])
+def test_bad_inputs_fail_before_training_with_one_line(tmp_path, capsys, case):
+    from srgan_tf.cli import main
+
+    path = tmp_path / "in.nii.gz"
+    output = tmp_path / "sr.nii.gz"
+    extra = []
+    if case == "isotropic":
+        _phantom_nifti(path, spacing=(1.0, 1.0, 1.0))
+    elif case == "nan":
+        volume = _phantom_nifti(path)
+        volume.array[2, 10, 10] = np.nan
+        write_nifti(volume, path)
+    elif case == "unwritable":
+        _phantom_nifti(path)
+        (tmp_path / "afile").write_text("x")
+        output = tmp_path / "afile" / "sr.nii.gz"
+    elif case == "4d":
+        nib.save(nib.Nifti1Image(np.zeros((8, 8, 4, 3), np.float32), np.diag([1, 1, 3, 1])), str(path))
+    else:
+        _phantom_nifti(path)
+        extra = ["--slice-profile", "triangle"]
+    code = main(["self-supervised", "--input", str(path), "--output", str(output),
+                 "--work-dir", str(tmp_path / "work"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("srgan-tf self-supervised: error:") and "Traceback" not in err
+    assert not output.exists() and not (tmp_path / "work" / "model").exists()

@@ -196,6 +196,21 @@ def slice_profile_degrade(x, axis: int, factor: int, profile: str = "gaussian", 
     return np.moveaxis(moved, 0, axis).astype(dtype)
 
 
+def filter_and_subsample(x, axis: int, taps, factor: int) -> tf.Tensor:
+    """Apply any (offsets, weights) taps along `axis` of an HWC (axis 0/1) or NHWC (axis 1/2)
+    image with the module's sampling phase and borders; the axis becomes size // factor.
+
+    Example:
+        lr = filter_and_subsample(hr_patch, 0, slice_profile_taps(4, "box"), 4)
+    """
+    images, squeeze = _as_nhwc(x, "x")
+    axis = axis % x.shape.rank + (4 - x.shape.rank) if tf.is_tensor(x) else axis + (1 if squeeze else 0)
+    if axis not in (1, 2):
+        raise ValueError(f"taps act on the height or width. Received: axis={axis}")
+    out = _filter_axis(images, axis, taps, _check_factor("factor", factor))
+    return out[0] if squeeze else out
+
+
 def _filter_axis(x: tf.Tensor, axis: int, taps, factor: int) -> tf.Tensor:
     """Apply taps along axis 1 (H) or 2 (W) of NHWC as a matrix product (no transposes);
     the axis becomes size // factor long."""

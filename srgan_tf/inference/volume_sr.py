@@ -158,7 +158,8 @@ def _in_plane(model, normalized, bar_factory, **stream):
 
 def super_resolve_volume(model, volume: Volume, mode: str = "through-plane", *, batch_size: int = 8,
                          memory_budget_mb: float = 2048, precision: str = "float32",
-                         return_directions: bool = False, progress: bool = False) -> VolumeSR:
+                         return_directions: bool = False, progress: bool = False,
+                         intensity_range=None) -> VolumeSR:
     """Super-resolve a whole volume with an exported (or wrapped) generator.
 
     Intensities are normalised as in training (robust range of the whole input volume) and
@@ -174,6 +175,8 @@ def super_resolve_volume(model, volume: Volume, mode: str = "through-plane", *, 
         precision: "float32" or "bfloat16" (an export's `serving_bfloat16` signature).
         return_directions: through-plane only: also return the two directional volumes.
         progress: show a tqdm bar over batches.
+        intensity_range: (low, high) mapped to [-1, 1] (default: the volume's robust range),
+            e.g. the range a self-supervised model was trained with.
 
     Example:
         >>> result = super_resolve_volume(load_exported("export"), read_volume("t2.nii.gz"))
@@ -188,7 +191,7 @@ def super_resolve_volume(model, volume: Volume, mode: str = "through-plane", *, 
     if min(array.shape) < 1:
         raise InputError(_source_name(volume), f"empty volume, shape {array.shape}")
     try:
-        intensity_range = robust_range(array)
+        intensity_range = robust_range(array) if intensity_range is None else intensity_range
     except ValueError as error:
         raise InputError(_source_name(volume), str(error)) from None
     normalized = normalize(array, intensity_range)

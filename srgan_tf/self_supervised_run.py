@@ -1,0 +1,338 @@
+"""`srgan-tf self-supervised`: one thick-slice volume made near-isotropic, no training data.
+
+The run, phase by phase (each timed and printed):
+1. read the volume (DICOM series folder or NIfTI) and check the output locations;
+2. the acquisition model from its geometry (`data.acquisition`): low-resolution axis,
+   factor (any real >= 1.5), slice thickness, output grid;
+3. the slice profile: estimated from the volume (`--slice-profile auto`), or box/gaussian
+   of the slice thickness, or a `.npy` file;
+4. training on the volume's own in-plane slices degraded with that profile
+   (`training.self_supervised`), exported to `<work dir>/model/export`;
+5. through-plane SR of both in-plane orientations, averaged (`inference.volume_sr`), then
+   resampling along the slices onto the target grid and clipping to the input's range;
+6. the NIfTI (and DICOM series) written as `srgan-tf infer` writes them, and a report
+   (decisions, profile plot, loss curve, timings) in the work dir.
+"""
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+PROFILE_CHOICES = ("auto", "box", "gaussian")
+
+
+@dataclass
+class SelfSupervisedOptions:
+    """Everything `srgan-tf self-supervised` takes (see `--help`)."""
+
+    input: str
+    output: str
+    dicom_output: Optional[str] = None
+    work_dir: Optional[str] = None
+    slice_profile: str = "auto"  # auto | box | gaussian | path to .npy
+    slice_thickness: Optional[float] = None
+    target_spacing: Optional[float] = None
+    init_model: Optional[str] = None
+    steps: Optional[int] = None
+    epochs: Optional[int] = None
+    batch_size: int = 8
+    precision: str = "auto"
+    seed: int = 0
+    clip: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Timings:
+    phases: Dict[str, float] = field(default_factory=dict)
+
+    def run(self, name, function, *args, **kwargs):
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        self.phases[name] = time.perf_counter() - start
+        print(f"[{name}] {self.phases[name]:.1f} s", flush=True)
+        return result
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def resolve_profile(option: str, volume, acquisition, intensity_range, source):
+    """(SliceProfile, reason, estimate or None) for `--slice-profile`."""
+    from srgan_tf.data.slice_profile import SliceProfile, estimate_slice_profile, load_profile_file
+    from srgan_tf.io.errors import InputError
+
+    if option in ("box", "gaussian"):
+        return (SliceProfile(option, acquisition.thickness),
+                f"chosen with --slice-profile {option}; width = slice thickness "
+                f"{acquisition.thickness:.4g} mm (from {acquisition.thickness_source})", None)
+    if option == "auto":
+        estimate = estimate_slice_profile(volume.array, volume.spacing)
+        return estimate.profile, f"estimated from the volume: {estimate.reason}", estimate
+    path = Path(option)
+    if path.suffix.lower() != ".npy" or not path.is_file():
+        raise InputError("--slice-profile", f"expected auto, box, gaussian or an existing .npy "
+                                            f"file. Received: {option!r}")
+    try:
+        profile = load_profile_file(path, min(acquisition.in_plane_spacing))
+    except ValueError as error:
+        raise InputError(path, str(error)) from None
+    return profile, f"read from {path} (samples at the in-plane spacing)", None
+
+
+@dataclass
+class VolumePlan:
+    """What the command decided about one volume before training."""
+
+    acquisition: object  # data.acquisition.Acquisition
+    slice_first: object  # the volume with its low-resolution axis first
+    intensity_range: tuple
+    profile: object  # data.slice_profile.SliceProfile
+    reason: str
+    estimate: object = None  # data.slice_profile.ProfileEstimate for "auto"
+
+
+def plan_volume(volume, options: SelfSupervisedOptions, timings: Optional[Timings] = None) -> VolumePlan:
+    """Acquisition model, slice-first view, intensity range and slice profile of `volume`;
+    InputError for volumes this command cannot handle (before any training)."""
+    from srgan_tf.data.acquisition import acquisition_from_volume, to_slice_first
+    from srgan_tf.data.intensity import robust_range
+    from srgan_tf.io.errors import InputError
+
+    timings = timings or Timings()
+    nonfinite = int(volume.source_tags.get("NonFiniteVoxels", 0) or 0)
+    if nonfinite or not np.isfinite(volume.array).all():
+        count = nonfinite or int((~np.isfinite(volume.array)).sum())
+        raise InputError(options.input, f"{count} non-finite (NaN/Inf) voxels; fix or mask them "
+                                        "first (they would ring through the super-resolved slices)")
+    acquisition = acquisition_from_volume(volume, target_spacing=options.target_spacing,
+                                          thickness=options.slice_thickness, source=options.input)
+    _say(f"Input {options.input}: shape {volume.shape}, spacing "
+         f"{tuple(round(s, 4) for s in volume.spacing)} mm")
+    _say("Acquisition: " + acquisition.describe())
+    slice_first = to_slice_first(volume, acquisition.slice_axis)
+    intensity_range = robust_range(slice_first.array)
+    profile, reason, estimate = timings.run(
+        "slice profile", resolve_profile, options.slice_profile, slice_first, acquisition,
+        intensity_range, options.input)
+    _say(f"Slice profile: {profile.describe()} ({reason})")
+    return VolumePlan(acquisition, slice_first, intensity_range, profile, reason, estimate)
+
+
+def train_volume_model(plan: VolumePlan, options: SelfSupervisedOptions, work_dir: Path):
+    """Train and export the self-supervised model of a planned volume; the loaded export."""
+    return _train(plan.slice_first, plan.acquisition, plan.profile, plan.intensity_range,
+                  options, Path(work_dir))
+
+
+def run_self_supervised(options: SelfSupervisedOptions) -> dict:
+    """Run the whole command; returns a summary dict (also written to the work dir)."""
+    from srgan_tf.inference.infer import check_output_locations, read_input_volume
+
+    started = time.perf_counter()
+    timings = Timings()
+    output = Path(options.output)
+    dicom_output = Path(options.dicom_output) if options.dicom_output else None
+    check_output_locations(output, dicom_output)
+    work_dir = Path(options.work_dir) if options.work_dir else output.with_name(
+        _stem(output) + "_work")
+    _check_work_dir(work_dir)
+
+    volume = timings.run("read", read_input_volume, options.input, "self-supervised")
+    plan = plan_volume(volume, options, timings)
+    acquisition, profile = plan.acquisition, plan.profile
+    model = timings.run("training", train_volume_model, plan, options, work_dir)
+    sr = timings.run("super-resolution", _super_resolve, model, plan.slice_first, acquisition,
+                     plan.intensity_range, options)
+    written = timings.run("writing", _write, sr, volume, acquisition, output, dicom_output)
+    total = time.perf_counter() - started
+    summary = {
+        "input": str(options.input), "input_shape": list(volume.shape),
+        "input_spacing_mm": [round(s, 6) for s in volume.spacing],
+        "output": str(output), "output_shape": list(written["shape"]),
+        "output_spacing_mm": [round(s, 6) for s in written["spacing"]],
+        "dicom_output": str(dicom_output) if dicom_output else None,
+        "dicom_files": written["dicom_files"],
+        "acquisition": acquisition.to_dict(),
+        "slice_profile": profile.to_dict(), "slice_profile_reason": plan.reason,
+        "model_export": str(model.path), "clipped_to_input_range": written["clipped"],
+        "work_dir": str(work_dir),
+        "seconds": {**{k: round(v, 1) for k, v in timings.phases.items()}, "total": round(total, 1)},
+    }
+    _write_report(work_dir, summary, plan.estimate, model)
+    return summary
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _check_work_dir(work_dir: Path) -> None:
+    from srgan_tf.io.errors import InputError
+
+    if work_dir.exists() and not work_dir.is_dir():
+        raise InputError(work_dir, "--work-dir exists and is not a folder")
+    model_dir = work_dir / "model"
+    if model_dir.exists() and any(model_dir.iterdir()):
+        raise InputError(work_dir, "already holds a trained model (model/); choose a new "
+                                   "--work-dir or remove that folder")
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(work_dir, f"cannot create the work folder ({error.strerror or error})") from None
+
+
+def _train(slice_first, acquisition, profile, intensity_range, options, work_dir):
+    from srgan_tf.data.self_supervised import profile_taps, training_pixel_mm, training_slices
+    from srgan_tf.inference.export import load_exported
+    from srgan_tf.training.self_supervised import (DEFAULT_EPOCHS, self_supervised_config,
+                                                   train_on_volume)
+
+    config = self_supervised_config(acquisition.model_factor, steps=options.steps,
+                                    epochs=options.epochs or DEFAULT_EPOCHS, seed=options.seed)
+    pixel = training_pixel_mm(acquisition)
+    images = training_slices(slice_first.array, acquisition, intensity_range,
+                             config.data.min_foreground, config.data.train_size)
+    taps = profile_taps(profile, acquisition.model_factor, pixel)
+    _say(f"Training: {len(images)} in-plane slices of {images.shape[1]}x{images.shape[2]} "
+         f"pixels of {pixel:.4g} mm, x{acquisition.model_factor} height-only, "
+         f"{config.train.pretrain_epochs} epochs x {config.train.steps_per_epoch} steps of "
+         f"{config.data.batch_size} patches {config.data.train_size}^2")
+    initial = _initial_weights(options.init_model, config) if options.init_model else None
+    result = train_on_volume(images, taps, config, work_dir / "model",
+                             progress=options.progress, initial_weights=initial)
+    return load_exported(result.export_dir)
+
+
+def _initial_weights(init_model, config):
+    """The Keras weights file of a supervised export whose generator matches `config`."""
+    from srgan_tf.config import ExperimentConfig
+    from srgan_tf.io.errors import InputError
+
+    path = Path(init_model)
+    weights = path / "generator.weights.h5"
+    metadata_path = path / "metadata.json"
+    if not metadata_path.is_file() or not weights.is_file():
+        raise InputError(path, "--init-model needs an srgan-tf export with metadata.json and "
+                               "generator.weights.h5 (exports written by this version)")
+    saved = ExperimentConfig.from_dict(json.loads(metadata_path.read_text()).get("config", {}))
+    mine = (config.data.scale_hw, config.model.num_residual_blocks, config.model.filters,
+            config.model.bicubic_residual)
+    theirs = (saved.data.scale_hw, saved.model.num_residual_blocks, saved.model.filters,
+              saved.model.bicubic_residual)
+    if mine != theirs:
+        raise InputError(path, f"--init-model generator (scale, blocks, filters, bicubic residual) "
+                               f"{theirs} does not match the one this volume needs {mine}")
+    return str(weights)
+
+
+def _super_resolve(model, slice_first, acquisition, intensity_range, options):
+    from srgan_tf.data.acquisition import target_grid
+    from srgan_tf.inference.infer import resolve_precision
+    from srgan_tf.inference.slice_grid import interpolation_matrix, resample_axis0
+    from srgan_tf.inference.volume_sr import super_resolve_volume
+
+    precision = resolve_precision(options.precision, model)
+    result = super_resolve_volume(model, slice_first, "through-plane", batch_size=options.batch_size,
+                                  precision=precision, progress=options.progress,
+                                  intensity_range=intensity_range)
+    array = result.volume.array
+    s, d = acquisition.model_factor, acquisition.slice_spacing
+    count, step, first = target_grid(slice_first, acquisition)
+    if not (count == array.shape[0] and math.isclose(step, d / s, rel_tol=1e-9)):
+        matrix = interpolation_matrix(array.shape[0], -d / 2 + d / (2 * s), d / s,
+                                      count, first, step)
+        array = resample_axis0(array, matrix)
+    if options.clip:
+        low, high = float(slice_first.array.min()), float(slice_first.array.max())
+        np.clip(array, low, high, out=array)
+    origin = np.asarray(slice_first.origin) + first * slice_first.direction[0]
+    spacing = (step, *slice_first.spacing[1:])
+    return result.volume.with_array(array, spacing=spacing, origin=tuple(origin)), options.clip
+
+
+def _write(sr, volume, acquisition, output, dicom_output):
+    from srgan_tf.data.acquisition import from_slice_first
+    from srgan_tf.inference.infer import write_outputs
+
+    sr_volume, clipped = sr
+    sr_volume = from_slice_first(sr_volume, acquisition.slice_axis)
+    files = write_outputs(sr_volume, volume, output, dicom_output)
+    return {"shape": sr_volume.shape, "spacing": sr_volume.spacing, "dicom_files": files,
+            "clipped": clipped}
+
+
+def _write_report(work_dir: Path, summary: dict, estimate, model) -> None:
+    from srgan_tf.files import atomic_write_text
+
+    figures = []
+    if estimate is not None:
+        from srgan_tf.data.slice_profile import plot_profile_estimate
+
+        plot_profile_estimate(estimate, work_dir / "slice_profile.png")
+        figures.append("slice_profile.png")
+    history = work_dir / "model" / "history.csv"
+    if history.is_file():
+        _plot_history(history, work_dir / "loss.png")
+        figures.append("loss.png")
+    atomic_write_text(work_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    acquisition = summary["acquisition"]
+    lines = [
+        "# Self-supervised through-plane SR", "",
+        f"Input `{summary['input']}`: shape {tuple(summary['input_shape'])}, spacing "
+        f"{tuple(summary['input_spacing_mm'])} mm.",
+        f"Output `{summary['output']}`: shape {tuple(summary['output_shape'])}, spacing "
+        f"{tuple(summary['output_spacing_mm'])} mm"
+        + (f"; DICOM series `{summary['dicom_output']}`" if summary["dicom_output"] else "") + ".",
+        "", "## Decisions", "",
+        f"- Low-resolution axis: array axis {acquisition['slice_axis']} (largest spacing); factor "
+        f"{acquisition['factor']:.4g}; model x{acquisition['model_factor']}; output slice spacing "
+        f"{acquisition['target_spacing']:.4g} mm.",
+        f"- Slice thickness {acquisition['thickness']:.4g} mm (from {acquisition['thickness_source']}), "
+        f"gap {acquisition['gap']:.4g} mm.",
+        f"- Slice profile: {summary['slice_profile']['shape']}, width {summary['slice_profile']['fwhm_mm']:.3g} mm "
+        f"({summary['slice_profile_reason']}).",
+        f"- Intensities clipped to the input's range: {summary['clipped_to_input_range']}.",
+        f"- Trained model: `{summary['model_export']}`.",
+        "", "## Timings (s)", "",
+        "| " + " | ".join(summary["seconds"]) + " |",
+        "|" + "---|" * len(summary["seconds"]),
+        "| " + " | ".join(str(v) for v in summary["seconds"].values()) + " |",
+        "", "## Figures", "",
+    ] + [f"![{name}]({name})" for name in figures]
+    atomic_write_text(work_dir / "report.md", "\n".join(lines) + "\n")
+
+
+def _plot_history(history_csv: Path, path: Path) -> None:
+    import csv
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(history_csv) as stream:
+        rows = list(csv.DictReader(stream))
+    if not rows:
+        return
+    epochs = [float(row.get("epoch", i)) for i, row in enumerate(rows)]
+    figure, axes = plt.subplots(1, 1, figsize=(5, 3.2))
+    for key in ("pixel_mse", "val_pixel_mse", "g_loss", "val_g_loss"):
+        values = [float(row[key]) for row in rows if row.get(key) not in (None, "")]
+        if len(values) == len(rows):
+            axes.plot(epochs, values, marker="o", label=key)
+    axes.set_yscale("log")
+    axes.set_xlabel("epoch")
+    axes.set_title("training loss")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

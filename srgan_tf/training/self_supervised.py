@@ -1,0 +1,80 @@
+"""Self-supervised training run: a generator trained on one volume's own in-plane slices.
+
+The pairs come from `srgan_tf.data.self_supervised`; the networks, schedule and trainer are
+the SRGAN ones. The default objective is the generator alone on a pixel loss (the SRResNet
+phase): on real MR the adversarial phase trades fidelity (PSNR, SSIM) for texture that a
+radiologist cannot tell from structure, and it is 4-5x slower per step on a CPU. It stays
+available (`adversarial_epochs`) for users who want it.
+"""
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+from srgan_tf.config import ExperimentConfig, preset
+from srgan_tf.data.self_supervised import self_supervised_dataset
+
+# Chosen on this 2-core CPU so that a 181x217x45 brain volume (x4) is done in under
+# 4 minutes, estimate, training and inference included (benchmarks/bench_selfsup.py).
+DEFAULT_STEPS = 1200
+DEFAULT_EPOCHS = 6
+
+
+def self_supervised_config(model_factor: int, *, steps: Optional[int] = None,
+                           epochs: int = DEFAULT_EPOCHS, seed: int = 0,
+                           precision: str = "auto") -> ExperimentConfig:
+    """The `quick` networks as an anisotropic x`model_factor` model, generator-only training.
+
+    Args:
+        model_factor: the model's through-plane factor (2, 4 or 8).
+        steps: training steps in all (default DEFAULT_STEPS), split evenly over `epochs`
+            (an epoch ends with batch-norm calibration, validation and a checkpoint).
+        epochs: epochs of the schedule.
+        seed: random seed of the weights and the patch draws.
+        precision: training precision ("auto": bf16 where the CPU has it).
+    """
+    steps = DEFAULT_STEPS if steps is None else int(steps)
+    if steps < 1 or epochs < 1:
+        raise ValueError(f"steps and epochs must be >= 1. Received: steps={steps}, epochs={epochs}")
+    config = preset("quick", experiment="self-supervised", mode="aniso", scale=model_factor)
+    config.preset = "self-supervised"
+    config.loss.content_loss = "mse"  # generator-only: no VGG features needed
+    config.loss.vgg_weights = "none"
+    config.train.pretrain_epochs = min(int(epochs), steps)
+    config.train.adversarial_epochs = 0
+    config.train.steps_per_epoch = max(1, steps // config.train.pretrain_epochs)
+    config.train.seed = int(seed)
+    config.train.precision = precision
+    return ExperimentConfig.from_dict(config.to_dict())
+
+
+def train_on_volume(images, taps, config: ExperimentConfig, run_dir, *, progress: bool = True,
+                    initial_weights=None):
+    """Train `config`'s generator on pairs made from `images` and export it.
+
+    Args:
+        images: (count, rows, cols) training slices from `data.self_supervised.training_slices`.
+        taps: slice-profile taps in training pixels (`profile_taps` / `slice_profile_taps`).
+        config: from `self_supervised_config` (aniso, scale = the model factor).
+        run_dir: the trainer's run directory (config.json, checkpoints/, logs/, export/).
+        progress: Keras progress bars.
+        initial_weights: path of a `generator.weights.h5` to start from (fine-tuning).
+
+    Returns:
+        The trainer's `TrainResult`.
+    """
+    from srgan_tf.training.strategy import global_batch_size, make_strategy
+    from srgan_tf.training.trainer import train
+
+    if config.data.mode != "aniso":
+        raise ValueError(f"self-supervised through-plane training needs an anisotropic model. "
+                         f"Received: mode={config.data.mode!r}")
+    strategy = make_strategy(config.train.strategy)
+    global_batch = global_batch_size(config.data.batch_size, strategy)
+    dataset, validation = self_supervised_dataset(
+        images, taps, config.data.scale, patch_size=config.data.train_size,
+        batch_size=global_batch, flips=config.data.flips, seed=config.train.seed,
+        val_slices=config.data.val_slices)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train))
+    extra = {"initial_weights": initial_weights} if initial_weights else {}
+    return train(config, Path(run_dir), progress=progress, train_dataset=dataset,
+                 validation=validation, **extra)

@@ -70,7 +70,7 @@ RANGES = {
     "min_foreground": Range(0, 1),
     "sample_patients": Range(2),  # one patient leaves none for testing
     "val_slices": Range(0),
-    "slice_thickness": POSITIVE,
+    "slice_thickness_ratio": POSITIVE,
     "num_residual_blocks": Range(1),
     "filters": Range(1),
     "discriminator_filters": Range(1),
@@ -107,7 +107,7 @@ class DataConfig:
         degradation: aniso LR height: "bicubic" (the paper's Exp. 2) or "slice-profile"
             (thick slices, what through-plane inputs of Exp. 3 are); iso mode is always bicubic.
         slice_profile: "gaussian" (FWHM = thickness) or "box", for "slice-profile".
-        slice_thickness: slice thickness relative to the slice spacing (the scale): 1.0 =
+        slice_thickness_ratio: slice thickness / slice spacing (the scale): 1.0 =
             contiguous slices, < 1 leaves a gap, > 1 overlaps; for "slice-profile".
     """
 
@@ -124,7 +124,7 @@ class DataConfig:
     val_slices: int = 4
     degradation: str = "bicubic"
     slice_profile: str = "box"
-    slice_thickness: float = 1.0
+    slice_thickness_ratio: float = 1.0
 
     @property
     def scale_hw(self) -> Tuple[int, int]:

@@ -199,7 +199,8 @@ def test_distributes_over_two_replicas(cache_path):
 
 @pytest.mark.parametrize("profile,thickness", [("box", 1.0), ("gaussian", 0.75)])
 def test_slice_profile_degradation_for_aniso_training(cache_path, profile, thickness):
-    config = _config(degradation="slice-profile", slice_profile=profile, slice_thickness=thickness)
+    config = _config(degradation="slice-profile", slice_profile=profile,
+                     slice_thickness_ratio=thickness)
     lr, hr = _take(make_dataset(cache_path, config, training=True, seed=1), 1)[0]
     expected = slice_profile_degrade(hr, axis=1, factor=4, profile=profile, thickness=4 * thickness)
     np.testing.assert_allclose(lr, expected, atol=1e-6)

@@ -112,8 +112,9 @@ def test_metadata_contents_merged_with_caller(generator, export_dir):
 
 def test_receptive_radius_counts_each_conv_at_its_resolution(generator):
     # 9x9 input conv (4) + 2 blocks x 2 convs (4) + body conv (1), all at LR; upsampling convs
-    # at x1 and x2 height; the 9x9 output conv at x4 height (4 / 4 LR pixels).
-    height = 4 + 4 + 1 + 1 + 0.5 + 1
+    # at x1 and x2 height; the 9x9 output conv at x4 height (4 / 4 LR pixels); the [1, 2, 1]
+    # hold filters after the shuffles at x2 and x4 height.
+    height = 4 + 4 + 1 + 1 + 0.5 + 1 + 0.5 + 0.25
     width = 4 + 4 + 1 + 1 + 1 + 4
     assert receptive_radius(generator) == (int(np.ceil(height)), width)
 

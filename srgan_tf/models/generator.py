@@ -1,7 +1,8 @@
 """SRGAN generator (Ledig et al. 2017, Fig. 4) for one-channel MR slices, iso or height-only.
 
 Layout: 9x9 conv + PReLU; B residual blocks (conv3x3-BN-PReLU-conv3x3-BN + skip); conv3x3-BN
-plus a long skip; x2 sub-pixel stages (conv3x3, PixelShuffle, PReLU); 9x9 conv to one channel;
+plus a long skip; x2 sub-pixel stages (conv3x3 with ICNR init, PixelShuffle, a fixed [1, 2, 1] / 4
+hold filter against stripes, PReLU); 9x9 conv to one channel;
 tanh. Isotropic x2 stages come first, then the single-axis ones (Exp. 2: height only).
 Fully convolutional, so one trained model accepts any input size.
 """
@@ -10,7 +11,8 @@ import re
 
 import keras
 
-from srgan_tf.models.layers import ICNR, BicubicUpsample, OneChannelConv2D, PixelShuffle
+from srgan_tf.models.layers import (ICNR, BicubicUpsample, HoldFilter, OneChannelConv2D,
+                                    PixelShuffle)
 
 _RESIDUAL_CONV = re.compile(r"^res(\d+)_conv1$")
 
@@ -72,6 +74,7 @@ def _upsample_stage(x, filters, factor_hw, index):
     x = keras.layers.Conv2D(filters * factor_hw[0] * factor_hw[1], 3, padding="same",
                             kernel_initializer=ICNR(factor_hw), name=f"{prefix}_conv")(x)
     x = PixelShuffle(factor_hw, name=f"{prefix}_shuffle")(x)
+    x = HoldFilter(factor_hw, name=f"{prefix}_hold")(x)  # flat in, flat out, after any training
     return _prelu(f"{prefix}_prelu")(x)
 
 

@@ -120,6 +120,59 @@ class ICNR(keras.initializers.Initializer):
 
 
 @keras.saving.register_keras_serializable(package="srgan_tf")
+class HoldFilter(keras.layers.Layer):
+    """Fixed first-order hold after a PixelShuffle (Sugawara et al. 2019): no stripes, ever.
+
+    Along each axis the shuffle upsampled by f, the layer convolves with box_f * box_f / f^2
+    ([1, 2, 1] / 4 for f = 2; symmetric, so no shift) with half-sample symmetric borders. A
+    signal of period f (what a shuffle makes of a flat input, whatever the weights) becomes
+    constant, so a flat LR input gives a flat output however training moves the sub-pixel
+    convolutions apart. ICNR only makes that true at initialisation. No weights.
+
+    Args:
+        scale_hw: the PixelShuffle's factor per axis ``(scale_h, scale_w)``.
+        **kwargs: base layer arguments (``name``, ``dtype``).
+    """
+
+    def __init__(self, scale_hw=(2, 2), **kwargs):
+        super().__init__(**kwargs)
+        self.scale_hw = _check_scale_hw(scale_hw)
+        # Conv-like attributes, so receptive-field counting (export, tiling) includes the layer.
+        self.kernel_size = tuple(2 * factor - 1 for factor in self.scale_hw)
+        self.dilation_rate = (1, 1)
+        self.strides = (1, 1)
+
+    def call(self, inputs):
+        x = inputs
+        for axis, factor in ((1, self.scale_hw[0]), (2, self.scale_hw[1])):
+            if factor > 1:
+                x = _hold_along(x, axis, factor)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config["scale_hw"] = list(self.scale_hw)
+        return config
+
+
+def _hold_along(x, axis: int, factor: int):
+    """x convolved along `axis` (1 or 2) with box_factor * box_factor / factor^2."""
+    taps = [min(k + 1, 2 * factor - 1 - k) / factor**2 for k in range(2 * factor - 1)]
+    pad = [[0, 0]] * 4
+    pad[axis] = [factor - 1, factor - 1]
+    padded = ops.pad(x, pad, mode="symmetric")
+    size = ops.shape(x)[axis]
+    out = 0
+    for offset, weight in enumerate(taps):
+        window = padded[:, offset:offset + size] if axis == 1 else padded[:, :, offset:offset + size]
+        out = out + weight * window
+    return out
+
+
+@keras.saving.register_keras_serializable(package="srgan_tf")
 class PixelUnshuffle(keras.layers.Layer):
     """Space-to-depth per axis, the exact inverse of PixelShuffle: (B, H*sh, W*sw, C) -> (B, H, W, C*sh*sw).
 

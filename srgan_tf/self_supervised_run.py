@@ -72,7 +72,13 @@ def resolve_profile(option: str, volume, acquisition, intensity_range, source):
                 f"chosen with --slice-profile {option}; width = slice thickness "
                 f"{acquisition.thickness:.4g} mm (from {acquisition.thickness_source})", None)
     if option == "auto":
-        estimate = estimate_slice_profile(volume.array, volume.spacing)
+        try:
+            estimate = estimate_slice_profile(volume.array, volume.spacing)
+        except ValueError as error:  # too few slices or too little tissue to measure a spectrum
+            return (SliceProfile("box", acquisition.thickness),
+                    f"could not be estimated ({str(error).split('. Received')[0]}); falling back "
+                    f"to a box of the slice thickness {acquisition.thickness:.4g} mm (from "
+                    f"{acquisition.thickness_source})", None)
         return estimate.profile, f"estimated from the volume: {estimate.reason}", estimate
     path = Path(option)
     if path.suffix.lower() != ".npy" or not path.is_file():
@@ -132,7 +138,7 @@ def train_volume_model(plan: VolumePlan, options: SelfSupervisedOptions, work_di
 
 def run_self_supervised(options: SelfSupervisedOptions) -> dict:
     """Run the whole command; returns a summary dict (also written to the work dir)."""
-    from srgan_tf.inference.infer import check_output_locations, read_input_volume
+    from srgan_tf.inference.infer import check_output_locations, peak_rss_mb, read_input_volume
 
     started = time.perf_counter()
     timings = Timings()
@@ -146,6 +152,9 @@ def run_self_supervised(options: SelfSupervisedOptions) -> dict:
     volume = timings.run("read", read_input_volume, options.input, "self-supervised")
     plan = plan_volume(volume, options, timings)
     acquisition, profile = plan.acquisition, plan.profile
+    from srgan_tf import runtime
+
+    runtime.start_tensorflow()  # after every check: bad input never waits for TensorFlow
     model = timings.run("training", train_volume_model, plan, options, work_dir)
     sr = timings.run("super-resolution", _super_resolve, model, plan.slice_first, acquisition,
                      plan.intensity_range, options)
@@ -163,6 +172,7 @@ def run_self_supervised(options: SelfSupervisedOptions) -> dict:
         "model_export": str(model.path), "clipped_to_input_range": written["clipped"],
         "work_dir": str(work_dir),
         "seconds": {**{k: round(v, 1) for k, v in timings.phases.items()}, "total": round(total, 1)},
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     _write_report(work_dir, summary, plan.estimate, model)
     return summary
@@ -280,6 +290,8 @@ def _write_report(work_dir: Path, summary: dict, estimate, model) -> None:
 
         plot_profile_estimate(estimate, work_dir / "slice_profile.png")
         figures.append("slice_profile.png")
+        atomic_write_text(work_dir / "slice_profile_estimate.json",
+                          json.dumps(estimate.to_dict(), indent=2) + "\n")
     history = work_dir / "model" / "history.csv"
     if history.is_file():
         _plot_history(history, work_dir / "loss.png")

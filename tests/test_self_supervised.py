@@ -155,7 +155,8 @@ def test_command_end_to_end_on_a_small_nifti(tmp_path, capsys):
     assert nib.load(str(output)).header.get_zooms() == pytest.approx((1.0, 1.0, 1.0))
 
 
-@pytest.mark.parametrize("case", ["isotropic", "nan", "unwritable", "4d", "bad_profile"])
+@pytest.mark.parametrize("case", ["isotropic", "low_factor", "single_slice", "2d", "nan",
+                                  "unwritable", "4d", "bad_profile"])
 def test_bad_inputs_fail_before_training_with_one_line(tmp_path, capsys, case):
     from srgan_tf.cli import main
 
@@ -164,6 +165,12 @@ def test_bad_inputs_fail_before_training_with_one_line(tmp_path, capsys, case):
     extra = []
     if case == "isotropic":
         _phantom_nifti(path, spacing=(1.0, 1.0, 1.0))
+    elif case == "low_factor":
+        _phantom_nifti(path, spacing=(1.3, 1.0, 1.0))
+    elif case == "single_slice":
+        _phantom_nifti(path, spacing=(3.0, 1.0, 1.0), shape=(1, 40, 32))
+    elif case == "2d":
+        nib.save(nib.Nifti1Image(np.ones((16, 16), np.float32), np.eye(4)), str(path))
     elif case == "nan":
         volume = _phantom_nifti(path)
         volume.array[2, 10, 10] = np.nan

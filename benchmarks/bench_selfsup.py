@@ -1,0 +1,89 @@
+"""Time and peak memory of `srgan-tf self-supervised`, phase by phase, on two volume sizes.
+
+    python benchmarks/bench_selfsup.py                       # both built-in cases
+    python benchmarks/bench_selfsup.py --case brain          # 181x217x45, 1 mm in-plane, 4 mm slices (x4)
+    python benchmarks/bench_selfsup.py --case prostate       # 384x384x26, 0.5 mm in-plane, 3.6 mm slices (x7.2)
+    python benchmarks/bench_selfsup.py --input thick.nii.gz  # any volume of yours
+
+The built-in cases are synthetic volumes of the stated sizes (smooth multi-scale texture in an
+ellipsoid on a zero background, Rician-like noise): the time depends on the sizes, not on the
+anatomy. Each case runs the real command in its own process (so peak RSS is that run's alone)
+with the defaults; prints one JSON line per case: phase seconds, total, peak RSS in MiB.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CASES = {
+    "brain": {"shape": (45, 217, 181), "spacing": (4.0, 1.0, 1.0)},
+    "prostate": {"shape": (26, 384, 384), "spacing": (3.6, 0.5, 0.5)},
+}
+
+
+def synthetic_volume(shape, spacing, seed=0):
+    """Smooth texture at several scales inside an ellipsoid, zero outside, noise floor."""
+    import numpy as np
+    from scipy import ndimage
+
+    from srgan_tf.io.volume import Volume
+
+    rng = np.random.default_rng(seed)
+    sigmas_mm = (1.0, 3.0, 8.0)
+    texture = sum(ndimage.gaussian_filter(rng.normal(size=shape), [s / d for d in spacing]) * s
+                  for s in sigmas_mm)
+    texture = texture / texture.std()
+    grid = np.meshgrid(*[(np.arange(n) - n / 2) * d for n, d in zip(shape, spacing)], indexing="ij")
+    radius = [0.45 * n * d for n, d in zip(shape, spacing)]
+    inside = sum((g / r) ** 2 for g, r in zip(grid, radius)) < 1
+    array = np.where(inside, 600 + 150 * texture, 0.0)
+    noise = rng.normal(scale=15, size=(2,) + shape)
+    array = np.sqrt((array + noise[0]) ** 2 + noise[1] ** 2)  # Rician magnitude
+    return Volume(array.astype(np.float32), spacing=spacing, patient_id="BENCH")
+
+
+def run_case(name: str, input_path: Path, work: Path, extra) -> dict:
+    """The command in a child process; its phase times and peak RSS from its summary."""
+    output = work / f"{name}_sr.nii.gz"
+    command = [sys.executable, "-m", "srgan_tf.cli", "self-supervised", "--input", str(input_path),
+               "--output", str(output), "--work-dir", str(work / f"{name}_work"), *extra]
+    completed = subprocess.run(command, capture_output=True, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if completed.returncode != 0:
+        return {"case": name, "error": completed.stderr.strip().splitlines()[-3:]}
+    summary = json.loads((work / f"{name}_work" / "summary.json").read_text())
+    return {"case": name, "input_shape": summary["input_shape"],
+            "input_spacing_mm": summary["input_spacing_mm"],
+            "output_shape": summary["output_shape"],
+            "slice_profile": summary["slice_profile"]["shape"],
+            "slice_profile_fwhm_mm": round(summary["slice_profile"]["fwhm_mm"], 3),
+            "seconds": summary["seconds"], "peak_rss_mib": summary["peak_rss_mb"]}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=sorted(CASES), action="append",
+                        help="built-in case(s) (default: both)")
+    parser.add_argument("--input", help="a thick-slice volume of yours instead of the built-in cases")
+    parser.add_argument("--keep", help="keep outputs in this folder (default: a temporary one)")
+    args, extra = parser.parse_known_args(argv)
+    with tempfile.TemporaryDirectory() as temporary:
+        work = Path(args.keep or temporary)
+        work.mkdir(parents=True, exist_ok=True)
+        if args.input:
+            print(json.dumps(run_case("input", Path(args.input), work, extra)), flush=True)
+            return 0
+        from srgan_tf.io.nifti import write_nifti
+
+        for name in args.case or ["brain", "prostate"]:
+            path = work / f"{name}_thick.nii.gz"
+            write_nifti(synthetic_volume(**CASES[name]), path)
+            print(json.dumps(run_case(name, path, work, extra)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,7 +9,8 @@ The run, phase by phase (each timed and printed):
 4. training on the volume's own in-plane slices degraded with that profile
    (`training.self_supervised`), exported to `<work dir>/model/export`;
 5. through-plane SR of both in-plane orientations, averaged (`inference.volume_sr`), then
-   resampling along the slices onto the target grid and clipping to the input's range;
+   resampling along the slices onto the target grid, clipping to the input's range, and
+   the input's empty support kept empty (`inference.slice_grid.keep_empty_support`);
 6. the NIfTI (and DICOM series) written as `srgan-tf infer` writes them, and a report
    (decisions, profile plot, loss curve, timings) in the work dir.
 """
@@ -157,7 +158,7 @@ def run_self_supervised(options: SelfSupervisedOptions) -> dict:
     runtime.start_tensorflow()  # after every check: bad input never waits for TensorFlow
     model = timings.run("training", train_volume_model, plan, options, work_dir)
     sr = timings.run("super-resolution", _super_resolve, model, plan.slice_first, acquisition,
-                     plan.intensity_range, options)
+                     plan.intensity_range, profile, options)
     written = timings.run("writing", _write, sr, volume, acquisition, output, dicom_output)
     total = time.perf_counter() - started
     summary = {
@@ -245,10 +246,11 @@ def _initial_weights(init_model, config):
     return str(weights)
 
 
-def _super_resolve(model, slice_first, acquisition, intensity_range, options):
+def _super_resolve(model, slice_first, acquisition, intensity_range, profile, options):
     from srgan_tf.data.acquisition import target_grid
     from srgan_tf.inference.infer import resolve_precision
-    from srgan_tf.inference.slice_grid import interpolation_matrix, resample_axis0
+    from srgan_tf.inference.slice_grid import (interpolation_matrix, keep_empty_support,
+                                               resample_axis0)
     from srgan_tf.inference.volume_sr import super_resolve_volume
 
     precision = resolve_precision(options.precision, model)
@@ -265,6 +267,8 @@ def _super_resolve(model, slice_first, acquisition, intensity_range, options):
     if options.clip:
         low, high = float(slice_first.array.min()), float(slice_first.array.max())
         np.clip(array, low, high, out=array)
+        positions = (first + np.arange(count) * step) / d  # in thick-slice index units
+        keep_empty_support(array, slice_first.array, positions, profile.half_support_mm() / d)
     origin = np.asarray(slice_first.origin) + first * slice_first.direction[0]
     spacing = (step, *slice_first.spacing[1:])
     return result.volume.with_array(array, spacing=spacing, origin=tuple(origin)), options.clip

@@ -92,6 +92,21 @@ def test_slice_resampling_is_exact_on_linear_ramps():
     np.testing.assert_allclose(out[inner, 0, 0], expected[inner], atol=1e-5)
 
 
+def test_empty_thick_voxels_keep_their_output_voxels_empty():
+    from srgan_tf.inference.slice_grid import keep_empty_support
+
+    thick = np.ones((3, 4, 4), np.float32) * 5
+    thick[:, :2] = 0  # zero background in the first two rows, all slices
+    thick[1, 2, 2] = 0  # one empty column in the middle slice only
+    output = np.full((12, 4, 4), 0.3, np.float32)
+    positions = (np.arange(12) - 1.5) / 4  # x4, output centres in thick-slice units
+    changed = keep_empty_support(output, thick, positions, half_support=0.5)
+    assert (output[:, :2] == 0).all() and changed >= 12 * 8
+    np.testing.assert_array_equal(output[4:8, 2, 2], 0)  # covered by slice 1 only
+    assert (output[:4, 2, 2] == 0.3).all() and (output[8:, 2, 2] == 0.3).all()
+    assert (output[:, 3] == 0.3).all()
+
+
 def test_pairs_are_the_in_plane_slices_degraded_with_the_profile():
     volume = thick_volume()
     acquisition = acquisition_from_volume(volume)

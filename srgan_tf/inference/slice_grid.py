@@ -54,3 +54,41 @@ def resample_axis0(array: np.ndarray, matrix: np.ndarray, chunk_rows: int = 64) 
         block = array[:, start:start + chunk_rows].reshape(slices, -1)
         out[:, start:start + chunk_rows] = (weights @ block).reshape(matrix.shape[0], -1, cols)
     return out
+
+
+def keep_empty_support(output: np.ndarray, thick: np.ndarray, positions: np.ndarray,
+                       half_support: float) -> int:
+    """Set output voxels to the input minimum where the thick slices say there is nothing.
+
+    A thick voxel is a positively weighted average, along the slice axis, of the voxels its
+    profile covers; if it equals the volume's minimum (zero background of a skull-stripped,
+    masked or zero-filled image), so did every voxel it averaged. An output voxel covered by
+    the nearest thick slice's profile takes the minimum when that slice is at the minimum there;
+    one in a gap (covered by no profile) only when both bracketing slices are. The network's
+    small offsets in flat background are removed without touching anything the data support.
+
+    Args:
+        output: (out_slices, rows, cols) SR array, changed in place.
+        thick: (slices, rows, cols) input array in scanner units.
+        positions: each output slice's position in thick-slice index units (0 = first centre).
+        half_support: half-width of the slice profile in thick-slice units.
+
+    Returns:
+        The number of voxels set.
+    """
+    minimum = thick.min()
+    at_minimum = thick == minimum
+    if not at_minimum.any():
+        return 0
+    last = thick.shape[0] - 1
+    changed = 0
+    for index, position in enumerate(positions):
+        nearest = int(np.clip(np.rint(position), 0, last))
+        if abs(position - nearest) <= half_support:
+            empty = at_minimum[nearest]
+        else:
+            below = int(np.clip(np.floor(position), 0, last))
+            empty = at_minimum[below] & at_minimum[min(below + 1, last)]
+        changed += int(np.count_nonzero(output[index][empty] != minimum))
+        output[index][empty] = minimum
+    return changed

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from srgan_tf.config import LossConfig
 from srgan_tf.models.vgg import FEATURE_RESCALE
+from srgan_tf.training.strategy import worker_count
 
 PHASES = ("pretrain", "adversarial")
 TRACKER_NAMES = ("g_loss", "d_loss", "content_loss", "adversarial_loss", "pixel_mse", "psnr",
@@ -56,6 +57,7 @@ class SRGAN(keras.Model):
         self.loss_config = loss_config
         self._phase = "pretrain"
         self.trackers = {key: keras.metrics.Mean(name=key) for key in TRACKER_NAMES}
+        self._multi_worker = worker_count(tf.distribute.get_strategy()) > 1  # built in its scope
         # Replicas update the EMA identically; the first one's write is kept.
         self.ema_weights = [
             keras.Variable(weight.numpy(), trainable=False, dtype=weight.dtype,
@@ -79,6 +81,14 @@ class SRGAN(keras.Model):
         self.d_optimizer = d_optimizer
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.built = True  # both networks are built functional models: nothing left to infer
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds a model before fit/evaluate by averaging its first distributed batch
+        # with strategy.reduce, which MultiWorkerMirroredStrategy cannot do for an (lr, hr)
+        # tuple (keras-team/keras#20585). This model is built in compile(), so skip it.
+        if not self.built:
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     @property
     def phase(self) -> str:
@@ -107,7 +117,7 @@ class SRGAN(keras.Model):
         else:
             self._adversarial_step(lr, hr)
         self._update_ema()
-        return {key: self.trackers[key].result() for key in PHASE_LOGS[self._phase]}
+        return self._logs(PHASE_LOGS[self._phase])
 
     def _pretrain_step(self, lr, hr):
         """Generator alone on pixel MSE (paper: 20 epochs before the discriminator joins)."""
@@ -160,7 +170,16 @@ class SRGAN(keras.Model):
         if self.content_extractor is not None:
             values["content_loss"] = self._content_loss(hr, sr)
         self._track(**values)
-        return {key: self.trackers[key].result() for key in values}
+        return self._logs(values)
+
+    def _logs(self, keys):
+        """Tracker results (already global means: the trackers sum over replicas). Keras
+        averages multi-worker step outputs with strategy.reduce(..., axis=0), which needs a
+        batch axis (Keras 3.15, keras-team/keras#20585): there, each scalar gets one."""
+        logs = {key: self.trackers[key].result() for key in keys}
+        if self._multi_worker:
+            logs = {key: tf.reshape(value, [1]) for key, value in logs.items()}
+        return logs
 
     def _content_loss(self, hr, sr):
         """VGG feature MSE (features / 12.75, as `vgg.content_loss_fn`), or pixel MSE for SRGAN-MSE."""

@@ -1,6 +1,8 @@
 """Distribution strategy selection: one machine (GPUs or CPU) or several (TF_CONFIG).
 
-Global batch = per-replica batch x `strategy.num_replicas_in_sync`.
+Global batch = per-replica batch x `strategy.num_replicas_in_sync`. With several workers,
+every worker builds the same global batches from the same seed and keeps its share
+(`distributable`); only the chief (`is_chief`) writes the run directory.
 """
 import json
 import os
@@ -73,3 +75,59 @@ def check_tf_config(text):
 def global_batch_size(per_replica_batch: int, strategy: tf.distribute.Strategy) -> int:
     """Per-replica batch x replicas in sync."""
     return int(per_replica_batch) * strategy.num_replicas_in_sync
+
+
+def worker_count(strategy: tf.distribute.Strategy) -> int:
+    """Machines (TF_CONFIG chief + workers) the strategy spans; 1 for one-machine strategies."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    cluster = resolver.cluster_spec().as_dict()
+    return max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", [])))
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True for the process that writes the run: the "chief" task, or worker 0 when the
+    cluster has no chief (TensorFlow's convention); always True on one machine."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or worker_count(strategy) == 1:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = bool(resolver.cluster_spec().as_dict().get("chief"))
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def task_index(strategy: tf.distribute.Strategy) -> int:
+    """This worker's index in its TF_CONFIG task list (0 on one machine)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return int(resolver.task_id or 0) if resolver is not None else 0
+
+
+def distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """The dataset with DATA auto-sharding: each worker builds every global batch (same seed,
+    deterministic order) and keeps its replicas' slices, so the workers together train on
+    exactly the batches one machine would. (The default tries to shard input files, which a
+    cache- or generator-fed pipeline does not have.)"""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def check_workers_agree(strategy: tf.distribute.Strategy, value: int, what: str) -> None:
+    """Raises on every worker unless all workers hold the same `value` (e.g. the epoch they
+    resume from): a worker that cannot read the chief's checkpoints would otherwise train
+    from other weights than its peers without a word.
+
+    Raises:
+        RuntimeError: the workers disagree.
+    """
+    if worker_count(strategy) == 1:
+        return
+    local = tf.constant([float(value), float(value) ** 2, 1.0])
+    total = strategy.reduce("SUM", local, axis=None).numpy()  # identical on every worker
+    count = total[2]
+    if abs(count * total[1] - total[0] ** 2) > 1e-6 * max(1.0, total[0] ** 2):
+        raise RuntimeError(f"the workers disagree on {what} (mean {total[0] / count:g}); every "
+                           "worker must read the chief's run directory (a shared path) to resume. "
+                           f"Received: {what}={value} on this worker")

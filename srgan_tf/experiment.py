@@ -293,7 +293,7 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
     extractor = resolve_content_loss(config, using_sample)
     result = train(config, run_dir, resume=resume, content_extractor=extractor)
     metrics = {}
-    if evaluate:
+    if evaluate and result.chief:  # a multi-worker run's other workers export nothing
         from srgan_tf.evaluation.run import evaluate_run
 
         metrics = evaluate_run(config, run_dir, result.export_dir)

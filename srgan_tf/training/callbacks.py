@@ -1,7 +1,8 @@
 """Training callbacks: epoch checkpoints (resume), history CSV, TensorBoard scalars and images.
 
-Epochs count across both phases (pretrain 0..P-1, adversarial P..P+A-1); scalars are tagged
-`<phase>/<metric>` so the two objectives never share a curve.
+Epochs count across both phases and from 1, as the console shows them ("Epoch 1/70"):
+pretrain 1..P, adversarial P+1..P+A, in history.csv, train.log and TensorBoard steps alike.
+Scalars are tagged `<phase>/<metric>` so the two objectives never share a curve.
 """
 import csv
 import io
@@ -74,6 +75,28 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.state.save(epoch + 1, self.model.phase)
 
 
+class EpochLog(keras.callbacks.Callback):
+    """One line per epoch, as the console shows it, for the run's train.log.
+
+    Args:
+        write: `write(line, echo=False)` appends a line to the log (`Workspace.note`).
+        total_epochs: both phases together, for "Epoch 3/70".
+    """
+
+    def __init__(self, write, total_epochs: int):
+        super().__init__()
+        self.write, self.total_epochs = write, total_epochs
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = " - ".join(f"{key}: {float(value):.4g}" for key, value in (logs or {}).items())
+        self.write(f"Epoch {epoch + 1}/{self.total_epochs} ({self.model.phase}) - "
+                   f"{time.perf_counter() - self._start:.1f}s - {values}", echo=False)
+
+
 class HistoryCSV(keras.callbacks.Callback):
     """Appends one row per epoch (epoch, phase, every log, learning rates) to a CSV file.
 
@@ -85,7 +108,7 @@ class HistoryCSV(keras.callbacks.Callback):
         self.path = Path(path)
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch, "phase": self.model.phase}
+        row = {"epoch": epoch + 1, "phase": self.model.phase}  # Keras counts from 0
         row.update({key: float(value) for key, value in (logs or {}).items()})
         row.update(learning_rates(self.model))
         rows = read_history(self.path) + [row]
@@ -119,7 +142,7 @@ def write_history(path, rows):
 def truncate_history(path, epochs_done: int):
     """Drops rows of epochs a resumed run will redo (saved after the last checkpoint)."""
     rows = read_history(path)
-    kept = [row for row in rows if row["epoch"] < epochs_done]
+    kept = [row for row in rows if row["epoch"] <= epochs_done]
     if len(kept) != len(rows):
         write_history(path, kept)
 
@@ -165,7 +188,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self._epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        phase = self.model.phase
+        phase, epoch = self.model.phase, epoch + 1
         with self.writers["train"].as_default(step=epoch):
             for key, value in (logs or {}).items():
                 if not key.startswith("val_"):

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Optional
 
 import keras
 import numpy as np
@@ -20,11 +21,14 @@ import tensorflow as tf
 
 from srgan_tf.config import ExperimentConfig
 from srgan_tf.runtime import training_precision
-from srgan_tf.training.callbacks import (EpochCheckpoint, HistoryCSV, TensorBoardLogger, TrainingState,
-                                         history_columns, read_history, truncate_history)
+from srgan_tf.training.callbacks import (EpochCheckpoint, EpochLog, HistoryCSV, TensorBoardLogger,
+                                         TrainingState, history_columns, read_history,
+                                         truncate_history)
 from srgan_tf.training.batchnorm import BatchNormCalibration
 from srgan_tf.training.srgan import SRGAN, clone_model_with
-from srgan_tf.training.strategy import global_batch_size, make_strategy
+from srgan_tf.training.strategy import (check_workers_agree, distributable, global_batch_size,
+                                        is_chief, make_strategy, task_index)
+from srgan_tf.training.workspace import Workspace
 
 
 @dataclasses.dataclass
@@ -32,9 +36,10 @@ class TrainResult:
     """What `train` produced: the run directory, the export, per-epoch history."""
 
     run_dir: Path
-    export_dir: Path
+    export_dir: Optional[Path]  # None on the other workers of a multi-worker run
     history: dict
     content_loss_used: str
+    chief: bool = True  # False: a multi-worker run's other worker, which wrote nothing
 
 
 @contextlib.contextmanager
@@ -87,7 +92,7 @@ def make_optimizers(config: ExperimentConfig):
 
 
 def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=None,
-          progress=True, train_dataset=None, validation=None) -> TrainResult:
+          progress=True, train_dataset=None, validation=None, initial_weights=None) -> TrainResult:
     """Trains an SRGAN as configured and exports its generator.
 
     Args:
@@ -101,6 +106,8 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
             train on in both phases instead of the cache (e.g. self-supervised data);
             needs `config.train.steps_per_epoch`.
         validation: (lr, hr) numpy batch to validate on instead of the cache's test slices.
+        initial_weights: a generator `.weights.h5` file to start from (fine-tuning); a
+            resumed checkpoint takes precedence.
 
     Returns:
         TrainResult with the run and export directories, history and content loss used.
@@ -110,7 +117,6 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
     strategy = make_strategy(config.train.strategy)  # first: multiworker needs a fresh runtime
     config.train.precision = training_precision(config.train.precision)  # config.json: as used
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if train_dataset is not None and not config.train.steps_per_epoch:
         raise ValueError("train_dataset needs config.train.steps_per_epoch (a dataset's length "
                          "is not known in advance). Received: steps_per_epoch="
@@ -119,67 +125,96 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
         cache = _cache_path(config)
     else:
         cache = None
-    _check_run_dir(config, run_dir, resume)
-    keras.utils.set_random_seed(config.train.seed)
-    with strategy.scope():
-        model = build_srgan(config, content_extractor)
-        g_optimizer, d_optimizer = make_optimizers(config)
-        model.compile(g_optimizer=g_optimizer, d_optimizer=d_optimizer,
-                      jit_compile=config.train.jit_compile)
-    config.save(run_dir / "config.json")
+    chief = is_chief(strategy)
+    with Workspace(run_dir, chief, task_index(strategy)) as workspace:
+        _check_run_dir(config, run_dir, resume)
+        keras.utils.set_random_seed(config.train.seed)
+        with strategy.scope():
+            model = build_srgan(config, content_extractor)
+            g_optimizer, d_optimizer = make_optimizers(config)
+            model.compile(g_optimizer=g_optimizer, d_optimizer=d_optimizer,
+                          jit_compile=config.train.jit_compile)
+        if chief:
+            config.save(run_dir / "config.json")
+        # Every worker saves (saving may need all of them); only the chief's copy is kept.
+        state = TrainingState(model, workspace.directory / "checkpoints", max_to_keep=2 if chief else 1)
+        epochs_done = _restore(state, run_dir, resume, workspace)
+        if initial_weights and not epochs_done:
+            _load_generator_weights(model, initial_weights)
+        check_workers_agree(strategy, epochs_done, "the epochs done before this run")
+        truncate_history(workspace.directory / "history.csv", epochs_done)
+        epochs_done = _fit_phases(model, config, cache, workspace, state, epochs_done, strategy,
+                                  progress, train_dataset, validation)
+        export_dir = None
+        if chief:
+            export_dir = _export(model.generator_for_export(), run_dir / "export", config, epochs_done)
+            workspace.note(f"Exported the generator after {epochs_done} epochs to {export_dir}")
+        history = history_columns(read_history(workspace.directory / "history.csv"))
+    return TrainResult(run_dir, export_dir, history, config.loss.content_loss, chief)
 
-    state = TrainingState(model, run_dir / "checkpoints")
-    epochs_done = 0
-    if resume and state.latest:
-        epochs_done, phase = state.restore()
-        print(f"Resuming from {state.latest}: {epochs_done} epochs done, phase {phase}")
-    elif resume:
-        print(f"No checkpoint in {run_dir / 'checkpoints'}: starting from scratch")
-    truncate_history(run_dir / "history.csv", epochs_done)
-    epochs_done = _fit_phases(model, config, cache, run_dir, state, epochs_done, strategy, progress,
-                              train_dataset, validation)
-    export_dir = _export(model.generator_for_export(), run_dir / "export", config, epochs_done)
-    history = history_columns(read_history(run_dir / "history.csv"))
-    return TrainResult(run_dir, export_dir, history, config.loss.content_loss)
+
+def _load_generator_weights(model: SRGAN, path) -> None:
+    """Starts the generator (and its EMA copy) from a `.weights.h5` file."""
+    model.generator.load_weights(str(path))
+    for average, weight in zip(model.ema_weights, model.generator.weights):
+        average.assign(weight)
 
 
-def _fit_phases(model, config, cache, run_dir, state, epochs_done, strategy, progress,
+def _restore(state, run_dir: Path, resume: bool, workspace) -> int:
+    """Restores the run's last checkpoint (every worker reads the chief's) when resuming.
+    Returns the epochs done."""
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints")) if resume else None
+    if latest:
+        epochs_done, phase = state.restore(latest)
+        workspace.note(f"Resuming from {latest}: {epochs_done} epochs done, phase {phase}",
+                       echo=workspace.chief)
+        return epochs_done
+    if resume:
+        workspace.note(f"No checkpoint in {run_dir / 'checkpoints'}: starting from scratch",
+                       echo=workspace.chief)
+    return 0
+
+
+def _fit_phases(model, config, cache, workspace, state, epochs_done, strategy, progress,
                 train_dataset=None, validation=None) -> int:
     """Pretrain then adversarial `fit()` calls from `epochs_done` on; returns the epochs done.
 
-    Exports `run_dir/export_pretrain` when the pretraining phase ends in this call (or ended
-    exactly at the resumed checkpoint and was not exported yet).
+    The chief exports `run_dir/export_pretrain` when the pretraining phase ends in this call
+    (or ended exactly at the resumed checkpoint and was not exported yet).
     """
     from srgan_tf.data.pipeline import make_dataset, validation_batch
 
     global_batch = global_batch_size(config.data.batch_size, strategy)
     val_lr, val_hr = validation if validation is not None else validation_batch(cache, config.data)
     steps = config.train.steps_per_epoch or default_steps_per_epoch(cache, global_batch)
-    callbacks = [EpochCheckpoint(state), HistoryCSV(run_dir / "history.csv"),
-                 TensorBoardLogger(run_dir / "logs", (val_lr, val_hr), config.data.scale_hw)]
-    calibration = None
     pretrain_end = config.train.pretrain_epochs
     total = pretrain_end + config.train.adversarial_epochs
+    directory = workspace.directory
+    callbacks = [EpochCheckpoint(state), HistoryCSV(directory / "history.csv"),
+                 TensorBoardLogger(directory / "logs", (val_lr, val_hr), config.data.scale_hw),
+                 EpochLog(workspace.note, total)]
+    calibration = None
     for phase, first, last in (("pretrain", 0, pretrain_end), ("adversarial", pretrain_end, total)):
-        if phase == "adversarial" and epochs_done == pretrain_end > 0:
-            _export_pretrain(model, run_dir, config, epochs_done)
+        if phase == "adversarial" and epochs_done == pretrain_end > 0 and workspace.chief:
+            _export_pretrain(model, workspace.run_dir, config, epochs_done)
         if epochs_done >= last:
             continue
         model.phase = phase
-        if progress:
-            print(f"Phase {phase}: epochs {max(first, epochs_done) + 1}-{last} of {total}, "
-                  f"{steps} steps of {global_batch} ({strategy.num_replicas_in_sync} replica(s))")
+        workspace.note(f"Phase {phase}: epochs {max(first, epochs_done) + 1}-{last} of {total}, "
+                       f"{steps} steps of {global_batch} ({strategy.num_replicas_in_sync} replica(s))",
+                       echo=progress and workspace.chief)
         if train_dataset is not None:
-            dataset = train_dataset
+            dataset = distributable(train_dataset)
         else:  # a new seed per fit() call: a resumed run does not replay the batches it has seen
-            dataset = make_dataset(cache, dataclasses.replace(config.data, batch_size=global_batch),
-                                   split="train", training=True, seed=config.train.seed + epochs_done)
+            dataset = distributable(make_dataset(
+                cache, dataclasses.replace(config.data, batch_size=global_batch), split="train",
+                training=True, seed=config.train.seed + epochs_done))
         if calibration is None and config.train.bn_calibration_batches > 0:
             calibration = _calibration_batches(dataset, config)
             callbacks.insert(0, BatchNormCalibration(calibration))  # before the checkpoint
         model.fit(dataset, epochs=last, initial_epoch=max(first, epochs_done), steps_per_epoch=steps,
                   validation_data=(val_lr, val_hr), validation_batch_size=len(val_lr),
-                  shuffle=False, callbacks=callbacks, verbose=_verbosity(progress))
+                  shuffle=False, callbacks=callbacks, verbose=_verbosity(progress and workspace.chief))
         epochs_done = last
     return epochs_done
 

@@ -66,6 +66,13 @@ def _probe_scale(generator: keras.Model) -> Tuple[int, int]:
     return int(output.shape[1]) // 4, int(output.shape[2]) // 4
 
 
+def _training_policy(generator: keras.Model, config: dict) -> str:
+    """The policy the generator was trained in (its config's, resolved), not that of the
+    float32 copy being exported; the model's own when there is no config."""
+    precision = (config.get("train") or {}).get("precision")
+    return precision if precision and precision != "auto" else _policy_name(generator)
+
+
 def _policy_name(model: keras.Model) -> str:
     policy = getattr(model, "dtype_policy", None)
     return getattr(policy, "name", str(policy))
@@ -345,7 +352,7 @@ def _build_metadata(generator, scale_hw, radius, module, metadata) -> dict:
             "name": generator.name,
             "parameters": int(generator.count_params()),
             "filters": int(convs[0].filters) if convs and hasattr(convs[0], "filters") else 64,
-            "training_dtype_policy": _policy_name(generator),
+            "training_dtype_policy": _training_policy(generator, config),
             "receptive_field_lr": list(radius),
         },
         "signatures": {"input": "lr", "output": "sr",

@@ -81,6 +81,10 @@ def test_two_workers_train_like_one(cache_path, tmp_path):
         workers.append(subprocess.Popen(command, cwd=tmp_path, env=env, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     try:
+        # Meanwhile, one worker on the same global batch (the workers mostly wait on each other).
+        config = _config("--cache", str(cache_path), *FLAGS, "--strategy", "default",
+                         "--batch-size", str(2 * PER_REPLICA_BATCH))
+        single = read_history(train(config, tmp_path / "single", progress=False).run_dir / "history.csv")
         outputs = [worker.communicate(timeout=600)[0] for worker in workers]
     finally:
         for worker in workers:
@@ -89,7 +93,7 @@ def test_two_workers_train_like_one(cache_path, tmp_path):
         assert worker.returncode == 0, f"worker {index}:\n{output[-3000:]}"
 
     # Only the chief wrote, and only into the run directory; worker 1's scratch is gone.
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["run", "scratch"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run", "scratch", "single"]
     assert list(scratch.iterdir()) == []
     assert {"config.json", "checkpoints", "export", "export_pretrain", "history.csv", "train.log",
             "logs"} <= {path.name for path in run_dir.iterdir()}
@@ -100,10 +104,7 @@ def test_two_workers_train_like_one(cache_path, tmp_path):
     history = read_history(run_dir / "history.csv")
     assert [row["epoch"] for row in history] == [1, 2]
 
-    # One worker on the same global batch: same first-step losses, same update.
-    config = _config("--cache", str(cache_path), *FLAGS, "--strategy", "default",
-                     "--batch-size", str(2 * PER_REPLICA_BATCH))
-    single = read_history(train(config, tmp_path / "single", progress=False).run_dir / "history.csv")
+    # As one worker on the same global batch: same first-step losses, same update.
     for key in ("g_loss", "psnr", "val_psnr"):
         assert history[0][key] == pytest.approx(single[0][key], rel=1e-4), key
     for key in ("d_loss", "g_loss", "val_psnr"):

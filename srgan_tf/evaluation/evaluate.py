@@ -133,6 +133,7 @@ def _evaluate(predictors, sources, cache_path, *, split, scale_hw, hr_size, batc
     from tqdm.auto import tqdm
 
     from srgan_tf.data.degrade import degrade, upsample_bicubic
+    from srgan_tf.data.pipeline import lr_images
 
     if data_config is not None:
         hr_size, min_foreground = data_config.hr_size, data_config.min_foreground
@@ -152,7 +153,9 @@ def _evaluate(predictors, sources, cache_path, *, split, scale_hw, hr_size, batc
         hr_all = hr_all[_evenly_spaced(len(hr_all), max_slices_per_patient)]
         for start in range(0, len(hr_all), batch_size):
             hr = hr_all[start:start + batch_size]
-            lr = degrade(hr, scale_hw).numpy()
+            # The LR the model was trained on (slice-profile models: thick slices).
+            lr = (lr_images(hr, data_config) if data_config is not None
+                  else degrade(hr, scale_hw)).numpy()
             outputs = {"bicubic": upsample_bicubic(lr, scale_hw).numpy()}
             outputs.update({name: predict(lr) for name, predict in predictors.items()})
             for method in methods:

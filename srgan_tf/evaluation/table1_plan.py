@@ -116,8 +116,9 @@ def plan_table1(preset_name: Optional[str] = None, *, cache=None, output_dir=Non
     runs = []
     for setting in settings:
         mode, scale = parse_setting(setting)
+        # Table 1 is the paper's protocol: bicubic LR, whatever the preset's degradation.
         flags = {"preset": preset_name, "cache": cache, "mode": mode, "scale": scale,
-                 "output": None, **(overrides or {})}
+                 "output": None, "data.degradation": "bicubic", **(overrides or {})}
         base = experiment_lib.config_from_args(argparse.Namespace(**flags), EXPERIMENTS[mode])
         for name in objectives_for(objective, preset_name):
             config = apply_objective(base, name)

@@ -218,32 +218,42 @@ def _train(slice_first, acquisition, profile, intensity_range, options, work_dir
          f"pixels of {pixel:.4g} mm, x{acquisition.model_factor} height-only, "
          f"{config.train.pretrain_epochs} epochs x {config.train.steps_per_epoch} steps of "
          f"{config.data.batch_size} patches {config.data.train_size}^2")
-    initial = _initial_weights(options.init_model, config) if options.init_model else None
+    initial = None
+    if options.init_model:
+        initial, config.model = _initial_weights(options.init_model, config)
+        _say(f"Fine-tuning {options.init_model} ({config.model.num_residual_blocks} blocks x "
+             f"{config.model.filters} filters) on this volume")
     result = train_on_volume(images, taps, config, work_dir / "model",
                              progress=options.progress, initial_weights=initial)
     return load_exported(result.export_dir)
 
 
 def _initial_weights(init_model, config):
-    """The Keras weights file of a supervised export whose generator matches `config`."""
+    """(weights file, model config) of a supervised export for fine-tuning: the run trains the
+    export's generator (blocks, filters, bicubic residual), which must upsample by the factor
+    this volume needs."""
+    import dataclasses
+
     from srgan_tf.config import ExperimentConfig
+    from srgan_tf.inference.export import METADATA_FILE, WEIGHTS_FILE
     from srgan_tf.io.errors import InputError
 
     path = Path(init_model)
-    weights = path / "generator.weights.h5"
-    metadata_path = path / "metadata.json"
+    weights, metadata_path = path / WEIGHTS_FILE, path / METADATA_FILE
     if not metadata_path.is_file() or not weights.is_file():
-        raise InputError(path, "--init-model needs an srgan-tf export with metadata.json and "
-                               "generator.weights.h5 (exports written by this version)")
-    saved = ExperimentConfig.from_dict(json.loads(metadata_path.read_text()).get("config", {}))
-    mine = (config.data.scale_hw, config.model.num_residual_blocks, config.model.filters,
-            config.model.bicubic_residual)
-    theirs = (saved.data.scale_hw, saved.model.num_residual_blocks, saved.model.filters,
-              saved.model.bicubic_residual)
-    if mine != theirs:
-        raise InputError(path, f"--init-model generator (scale, blocks, filters, bicubic residual) "
-                               f"{theirs} does not match the one this volume needs {mine}")
-    return str(weights)
+        raise InputError(path, f"--init-model needs an srgan-tf export with {METADATA_FILE} and "
+                               f"{WEIGHTS_FILE} (exports written by this version; re-export an older "
+                               "run with `srgan-tf export --run RUN --output DIR`)")
+    try:
+        saved = ExperimentConfig.from_dict(json.loads(metadata_path.read_text()).get("config", {}))
+    except (ValueError, TypeError) as error:
+        raise InputError(metadata_path, f"unreadable export config ({error})") from None
+    if saved.data.scale_hw != config.data.scale_hw:
+        raise InputError(path, f"--init-model upsamples by {saved.data.scale_hw} (height, width); "
+                               f"this volume needs a height-only x{config.data.scale} model "
+                               f"({config.data.scale_hw}); train one with `exp2_aniso.py --scale "
+                               f"{config.data.scale}` or choose --target-spacing accordingly")
+    return str(weights), dataclasses.replace(saved.model)
 
 
 def _super_resolve(model, slice_first, acquisition, intensity_range, profile, options):

@@ -169,6 +169,13 @@ def test_command_end_to_end_on_a_small_nifti(tmp_path, capsys):
     assert len(list((tmp_path / "dicom").iterdir())) == count
     assert nib.load(str(output)).header.get_zooms() == pytest.approx((1.0, 1.0, 1.0))
 
+    # fine-tuning from an export (here the one just trained) runs the same way
+    code = main(["self-supervised", "--input", str(tmp_path / "thick.nii.gz"), "--output",
+                 str(tmp_path / "tuned.nii.gz"), "--init-model", str(work / "model" / "export"),
+                 "--slice-profile", "box", "--steps", "1", "--epochs", "1"])
+    assert code == 0 and "Fine-tuning" in capsys.readouterr().out
+    assert read_nifti(tmp_path / "tuned.nii.gz").shape == (count, 40, 32)
+
 
 @pytest.mark.parametrize("case", ["isotropic", "low_factor", "single_slice", "2d", "nan",
                                   "unwritable", "4d", "bad_profile"])

@@ -24,6 +24,7 @@ from srgan_tf.models.layers import OneChannelConv2D
 
 FORMAT = "srgan-tf-export"
 FORMAT_VERSION = 1
+WEIGHTS_FILE = "generator.weights.h5"
 METADATA_FILE = "metadata.json"
 SIGNATURES = {"float32": "serving_default", "bfloat16": "serving_bfloat16"}
 _INPUT_SPEC = tf.TensorSpec([None, None, None, 1], tf.float32, name="lr")
@@ -415,6 +416,9 @@ def export_generator(generator: keras.Model, export_dir, metadata: Optional[dict
     retired = export_dir.with_name(f".{export_dir.name}.old-{token}")
     try:
         tf.saved_model.save(module, str(partial), signatures=signatures)
+        # the Keras weights too: the serving graph folds batch norm, so fine-tuning
+        # (`self-supervised --init-model`) starts from these
+        generator.save_weights(str(partial / WEIGHTS_FILE))
         (partial / METADATA_FILE).write_text(json.dumps(merged, indent=2, default=str) + "\n")
         if export_dir.exists():
             os.replace(export_dir, retired)

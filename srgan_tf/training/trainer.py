@@ -195,7 +195,8 @@ def _fit_phases(model, config, cache, workspace, state, epochs_done, strategy, p
                  EpochLog(workspace.note, total)]
     calibration = None
     for phase, first, last in (("pretrain", 0, pretrain_end), ("adversarial", pretrain_end, total)):
-        if phase == "adversarial" and epochs_done == pretrain_end > 0 and workspace.chief:
+        if (phase == "adversarial" and epochs_done == pretrain_end > 0 and total > pretrain_end
+                and workspace.chief):  # without an adversarial phase export/ is that generator
             _export_pretrain(model, workspace.run_dir, config, epochs_done)
         if epochs_done >= last:
             continue

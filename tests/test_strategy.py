@@ -77,9 +77,10 @@ def test_mirrored_over_two_cpus_matches_one_device():
     assert {"d_loss", "g_loss", "content_loss", "d_real_logit"} <= set(single["logs"])
     for key, values in single["logs"].items():
         assert values == pytest.approx(mirrored["logs"][key], rel=1e-5, abs=1e-5), key
-    # abs: calibrated batch-norm means sum values near 0 in another order on two replicas
+    # abs: calibrated batch-norm means (and their EMA copies) sum values near 0 in another
+    # order on two replicas
     assert single["generator"] == pytest.approx(mirrored["generator"], rel=1e-5, abs=5e-5)
-    assert single["ema"] == pytest.approx(mirrored["ema"], rel=1e-5, abs=1e-5)
+    assert single["ema"] == pytest.approx(mirrored["ema"], rel=1e-5, abs=5e-5)
 
 
 def test_default_auto_and_mirrored_on_cpu():

@@ -19,6 +19,8 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 # and the two ways a volume is super-resolved.
 INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16")
 INFERENCE_MODES = ("through-plane", "in-plane")
+# How a volume is super-resolved with each kind of model (Exp. 3 uses the aniso model).
+INFERENCE_MODE_OF = {"aniso": "through-plane", "iso": "in-plane"}
 # Slice profiles of simulated thick slices; srgan_tf.data.degrade.PROFILES must equal it (tested).
 # Kept here so argument parsers list them without importing TensorFlow.
 SLICE_PROFILES = ("gaussian", "box")
@@ -26,6 +28,24 @@ SLICE_PROFILES = ("gaussian", "box")
 DEGRADATIONS = ("bicubic", "slice-profile")
 # The discriminator halves its input four times: 16 pixels is the smallest it takes.
 MIN_TRAIN_SIZE = 16
+
+
+def mode_of(scale_hw) -> str:
+    """The one rule for which model is which: "iso" (s, s), "aniso" (s, 1) with s > 1.
+
+    Args:
+        scale_hw: upsampling per axis (scale_h, scale_w) of a config, generator or export.
+
+    Example:
+        >>> mode_of((4, 1))  # "aniso": Exp. 2, height only
+    """
+    scale_h, scale_w = (int(s) for s in scale_hw)
+    if scale_h == scale_w:
+        return "iso"
+    if scale_w == 1 and scale_h > 1:
+        return "aniso"
+    raise ValueError("scale_hw must be (s, s) (iso) or (s, 1) with s > 1 (aniso, height only). "
+                     f"Received: scale_hw={tuple(scale_hw)}")
 
 
 class ConfigError(ValueError):

@@ -24,6 +24,14 @@ def test_scale_per_axis():
     assert config_lib.preset("paper", mode="aniso", scale=4).data.scale_hw == (4, 1)
 
 
+def test_mode_of_is_the_inverse_of_scale_hw():
+    for mode in config_lib.MODES:
+        for scale in config_lib.SCALES:
+            assert config_lib.mode_of(config_lib.preset("quick", mode=mode, scale=scale).data.scale_hw) == mode
+    with pytest.raises(ValueError, match="Received: scale_hw=\\(1, 2\\)"):
+        config_lib.mode_of((1, 2))
+
+
 def test_config_round_trips_through_json(tmp_path):
     config = config_lib.preset("quick", experiment="exp1", mode="iso", scale=8)
     config.loss.content_loss_note = "fell back"

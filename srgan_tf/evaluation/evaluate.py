@@ -14,6 +14,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from srgan_tf.config import mode_of
 from srgan_tf.evaluation import metrics as metrics_lib
 from srgan_tf.files import atomic_write_text
 
@@ -195,7 +196,7 @@ def _protocol(split, scale_hw, hr_size, border, max_slices, min_foreground, cach
     protocol = metrics_lib.metric_protocol()
     protocol.update({
         "split": split, "scale_hw": list(scale_hw),
-        "mode": "aniso" if scale_hw[1] == 1 and scale_hw[0] > 1 else "iso",
+        "mode": mode_of(scale_hw),
         "hr_size": hr_size, "border": border, "border_rule": "max(scale_h, scale_w) px per side",
         "mask": None, "min_foreground": min_foreground, "max_slices_per_patient": max_slices,
         "hr": "pipeline.prepare_slices: normalised [-1, 1], centred hr_size crop",

@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
+from srgan_tf.config import mode_of
 from srgan_tf.evaluation.metrics import METRICS
 from srgan_tf.files import atomic_write_text
 
@@ -41,7 +42,7 @@ def protocol_text(protocol: Optional[dict] = None) -> str:
                    else f"{border} pixels (max(scale_h, scale_w))")
     setting = ""
     if scale_hw:
-        axes = "height only (Exp. 2)" if scale_hw[1] == 1 else "both axes (Exp. 1)"
+        axes = "height only (Exp. 2)" if mode_of(scale_hw) == "aniso" else "both axes (Exp. 1)"
         setting = (f" Setting: scale (h, w) = ({scale_hw[0]}, {scale_hw[1]}), {axes}, "
                    f"split `{protocol.get('split', 'test')}`, HR {protocol.get('hr_size', 224)} px.")
     selection = protocol.get("max_slices_per_patient")
@@ -183,7 +184,7 @@ def write_report(run_dir, title: str, metrics: dict, config_dict: Optional[dict]
     data = config_dict.get("data", {})
     protocol = metrics.get("protocol", {})
     scale_hw = protocol.get("scale_hw")
-    mode = data.get("mode") or (None if not scale_hw else ("aniso" if scale_hw[1] == 1 else "iso"))
+    mode = data.get("mode") or (mode_of(scale_hw) if scale_hw else None)
     scale = data.get("scale") or (scale_hw[0] if scale_hw else None)
     rows = _method_rows(metrics, mode, scale)
     parts = [f"# {title}", ""]

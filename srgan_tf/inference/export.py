@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from srgan_tf import __version__
+from srgan_tf.config import mode_of
 from srgan_tf.io.errors import InputError
 from srgan_tf.models.layers import OneChannelConv2D
 
@@ -343,7 +344,7 @@ def _build_metadata(generator, scale_hw, radius, module, metadata) -> dict:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "scale_hw": list(scale_hw),
-        "mode": "iso" if scale_hw[0] == scale_hw[1] else "aniso",
+        "mode": mode_of(scale_hw),
         "normalization": {"range": "[-1,1]", "percentiles": [0.5, 99.5]},
         "content_loss": content_loss,
         "config": config,
@@ -370,7 +371,7 @@ def _build_metadata(generator, scale_hw, radius, module, metadata) -> dict:
             merged[key] = _plain(value)
     # Facts about the saved graph win over anything the caller passed.
     merged.update(format=FORMAT, format_version=FORMAT_VERSION, scale_hw=list(scale_hw),
-                  mode="iso" if scale_hw[0] == scale_hw[1] else "aniso")
+                  mode=mode_of(scale_hw))
     return merged
 
 
@@ -451,7 +452,7 @@ class ExportedModel:
 
     @property
     def mode(self) -> str:
-        return self.metadata.get("mode", "iso" if self.scale_hw[0] == self.scale_hw[1] else "aniso")
+        return self.metadata.get("mode") or mode_of(self.scale_hw)
 
     @property
     def precisions(self) -> Tuple[str, ...]:
@@ -544,7 +545,7 @@ def wrap_generator(generator: keras.Model, metadata: Optional[dict] = None) -> E
     scale_hw = _probe_scale(generator)
     convs = _conv_layers(generator)
     merged = {"format": FORMAT, "format_version": FORMAT_VERSION, "scale_hw": list(scale_hw),
-              "mode": "iso" if scale_hw[0] == scale_hw[1] else "aniso",
+              "mode": mode_of(scale_hw),
               "generator": {"receptive_field_lr": list(receptive_radius(generator)),
                             "filters": int(getattr(convs[0], "filters", 64)) if convs else 64}}
     merged.update(metadata or {})

@@ -13,12 +13,13 @@ from typing import Callable, Dict, Sequence, Tuple
 import numpy as np
 from tqdm.auto import tqdm
 
+from srgan_tf.config import INFERENCE_MODES, mode_of
 from srgan_tf.data.intensity import denormalize, normalize, robust_range
 from srgan_tf.inference.tiling import choose_tiling, estimate_bytes, plan_tiles, predict_tiled
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.volume import Volume
 
-MODES = ("through-plane", "in-plane")
+MODES = INFERENCE_MODES
 DIRECTIONS = ("coronal", "sagittal")  # images volume[:, r, :] and volume[:, :, c]
 
 
@@ -52,11 +53,15 @@ def check_mode(model, mode: str, source="model") -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}. Received: {mode!r}")
     sh, sw = model.scale_hw
-    if mode == "through-plane" and not (sw == 1 and sh > 1):
+    try:
+        model_mode = mode_of((sh, sw))
+    except ValueError:
+        model_mode = None  # neither iso nor aniso: fits no inference mode
+    if mode == "through-plane" and model_mode != "aniso":
         raise InputError(source, f"through-plane mode needs an anisotropic model (scale_hw "
                                  f"(s, 1), Exp. 2); this model is {model.mode} with scale_hw "
                                  f"{(sh, sw)}. Use --mode in-plane for isotropic models")
-    if mode == "in-plane" and sh != sw:
+    if mode == "in-plane" and model_mode != "iso":
         raise InputError(source, f"in-plane mode needs an isotropic model (scale_hw (s, s), "
                                  f"Exp. 1); this model is {model.mode} with scale_hw {(sh, sw)}. "
                                  "Use --mode through-plane for anisotropic models")

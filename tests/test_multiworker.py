@@ -20,6 +20,7 @@ from srgan_tf.training.callbacks import read_history
 from srgan_tf.training.trainer import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI = "import sys; from srgan_tf.cli import main; sys.exit(main())"  # `srgan-tf` as a user runs it
 PER_REPLICA_BATCH = 2
 # Tiny networks, one step per phase; synchronised batch norm so that two replicas of 2
 # normalise exactly like one device on the global batch of 4.
@@ -70,7 +71,7 @@ def test_two_workers_train_like_one(cache_path, tmp_path):
     run_dir, scratch = tmp_path / "run", tmp_path / "scratch"
     scratch.mkdir()
     cluster = [f"localhost:{port}" for port in _free_ports(2)]
-    command = [sys.executable, "-c", "from srgan_tf.cli import main; main()", "train",
+    command = [sys.executable, "-c", CLI, "train",
                "--cache", str(cache_path), *FLAGS, "--batch-size", str(PER_REPLICA_BATCH),
                "--strategy", "multiworker", "--no-evaluate", "--output", str(run_dir)]
     workers = []

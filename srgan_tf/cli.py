@@ -156,9 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--input", required=True, help="DICOM series folder, .nii or .nii.gz")
     infer.add_argument("--output", required=True, help="output NIfTI (.nii or .nii.gz)")
     infer.add_argument("--dicom-output", help="also write a derived DICOM series into this new folder")
-    infer.add_argument("--mode", choices=INFERENCE_MODES, default="through-plane",
+    infer.add_argument("--mode", choices=INFERENCE_MODES, default=None,
                        help="through-plane: anisotropic model along the slices (Exp. 3); "
-                            "in-plane: isotropic model on each slice")
+                            "in-plane: isotropic model on each slice (default: the one the "
+                            "export's metadata.json names: aniso -> through-plane, iso -> in-plane)")
     infer.add_argument("--batch-size", type=number_type(int, RANGES["batch_size"]), default=8,
                        help="images per model call")
     infer.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",

@@ -130,6 +130,7 @@ def test_nifti_output_geometry(exports, nifti_input, tmp_path):
     summary = run_infer(exports["aniso"], nifti_input, output, progress=False,
                         precision="float32")
     assert summary["output_shape"] == [12, 24, 20] and summary["peak_rss_mb"] > 0
+    assert summary["mode"] == "through-plane"  # no mode given: the aniso export's own
     image = nib.load(str(output))
     assert image.shape == (20, 24, 12)  # (cols, rows, slices)
     np.testing.assert_allclose(image.header.get_zooms(), (0.6, 0.5, 1.5), atol=1e-5)
@@ -141,6 +142,16 @@ def test_nifti_output_geometry(exports, nifti_input, tmp_path):
     np.testing.assert_allclose(result.direction, source.direction, atol=1e-6)
     centre = lambda v: v.slice_positions().mean(axis=0)  # noqa: E731
     np.testing.assert_allclose(centre(result), centre(source), atol=1e-4)
+
+
+def test_mode_defaults_to_the_exports_own(exports, nifti_input, tmp_path):
+    from srgan_tf.cli import build_parser
+
+    args = build_parser().parse_args(["infer", "--model", "m", "--input", "i", "--output", "o"])
+    assert args.mode is None
+    summary = run_infer(exports["iso"], nifti_input, tmp_path / "sr.nii.gz", progress=False,
+                        precision="float32")
+    assert summary["mode"] == "in-plane" and summary["output_shape"] == [6, 48, 40]
 
 
 def test_dicom_output_is_a_derived_series(exports, tmp_path):
@@ -187,7 +198,8 @@ def _bad_inputs(tmp_path, exports, nifti_input):
     return {
         "non-volume file": (exports["aniso"], text, {}, "NIfTI"),
         "single slice": (exports["aniso"], single, {}, "single slice"),
-        "iso model through-plane": (exports["iso"], nifti_input, {}, "anisotropic model"),
+        "iso model through-plane": (exports["iso"], nifti_input, {"mode": "through-plane"},
+                                    "anisotropic model"),
         "aniso model in-plane": (exports["aniso"], nifti_input, {"mode": "in-plane"},
                                  "isotropic model"),
         "missing model dir": (tmp_path / "no_such_model", nifti_input, {}, "does not exist"),

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from srgan_tf.config import INFERENCE_MODES, INFERENCE_PRECISIONS
+from srgan_tf.config import INFERENCE_MODE_OF, INFERENCE_MODES, INFERENCE_PRECISIONS
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import is_nifti_path, write_nifti
 from srgan_tf.io.reader import read_volume
@@ -185,7 +185,7 @@ def _write_outputs(result, source, output_path: Path, dicom_output: Optional[Pat
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: str = "through-plane",
+def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Optional[str] = None,
               batch_size: int = 8, memory_budget_mb: float = 2048, precision: str = "auto",
               clip_to_input_range: bool = True, progress: bool = True) -> dict:
     """Super-resolve one volume with an exported generator and write the result.
@@ -195,7 +195,8 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: st
         input_path: DICOM series folder, .nii or .nii.gz.
         output_path: NIfTI to write (.nii or .nii.gz).
         dicom_output: optional new folder for a derived DICOM series.
-        mode: "through-plane" (anisotropic model, Exp. 3) or "in-plane" (isotropic model).
+        mode: "through-plane" (anisotropic model, Exp. 3) or "in-plane" (isotropic model);
+            None: the one the export's metadata names (aniso -> through-plane, iso -> in-plane).
         batch_size: images per model call at most.
         memory_budget_mb: activation memory per model call; larger images are tiled.
         precision: "auto" (bfloat16 where native and exported, else float32), "float32",
@@ -211,8 +212,8 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: st
         >>> run_infer("runs/exp2/export", "t2_tse_tra/", "sr.nii.gz", dicom_output="sr_dicom")
     """
     started = time.perf_counter()
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}. Received: {mode!r}")
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES} or None. Received: {mode!r}")
     output_path = Path(output_path)
     dicom_output = Path(dicom_output) if dicom_output else None
     check_output_locations(output_path, dicom_output)
@@ -221,6 +222,11 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: st
     from srgan_tf.inference.volume_sr import check_mode, super_resolve_volume
 
     model = load_exported(model_dir)
+    if mode is None:
+        mode = INFERENCE_MODE_OF.get(model.mode)
+        if mode is None:
+            raise InputError(model_dir, f"the export's metadata names no known model mode "
+                                        f"(mode {model.mode!r}, not iso or aniso): pass --mode")
     check_mode(model, mode, model_dir)
     precision = resolve_precision(precision, model)
     volume = read_input_volume(input_path, mode)

@@ -5,7 +5,6 @@ with `config_from_args` and call `run_experiment`.
 """
 import argparse
 import datetime
-import json
 import logging
 import re
 import sys
@@ -302,7 +301,3 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
     if table.exists():
         print(table.read_text())
     return metrics
-
-
-def load_json(path) -> dict:
-    return json.loads(Path(path).read_text())

@@ -20,7 +20,6 @@ from srgan_tf.io.errors import InputError
 from srgan_tf.io.volume import Volume
 
 MODES = INFERENCE_MODES
-DIRECTIONS = ("coronal", "sagittal")  # images volume[:, r, :] and volume[:, :, c]
 
 
 @dataclass

@@ -301,3 +301,22 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
     if table.exists():
         print(table.read_text())
     return metrics
+
+
+def experiment_parser(experiment: str, doc: str) -> argparse.ArgumentParser:
+    """The parser of `experiments/exp1_iso.py` / `exp2_aniso.py`: every knob, `experiment`'s
+    default mode; `doc` (the script's docstring) gives the description."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0],
+                                     formatter_class=HelpFormatter)
+    add_experiment_arguments(parser, experiment)
+    return parser
+
+
+def experiment_main(experiment: str, doc: str, argv=None) -> int:
+    """`main` of the Exp. 1 and Exp. 2 scripts: parse, then `run_experiment`; the exit status."""
+
+    def run(args):
+        config = config_from_args(args, experiment)
+        run_experiment(config, resume=args.resume, sample_root=args.sample_root)
+
+    return run_main(experiment_parser(experiment, doc), run, argv)

@@ -165,7 +165,7 @@ def test_ctrl_c_in_an_experiment_script_is_one_line_exit_130(tmp_path, monkeypat
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(script, "run_experiment", interrupted)
+    monkeypatch.setattr("srgan_tf.experiment.run_experiment", interrupted)  # the scripts' shared main
     assert script.main(["--output", str(tmp_path / "run")]) == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].endswith(": interrupted")

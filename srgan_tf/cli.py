@@ -37,10 +37,10 @@ def cmd_info(args):
 
 
 def cmd_train(args):
+    from srgan_tf.config import EXPERIMENT_OF_MODE
     from srgan_tf.experiment import config_from_args, run_experiment
 
-    experiment = "exp1" if args.mode == "iso" else "exp2"
-    config = config_from_args(args, experiment)
+    config = config_from_args(args, EXPERIMENT_OF_MODE[args.mode])
     run_experiment(config, resume=args.resume, sample_root=args.sample_root,
                    evaluate=not args.no_evaluate)
 

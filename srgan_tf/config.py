@@ -11,6 +11,8 @@ from typing import Optional, Tuple
 from srgan_tf.files import atomic_write_text
 
 MODES = ("iso", "aniso")
+# The paper's experiment of each mode (run names, reports); Exp. 3 reuses the aniso model.
+EXPERIMENT_OF_MODE = {"iso": "exp1", "aniso": "exp2"}
 SCALES = (2, 4, 8)
 CONTENT_LOSSES = ("vgg54", "vgg22", "mse")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")

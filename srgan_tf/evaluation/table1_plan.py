@@ -13,7 +13,7 @@ from srgan_tf import experiment as experiment_lib
 from srgan_tf.runtime import training_precision
 
 SETTINGS = ("iso-x4", "iso-x8", "aniso-x4", "aniso-x8")
-EXPERIMENTS = {"iso": "exp1", "aniso": "exp2"}
+EXPERIMENTS = config_lib.EXPERIMENT_OF_MODE
 OBJECTIVES = ("paper", "improved")
 PAPER_OBJECTIVE = {"pixel_weight": 0.0, "relativistic": False, "ema_decay": 0.0}
 IMPROVED_FALLBACK = {"pixel_weight": 1.0}  # the quick preset's pixel term

@@ -23,8 +23,6 @@ from typing import Dict, Optional
 
 import numpy as np
 
-PROFILE_CHOICES = ("auto", "box", "gaussian")
-
 
 @dataclass
 class SelfSupervisedOptions:

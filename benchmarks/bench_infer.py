@@ -23,7 +23,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from srgan_tf.inference.export import ExportedModel, export_generator, load_exported  # noqa: E402
+from srgan_tf.inference.export import export_generator  # noqa: E402
+from srgan_tf.inference.exported_model import ExportedModel, load_exported  # noqa: E402
 from srgan_tf.inference.infer import peak_rss_mb  # noqa: E402
 from srgan_tf.inference.volume_sr import super_resolve_volume  # noqa: E402
 from srgan_tf.io.volume import Volume  # noqa: E402

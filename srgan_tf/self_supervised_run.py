@@ -202,7 +202,7 @@ def _check_work_dir(work_dir: Path) -> None:
 
 def _train(slice_first, acquisition, profile, intensity_range, options, work_dir):
     from srgan_tf.data.self_supervised import profile_taps, training_pixel_mm, training_slices
-    from srgan_tf.inference.export import load_exported
+    from srgan_tf.inference.exported_model import load_exported
     from srgan_tf.training.self_supervised import (DEFAULT_EPOCHS, self_supervised_config,
                                                    train_on_volume)
 

@@ -6,13 +6,16 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import numpy as np
 import pytest
 
 from srgan_tf.inference import export
-from srgan_tf.inference.export import FORMAT, export_generator, load_exported, receptive_radius
+from srgan_tf.inference.export import FORMAT, export_generator
+from srgan_tf.inference.exported_model import load_exported
+from srgan_tf.inference.introspection import receptive_radius
 from srgan_tf.io.errors import InputError
 from srgan_tf.models.generator import build_generator
 
@@ -137,7 +140,8 @@ def test_untranslatable_layers_fall_back_to_the_keras_model(tmp_path):
     x = keras.layers.UpSampling2D((2, 1), name="up")(x)
     outputs = keras.layers.Conv2D(1, 3, padding="same", activation="tanh", name="out")(x)
     model = keras.Model(inputs, outputs, name="plain")
-    path = export_generator(model, tmp_path / "export", {})
+    with pytest.warns(UserWarning, match="'norm': LayerNormalization has weights"):
+        path = export_generator(model, tmp_path / "export", {})
     loaded = load_exported(path)
     assert loaded.precisions == ("float32",) and loaded.scale_hw == (2, 1)
     assert loaded.metadata["signatures"]["graph"] == "keras"
@@ -232,7 +236,38 @@ def test_merge_layers_other_than_add_fall_back_to_the_keras_model(tmp_path):
     x = keras.layers.UpSampling2D((2, 1), name="up")(x)
     outputs = keras.layers.Conv2D(1, 3, padding="same", name="out")(x)
     model = keras.Model(inputs, outputs)
-    loaded = load_exported(export_generator(model, tmp_path / "export", {}))
+    with pytest.warns(UserWarning, match="'concat': merge layer Concatenate"):
+        loaded = load_exported(export_generator(model, tmp_path / "export", {}))
     assert loaded.metadata["signatures"]["graph"] == "keras"
     batch = _batch((1, 5, 7, 1))
+    np.testing.assert_allclose(loaded.predict(batch), model(batch).numpy(), atol=1e-5)
+
+
+class _LearnedGain(keras.layers.Layer):
+    """A layer type the serving graph has never seen: one trainable gain per channel."""
+
+    def build(self, input_shape):
+        self.gain = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="gain")
+
+    def call(self, inputs):
+        return inputs * self.gain
+
+
+def test_unknown_layer_falls_back_with_one_warning_naming_it(tmp_path):
+    inputs = keras.Input((None, None, 1), name="lr")
+    x = keras.layers.Conv2D(2, 3, padding="same", name="conv")(inputs)
+    x = _LearnedGain(name="gain")(x)
+    x = keras.layers.UpSampling2D((2, 1), name="up")(x)
+    outputs = keras.layers.Conv2D(1, 1, name="out")(x)
+    model = keras.Model(inputs, outputs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = export_generator(model, tmp_path / "export", {})
+    messages = [str(w.message) for w in caught if "serving graph" in str(w.message)]
+    assert len(messages) == 1, messages
+    assert "'gain'" in messages[0] and "_LearnedGain has weights" in messages[0]
+    assert "plain Keras model" in messages[0]
+    loaded = load_exported(path)
+    assert loaded.metadata["signatures"]["graph"] == "keras"
+    batch = _batch((1, 4, 5, 1))
     np.testing.assert_allclose(loaded.predict(batch), model(batch).numpy(), atol=1e-5)

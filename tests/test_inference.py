@@ -8,7 +8,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from srgan_tf.inference.export import export_generator, load_exported
+from srgan_tf.inference.export import export_generator
+from srgan_tf.inference.exported_model import load_exported
 from srgan_tf.inference.infer import run_infer
 from srgan_tf.inference.tiling import plan_axis, plan_tiles, predict_tiled
 from srgan_tf.inference.volume_sr import super_resolve_volume

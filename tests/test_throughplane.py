@@ -86,7 +86,7 @@ def test_cubic_and_sr_reproduce_a_slice_axis_ramp(profile):
 
 
 def test_average_is_the_mean_of_the_directional_volumes(export_dir):
-    from srgan_tf.inference.export import load_exported
+    from srgan_tf.inference.exported_model import load_exported
 
     case = tp.reconstruct(textured_volume(), {"sr": load_exported(export_dir)}, FACTOR)
     assert case.outputs["sr"].shape == case.hr.shape == (16, 24, 20)

@@ -14,7 +14,7 @@ from srgan_tf.config import ExperimentConfig, LossConfig
 from srgan_tf.data.prepare import build_cache
 from srgan_tf.data.degrade import degrade
 from srgan_tf.files import DirectoryLock, DirectoryLocked
-from srgan_tf.inference.export import load_exported
+from srgan_tf.inference.exported_model import load_exported
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume

@@ -30,7 +30,7 @@ def evaluate_model(model: Union[ModelLike, Mapping], cache_path, *, split: str =
     """Scores of a model and of bicubic interpolation on the same LR slices.
 
     Args:
-        model: an export directory (`srgan_tf.inference.export.load_exported`), a callable
+        model: an export directory (`srgan_tf.inference.exported_model.load_exported`), a callable
             `predict_fn(lr_batch NHWC numpy) -> sr_batch` (e.g. an in-memory Keras generator),
             or a mapping {method name: either} to score several models on the same slices
             (e.g. {"srresnet": ..., "sr": ...}).
@@ -98,7 +98,7 @@ def _predictor(item, batch_size) -> Tuple[Callable, str, Optional[Tuple[int, int
     elif callable(item):
         return (lambda lr: np.asarray(item(lr), np.float32)), getattr(item, "__name__", "callable"), None
     else:
-        from srgan_tf.inference.export import load_exported
+        from srgan_tf.inference.exported_model import load_exported
 
         exported = load_exported(item)
     return ((lambda lr: np.asarray(exported.predict(lr, batch_size=batch_size), np.float32)),

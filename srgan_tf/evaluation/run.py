@@ -36,7 +36,7 @@ def evaluate_export(model_dir, cache, *, split: str = "test", output_dir: Option
                     max_slices_per_patient: Optional[int] = None, figures: int = 3) -> dict:
     """`srgan-tf evaluate`: score an export on a cache with the training run's HR protocol."""
     from srgan_tf.config import ExperimentConfig
-    from srgan_tf.inference.export import load_exported
+    from srgan_tf.inference.exported_model import load_exported
 
     exported = load_exported(model_dir)
     config_dict = exported.metadata.get("config") or {}

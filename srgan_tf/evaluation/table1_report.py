@@ -168,7 +168,7 @@ def write_figures(plan: Table1Plan) -> List[str]:
     from srgan_tf.data.degrade import degrade, upsample_bicubic
     from srgan_tf.data.pipeline import validation_batch
     from srgan_tf.evaluation.figures import save_comparison_figure
-    from srgan_tf.inference.export import load_exported
+    from srgan_tf.inference.exported_model import load_exported
     from srgan_tf.training.callbacks import write_images  # works without the tensorboard package
 
     by_mode: Dict[str, Dict[str, List[SubRun]]] = {}

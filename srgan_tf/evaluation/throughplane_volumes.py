@@ -43,7 +43,7 @@ def as_model(model):
     """An `ExportedModel` (returned as is) or an export directory (loaded)."""
     if hasattr(model, "predict") and hasattr(model, "scale_hw"):
         return model
-    from srgan_tf.inference.export import load_exported
+    from srgan_tf.inference.exported_model import load_exported
 
     return load_exported(model)
 

@@ -218,7 +218,7 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Op
     dicom_output = Path(dicom_output) if dicom_output else None
     check_output_locations(output_path, dicom_output)
     start_tensorflow()
-    from srgan_tf.inference.export import load_exported
+    from srgan_tf.inference.exported_model import load_exported
     from srgan_tf.inference.volume_sr import check_mode, super_resolve_volume
 
     model = load_exported(model_dir)

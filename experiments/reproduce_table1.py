@@ -23,7 +23,7 @@ from srgan_tf.experiment import run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from srgan_tf.evaluation.table1_plan import add_table1_arguments
+    from srgan_tf.table1.plan import add_table1_arguments
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args):
-    from srgan_tf.evaluation.table1 import plan_from_args, reproduce_table1, render_table1
+    from srgan_tf.table1.plan import plan_from_args
+    from srgan_tf.table1.report import render_table1
+    from srgan_tf.table1.reproduce import reproduce_table1
 
     plan = plan_from_args(args)
     results = reproduce_table1(plan)

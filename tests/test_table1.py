@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from srgan_tf import experiment as experiment_lib
-from srgan_tf.evaluation import table1
+from srgan_tf.table1.plan import (SETTINGS, add_table1_arguments, apply_objective, objectives_for,
+                                  plan_from_args, plan_table1)
+from srgan_tf.table1.report import render_table1, write_figures, write_table1
+from srgan_tf.table1.reproduce import collect, reproduce_table1
 
 METRIC_NAMES = ("psnr", "ssim", "hfen", "gmsd", "edge_f1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +38,7 @@ def fake_metrics(scale, sr_better=True):
 def plan_of(tmp_path, **kwargs):
     kwargs.setdefault("output_dir", tmp_path / "table1")
     kwargs.setdefault("figure_slices", 0)
-    return table1.plan_table1("quick", **kwargs)
+    return plan_table1("quick", **kwargs)
 
 
 def test_plan_has_four_settings_with_their_mode_and_scale(tmp_path):
@@ -62,45 +65,45 @@ def test_objective_variants(tmp_path):
             assert (loss.pixel_weight, loss.relativistic, loss.ema_decay) == (0.0, False, 0.0)
         else:
             assert (loss.pixel_weight, loss.relativistic, loss.ema_decay) == (1.0, True, 0.999)
-    paper_preset = table1.plan_table1("paper", cache="cache.h5", output_dir=tmp_path)
+    paper_preset = plan_table1("paper", cache="cache.h5", output_dir=tmp_path)
     assert {r.objective for r in paper_preset.runs} == {"paper", "improved"}  # default: both
     improved = [r.config.loss for r in paper_preset.runs if r.objective == "improved"]
     assert all(loss.pixel_weight == 1.0 for loss in improved)  # else it equals the paper's
     assert paper_preset.runs[0].config.data.patch_size is None  # whole 224 slices
     with pytest.raises(ValueError, match="Received"):
-        table1.objectives_for("fancy", "quick")
+        objectives_for("fancy", "quick")
 
 
 def parse(argv):
     parser = argparse.ArgumentParser()
-    table1.add_table1_arguments(parser)
+    add_table1_arguments(parser)
     return parser.parse_args(argv)
 
 
 def test_arguments_select_settings_and_override_config(tmp_path):
     args = parse(["--columns", "aniso-x4", "iso-x8", "--objective", "paper", "--pretrain-epochs",
                   "1", "--num-residual-blocks", "2", "--output", str(tmp_path)])
-    plan = table1.plan_from_args(args)
+    plan = plan_from_args(args)
     assert [(r.setting, r.objective) for r in plan.runs] == [("aniso-x4", "paper"), ("iso-x8", "paper")]
     assert all(r.config.train.pretrain_epochs == 1 for r in plan.runs)
     assert all(r.config.model.num_residual_blocks == 2 for r in plan.runs)
     assert plan.output_dir == tmp_path
-    assert [r.setting for r in table1.plan_from_args(parse(["--mode", "iso"])).runs] == ["iso-x4", "iso-x8"]
-    assert table1.plan_from_args(parse([])).output_dir == Path("runs/table1-quick")
+    assert [r.setting for r in plan_from_args(parse(["--mode", "iso"])).runs] == ["iso-x4", "iso-x8"]
+    assert plan_from_args(parse([])).output_dir == Path("runs/table1-quick")
     with pytest.raises(ValueError, match="No Table 1 setting"):
-        table1.plan_from_args(parse(["--scale", "2"]))
+        plan_from_args(parse(["--scale", "2"]))
 
 
 def collected(tmp_path, objective="improved", sr_better=True):
     plan = plan_of(tmp_path, objective=objective)
     metrics = {str(r.run_dir): fake_metrics(r.scale, sr_better and r.objective == "improved")
                for r in plan.runs}
-    return table1.collect(plan, metrics)
+    return collect(plan, metrics)
 
 
 def test_table_has_paper_numbers_bicubic_everywhere_and_edge_metrics(tmp_path):
     results = collected(tmp_path)
-    text = table1.render_table1(results)
+    text = render_table1(results)
     for paper_value in ("21.68", "0.71", "29.51", "0.82", "18.73", "25.72"):
         assert paper_value in text
     for column in ("Bicubic iso x4", "SRGAN iso x8", "Bicubic aniso x8", "SRGAN aniso x4",
@@ -108,7 +111,7 @@ def test_table_has_paper_numbers_bicubic_everywhere_and_edge_metrics(tmp_path):
         assert column in text
     for label in ("PSNR", "SSIM", "HFEN", "GMSD", "Edge F1", "SRResNet", "SRGAN", "improved"):
         assert label in text
-    assert set(results["settings"]) == set(table1.SETTINGS)
+    assert set(results["settings"]) == set(SETTINGS)
     for entry in results["settings"].values():
         assert entry["bicubic"]["psnr"] and entry["srresnet"]["improved"]["hfen"]
         assert entry["srgan"]["improved"]["edge_f1"]
@@ -123,14 +126,14 @@ def test_both_objectives_are_labelled_and_quality_target_reported(tmp_path):
     target = results["quality_target"]
     assert target["improved"]["met"] and not target["paper"]["met"]
     assert set(target["improved"]["checks"]) == {"psnr", "ssim", "hfen", "edge_f1"}
-    text = table1.render_table1(results)
+    text = render_table1(results)
     assert "ours, paper objective" in text and "ours, improved objective" in text
     assert "1 pixel" in text  # the improved objective in words
     srgan_rows = [line for line in text.splitlines() if line.startswith("| aniso ×4 | SRGAN")]
     assert len(srgan_rows) == 2
     assert ("29.51" in srgan_rows[0]) == srgan_rows[0].split(" | ")[2].startswith("paper")
     assert "**met**" in text and "**not met**" in text
-    table1.write_table1(results, tmp_path / "out")
+    write_table1(results, tmp_path / "out")
     written = json.loads((tmp_path / "out" / "table1.json").read_text())
     assert written["settings"]["iso-x8"]["bicubic"] == results["settings"]["iso-x8"]["bicubic"]
     assert (tmp_path / "out" / "table1.md").read_text() == text
@@ -159,7 +162,7 @@ def test_finished_runs_are_reused_and_interrupted_ones_resumed(tmp_path, fake_tr
     plan = plan_of(tmp_path, settings=("iso-x4", "aniso-x4", "aniso-x8"))
     finished, interrupted, fresh = plan.runs
     finished.run_dir.mkdir(parents=True)
-    saved = table1.apply_objective(finished.config, "improved")
+    saved = apply_objective(finished.config, "improved")
     saved.data.cache = "data/sample/cache.h5"  # resolved by run_experiment
     saved.loss.content_loss = "mse"  # the offline VGG fallback
     saved.loss.content_loss_note = "vgg54 requested; fell back to mse"
@@ -168,12 +171,12 @@ def test_finished_runs_are_reused_and_interrupted_ones_resumed(tmp_path, fake_tr
     interrupted.run_dir.mkdir(parents=True)
     interrupted.config.save(interrupted.run_dir / "config.json")
 
-    results = table1.reproduce_table1(plan)
+    results = reproduce_table1(plan)
     assert fake_training == [(str(interrupted.run_dir), True), (str(fresh.run_dir), False)]
     assert (plan.output_dir / "table1.md").exists() and (plan.output_dir / "table1.json").exists()
-    assert "fell back to mse" in table1.render_table1(results)
+    assert "fell back to mse" in render_table1(results)
 
-    table1.reproduce_table1(plan)  # everything finished now: nothing is retrained
+    reproduce_table1(plan)  # everything finished now: nothing is retrained
     assert len(fake_training) == 2
 
 
@@ -181,11 +184,11 @@ def test_a_run_of_another_config_is_not_reused(tmp_path, fake_training):
     plan = plan_of(tmp_path, settings=("aniso-x4",))
     run = plan.runs[0]
     run.run_dir.mkdir(parents=True)
-    other = table1.apply_objective(run.config, "paper")
+    other = apply_objective(run.config, "paper")
     other.save(run.run_dir / "config.json")
     (run.run_dir / "metrics.json").write_text(json.dumps(fake_metrics(4)))
     with pytest.raises(ValueError, match="loss.pixel_weight"):
-        table1.reproduce_table1(plan)
+        reproduce_table1(plan)
     assert fake_training == []
 
 
@@ -231,7 +234,7 @@ def test_figures_are_written_and_logged_to_tensorboard(tmp_path):
     export_generator(generator, run.run_dir / "export", metadata={"mode": "aniso"})
     (run.run_dir / "export_pretrain").symlink_to("export")  # an SRResNet panel, one export less
 
-    paths = table1.write_figures(plan)
+    paths = write_figures(plan)
     assert [Path(p).name for p in paths] == ["table1-aniso-slice0.png"]
     image = tf.io.decode_png(tf.io.read_file(paths[0])).numpy()
     assert image.shape[2] == 3 and image.shape[1] > image.shape[0]  # panels side by side
@@ -242,7 +245,7 @@ def test_figures_are_written_and_logged_to_tensorboard(tmp_path):
 
 
 def test_auto_precision_matches_the_resolved_one_recorded_by_the_trainer():
-    from srgan_tf.evaluation.table1_plan import config_differences
+    from srgan_tf.table1.plan import config_differences
     from srgan_tf.runtime import training_precision
 
     resolved = training_precision("auto")

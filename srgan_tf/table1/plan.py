@@ -1,7 +1,7 @@
 """Table 1 plan: settings, objectives, one experiment config per sub-run, and the CLI flags.
 
-`srgan_tf.evaluation.table1` trains (or reuses) the planned sub-runs and collects their
-numbers; `srgan_tf.evaluation.table1_report` renders them.
+`srgan_tf.table1.reproduce` trains (or reuses) the planned sub-runs and collects their
+numbers; `srgan_tf.table1.report` renders them.
 """
 import argparse
 import dataclasses
@@ -152,7 +152,7 @@ def config_differences(saved: dict, requested: dict) -> List[str]:
     return differences
 
 
-def _saved_config(run: SubRun) -> config_lib.ExperimentConfig:
+def saved_config(run: SubRun) -> config_lib.ExperimentConfig:
     """The config the run actually used (resolved cache, content loss), else the planned one."""
     path = run.run_dir / "config.json"
     return config_lib.ExperimentConfig.load(path) if path.exists() else run.config

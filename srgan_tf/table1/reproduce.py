@@ -11,6 +11,8 @@ EMA); "improved" keeps the preset's and the user's `pixel_weight`, `relativistic
 `ema_decay` (with the paper preset, whose objective is the paper's, `pixel_weight` 1.0).
 
 Example:
+    from srgan_tf.table1.plan import plan_table1
+    from srgan_tf.table1.report import render_table1
     plan = plan_table1(preset_name="quick", output_dir="runs/table1-quick")
     results = reproduce_table1(plan)
     print(render_table1(results))
@@ -22,23 +24,9 @@ from srgan_tf import config as config_lib
 from srgan_tf import experiment as experiment_lib
 from srgan_tf.evaluation.metrics import METRICS
 from srgan_tf.evaluation.report import PAPER_TABLE1
-from srgan_tf.evaluation.table1_plan import (
-    EXPERIMENTS, IMPROVED_FALLBACK, OBJECTIVES, PAPER_OBJECTIVE, RUNTIME_ONLY, SETTINGS,
-    TARGET_METRICS, TARGET_SETTING, SubRun, Table1Plan, _saved_config, add_table1_arguments,
-    apply_objective, config_differences, objective_label, objectives_for, parse_setting,
-    plan_from_args, plan_table1)
-from srgan_tf.evaluation.table1_report import (FILLED_IN_COLUMNS, PAPER_COLUMNS, TITLES,
-                                               full_table, paper_layout_table, render_table1,
-                                               write_figures, write_table1)
-
-__all__ = ["collect", "quality_target", "reproduce_table1", "run_or_reuse",
-           # re-exported from table1_plan and table1_report
-           "EXPERIMENTS", "IMPROVED_FALLBACK", "OBJECTIVES", "PAPER_OBJECTIVE", "RUNTIME_ONLY",
-           "SETTINGS", "TARGET_METRICS", "TARGET_SETTING", "SubRun", "Table1Plan",
-           "add_table1_arguments", "apply_objective", "config_differences", "objective_label",
-           "objectives_for", "parse_setting", "plan_from_args", "plan_table1", "FILLED_IN_COLUMNS",
-           "PAPER_COLUMNS", "TITLES", "full_table", "paper_layout_table", "render_table1",
-           "write_figures", "write_table1"]
+from srgan_tf.table1.plan import (EXPERIMENTS, TARGET_METRICS, TARGET_SETTING, SubRun,
+                                  Table1Plan, config_differences, objective_label, saved_config)
+from srgan_tf.table1.report import write_figures, write_table1
 
 
 def run_or_reuse(sub_run: SubRun, sample_root=experiment_lib.DEFAULT_SAMPLE_ROOT) -> dict:
@@ -124,7 +112,7 @@ def reproduce_table1(plan: Table1Plan) -> dict:
     metrics, saved = {}, {}
     for run in plan.runs:
         metrics[str(run.run_dir)] = run_or_reuse(run, plan.sample_root)
-        saved[str(run.run_dir)] = _saved_config(run).to_dict()
+        saved[str(run.run_dir)] = saved_config(run).to_dict()
     results = collect(plan, metrics, saved)
     if plan.figure_slices > 0:
         results["figures"] = write_figures(plan)

@@ -1,6 +1,6 @@
 """Table 1 output: the markdown of table1.md, table1.json and the comparison figures.
 
-The numbers come from `srgan_tf.evaluation.table1.collect`, the sub-runs from `table1_plan`.
+The numbers come from `srgan_tf.table1.reproduce.collect`, the sub-runs from `table1.plan`.
 """
 import json
 from pathlib import Path
@@ -9,9 +9,8 @@ from typing import Dict, List, Optional
 from srgan_tf.evaluation.metrics import METRICS
 from srgan_tf.evaluation.report import (DECIMALS, PAPER_TABLE1, method_key, protocol_text,
                                         scored_on_sample)
-from srgan_tf.evaluation.table1_plan import (TARGET_SETTING, SubRun, Table1Plan, _saved_config,
-                                             parse_setting)
 from srgan_tf.files import atomic_write_text
+from srgan_tf.table1.plan import TARGET_SETTING, SubRun, Table1Plan, parse_setting, saved_config
 
 # The paper's column order, then the bicubic columns it left out.
 PAPER_COLUMNS = (("bicubic", "iso-x4"), ("srgan", "iso-x4"), ("srgan", "iso-x8"),
@@ -177,7 +176,7 @@ def write_figures(plan: Table1Plan) -> List[str]:
     writer = tf.summary.create_file_writer(str(plan.output_dir / "logs"))
     paths = []
     for mode, settings in by_mode.items():
-        first = _saved_config(next(iter(settings.values()))[0])
+        first = saved_config(next(iter(settings.values()))[0])
         _, hr = validation_batch(first.data.cache, first.data, count=plan.figure_slices, split="test")
         rows: List[list] = [[] for _ in hr]
         for setting, runs in settings.items():

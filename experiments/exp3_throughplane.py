@@ -143,13 +143,24 @@ def supervised_model(config, args, run_dir, timings):
     return model
 
 
-def write_outputs(run_dir, config, model, self_supervised, metrics, figures, timings):
+def write_outputs(run_dir, config, model, self_supervised, metrics, figures, timings,
+                  profile=None):
     from srgan_tf.evaluation.throughplane import write_throughplane_report
 
     if not metrics:
         (run_dir / "metrics.json").write_text(json.dumps({"qualitative_only": True,
                                                           "figures": figures}, indent=2) + "\n")
     notes = [f"Model: `{model.path}`." if model else "Model: the self-supervised one."]
+    if model:
+        from srgan_tf.inference.degradation_check import describe_training, training_degradation
+
+        trained = training_degradation(model.metadata)
+        notes.append(f"The model was trained with {describe_training(trained)} degradation.")
+        if profile and (trained["degradation"] != "slice-profile" or trained["slice_profile"] != profile):
+            notes.append(f"**Warning**: the scored thick slices were simulated with a {profile} "
+                         "slice profile, which differs from the model's training degradation; "
+                         "train with `--degradation slice-profile --slice-profile "
+                         f"{profile}` to match (real thick slices: see `srgan-tf self-supervised`).")
     if self_supervised:
         notes.append(f"Self-supervised model: trained on {self_supervised.patient}'s "
                      f"{self_supervised.source} thick slices only (`{self_supervised.export_dir}`); "
@@ -207,7 +218,8 @@ def run(args):
         primary, series, run_dir, extra_models=real_extra, crop=crop,
         save_volumes=args.save_volumes, progress=True)]
     timings["qualitative figures"] = time.perf_counter() - start
-    report = write_outputs(run_dir, config, model, self_supervised, metrics, figures, timings)
+    report = write_outputs(run_dir, config, model, self_supervised, metrics, figures, timings,
+                           args.profile if hr_paths else None)
     print(f"\nRun directory: {run_dir}")
     print(re.split(r"\n## (?:Protocol|Figures)", report.read_text())[0])
 

@@ -131,3 +131,18 @@ def test_estimate_rejects_unusable_volumes():
         estimate_slice_profile(np.zeros((8, 8)), (4.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="Received"):
         estimate_slice_profile(np.ones((3, 16, 16)), (4.0, 1.0, 1.0))
+
+
+def test_infer_warns_when_the_training_degradation_differs_from_the_input(volume):
+    from srgan_tf.inference.degradation_check import degradation_warning
+    from srgan_tf.io.volume import Volume
+
+    thick = Volume(slice_profile_degrade(volume, 0, 4, "box"), spacing=(4.0, 1.0, 1.0))
+
+    def metadata(degradation, profile="box", ratio=1.0):
+        return {"config": {"data": {"degradation": degradation, "slice_profile": profile,
+                                    "slice_thickness_ratio": ratio}}}
+
+    assert "--degradation slice-profile" in degradation_warning(metadata("bicubic"), thick)
+    assert degradation_warning(metadata("slice-profile", "box", 1.0), thick) is None
+    assert "expect less gain" in degradation_warning(metadata("slice-profile", "box", 2.0), thick)

@@ -230,6 +230,13 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Op
     check_mode(model, mode, model_dir)
     precision = resolve_precision(precision, model)
     volume = read_input_volume(input_path, mode)
+    mismatch = None
+    if mode == "through-plane":
+        from srgan_tf.inference.degradation_check import degradation_warning
+
+        mismatch = degradation_warning(model.metadata, volume)
+        if mismatch:
+            print(f"Warning: {mismatch}", file=sys.stderr, flush=True)
     result = super_resolve_volume(model, volume, mode, batch_size=batch_size,
                                   memory_budget_mb=memory_budget_mb, precision=precision,
                                   progress=progress)
@@ -253,6 +260,7 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Op
         "scale_hw": list(model.scale_hw),
         "precision": precision,
         "clipped": clipped,
+        "degradation_warning": mismatch,
         "batches": result.batches,
         "tiles_per_image": result.tiles_per_image,
         "seconds": round(time.perf_counter() - started, 3),

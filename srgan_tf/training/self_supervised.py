@@ -15,7 +15,7 @@ from srgan_tf.data.self_supervised import self_supervised_dataset
 
 # Chosen on this 2-core CPU so that a 181x217x45 brain volume (x4) is done in under
 # 4 minutes, estimate, training and inference included (benchmarks/bench_selfsup.py).
-DEFAULT_STEPS = 800
+DEFAULT_STEPS = 400
 DEFAULT_EPOCHS = 6
 
 

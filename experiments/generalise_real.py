@@ -37,7 +37,7 @@ from srgan_tf.experiment import add_experiment_arguments, config_from_args, run_
 COLUMNS = ("psnr", "ssim", "hfen", "background_pct", "stripe_pct", "stripe2_pct")
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", nargs="+", default=[], help="training volumes (NIfTI / DICOM)")
     parser.add_argument("--test", nargs="+", default=[], help="isotropic test volumes")
@@ -50,6 +50,11 @@ def parse_args(argv=None):
     parser.add_argument("--score-only", action="store_true",
                         help="score the run already in --work (no cache, no training)")
     add_experiment_arguments(parser, "exp2")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.split and not (args.train and args.test):
         parser.error("give --train and --test volumes, or --split VOLUME")

@@ -138,6 +138,7 @@ def train_volume_model(plan: VolumePlan, options: SelfSupervisedOptions, work_di
 def run_self_supervised(options: SelfSupervisedOptions) -> dict:
     """Run the whole command; returns a summary dict (also written to the work dir)."""
     from srgan_tf.inference.infer import check_output_locations, peak_rss_mb, read_input_volume
+    from srgan_tf.io.nifti import nifti_stem
 
     started = time.perf_counter()
     timings = Timings()
@@ -145,7 +146,7 @@ def run_self_supervised(options: SelfSupervisedOptions) -> dict:
     dicom_output = Path(options.dicom_output) if options.dicom_output else None
     check_output_locations(output, dicom_output)
     work_dir = Path(options.work_dir) if options.work_dir else output.with_name(
-        _stem(output) + "_work")
+        nifti_stem(output) + "_work")
     _check_work_dir(work_dir)
 
     volume = timings.run("read", read_input_volume, options.input, "self-supervised")
@@ -175,14 +176,6 @@ def run_self_supervised(options: SelfSupervisedOptions) -> dict:
     }
     _write_report(work_dir, summary, plan.estimate, model)
     return summary
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def _check_work_dir(work_dir: Path) -> None:

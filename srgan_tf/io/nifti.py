@@ -27,7 +27,8 @@ def is_nifti_path(path) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
-def _stem(path: Path) -> str:
+def nifti_stem(path: Path) -> str:
+    """The file name without .nii / .nii.gz (any case)."""
     name = path.name
     for suffix in (".nii.gz", ".nii"):
         if name.lower().endswith(suffix):
@@ -148,6 +149,6 @@ def read_nifti(path) -> Volume:
                                    f"({nan} NaN, {count - nan} infinite); they were set to 0"),
                       stacklevel=2)
     return Volume(array=array, spacing=tuple(spacing), origin=tuple(index_to_lps[:3, 3]),
-                  direction=(axes / spacing).T, patient_id=_stem(path),
-                  series_description=description or _stem(path), modality="MR",
+                  direction=(axes / spacing).T, patient_id=nifti_stem(path),
+                  series_description=description or nifti_stem(path), modality="MR",
                   source_paths=[str(path)], source_tags=source_tags)

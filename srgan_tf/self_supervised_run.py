@@ -154,6 +154,7 @@ def run_self_supervised(options: SelfSupervisedOptions) -> dict:
     acquisition, profile = plan.acquisition, plan.profile
     from srgan_tf import runtime
 
+    _make_work_dir(work_dir)  # only now: a refused input leaves nothing behind
     runtime.start_tensorflow()  # after every check: bad input never waits for TensorFlow
     model = timings.run("training", train_volume_model, plan, options, work_dir)
     sr = timings.run("super-resolution", _super_resolve, model, plan.slice_first, acquisition,
@@ -187,6 +188,11 @@ def _check_work_dir(work_dir: Path) -> None:
     if model_dir.exists() and any(model_dir.iterdir()):
         raise InputError(work_dir, "already holds a trained model (model/); choose a new "
                                    "--work-dir or remove that folder")
+
+
+def _make_work_dir(work_dir: Path) -> None:
+    from srgan_tf.io.errors import InputError
+
     try:
         work_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -211,4 +211,4 @@ def test_bad_inputs_fail_before_training_with_one_line(tmp_path, capsys, case):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("srgan-tf self-supervised: error:") and "Traceback" not in err
-    assert not output.exists() and not (tmp_path / "work" / "model").exists()
+    assert not output.exists() and not (tmp_path / "work").exists()

@@ -8,14 +8,10 @@ import socket
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
-from srgan_tf.data.prepare import build_cache
 from srgan_tf.experiment import add_experiment_arguments, config_from_args
-from srgan_tf.io.nifti import write_nifti
-from srgan_tf.io.volume import Volume
 from srgan_tf.training.callbacks import read_history
 from srgan_tf.training.trainer import train
 
@@ -47,32 +43,18 @@ def _free_ports(count):
             probe.close()
 
 
-@pytest.fixture(scope="module")
-def cache_path(tmp_path_factory):
-    """3 NIfTI patients of 6 slices 32x32 (one held out for testing)."""
-    root = tmp_path_factory.mktemp("cache")
-    rng = np.random.default_rng(1)
-    for index in range(3):
-        coarse = rng.uniform(100, 1000, (6, 4, 4)).astype(np.float32)
-        array = tf.image.resize(coarse[..., None], (32, 32), method="bicubic").numpy()[..., 0]
-        write_nifti(Volume(array=array, spacing=(3.0, 0.5, 0.5), patient_id=f"P{index}",
-                           series_description="t2_tse_tra"), root / "nifti" / f"P{index}.nii.gz")
-    build_cache(root / "nifti", root / "cache.h5", test_fraction=0.34, seed=0, progress=False)
-    return root / "cache.h5"
-
-
 def _config(*flags):
     parser = argparse.ArgumentParser()
     add_experiment_arguments(parser, "exp1")
     return config_from_args(parser.parse_args(list(flags)), "exp1")
 
 
-def test_two_workers_train_like_one(cache_path, tmp_path):
+def test_two_workers_train_like_one(training_cache, tmp_path):
     run_dir, scratch = tmp_path / "run", tmp_path / "scratch"
     scratch.mkdir()
     cluster = [f"localhost:{port}" for port in _free_ports(2)]
     command = [sys.executable, "-c", CLI, "train",
-               "--cache", str(cache_path), *FLAGS, "--batch-size", str(PER_REPLICA_BATCH),
+               "--cache", str(training_cache), *FLAGS, "--batch-size", str(PER_REPLICA_BATCH),
                "--strategy", "multiworker", "--no-evaluate", "--output", str(run_dir)]
     workers = []
     for index in range(2):
@@ -83,7 +65,7 @@ def test_two_workers_train_like_one(cache_path, tmp_path):
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     try:
         # Meanwhile, one worker on the same global batch (the workers mostly wait on each other).
-        config = _config("--cache", str(cache_path), *FLAGS, "--strategy", "default",
+        config = _config("--cache", str(training_cache), *FLAGS, "--strategy", "default",
                          "--batch-size", str(2 * PER_REPLICA_BATCH))
         single = read_history(train(config, tmp_path / "single", progress=False).run_dir / "history.csv")
         outputs = [worker.communicate(timeout=600)[0] for worker in workers]

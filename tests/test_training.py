@@ -11,13 +11,10 @@ import pytest
 import tensorflow as tf
 
 from srgan_tf.config import ExperimentConfig, LossConfig
-from srgan_tf.data.prepare import build_cache
 from srgan_tf.data.degrade import degrade
 from srgan_tf.files import DirectoryLock, DirectoryLocked
 from srgan_tf.inference.exported_model import load_exported
 from srgan_tf.io.errors import InputError
-from srgan_tf.io.nifti import write_nifti
-from srgan_tf.io.volume import Volume
 from srgan_tf.models.generator import build_generator
 from srgan_tf.models.vgg import content_loss_fn
 from srgan_tf.training.callbacks import TrainingState, read_history
@@ -141,21 +138,6 @@ def test_checkpoint_restores_weights_optimizers_epoch_and_phase(trained, tmp_pat
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-@pytest.fixture(scope="module")
-def cache_path(tmp_path_factory):
-    """A tiny HDF5 cache: 3 NIfTI patients of 6 slices 32x32 (one held out for testing)."""
-    root = tmp_path_factory.mktemp("cache")
-    rng = np.random.default_rng(1)
-    for index in range(3):
-        coarse = rng.uniform(100, 1000, (6, 4, 4)).astype(np.float32)
-        array = tf.image.resize(coarse[..., None], (32, 32), method="bicubic").numpy()[..., 0]
-        volume = Volume(array=array, spacing=(3.0, 0.5, 0.5), patient_id=f"P{index}",
-                        series_description="t2_tse_tra")
-        write_nifti(volume, root / "nifti" / f"P{index}.nii.gz")
-    build_cache(root / "nifti", root / "cache.h5", test_fraction=0.34, seed=0, progress=False)
-    return root / "cache.h5"
-
-
 def _image_tags(log_dir):
     tags = set()
     for path in log_dir.rglob("events.out.tfevents.*"):
@@ -165,9 +147,9 @@ def _image_tags(log_dir):
     return tags
 
 
-def test_train_writes_run_resumes_and_exports(cache_path, tmp_path):
+def test_train_writes_run_resumes_and_exports(training_cache, tmp_path):
     config = tiny_config(content_loss="mse", pixel_weight=1.0, ema_decay=0.9)
-    config.data.cache, config.data.batch_size = str(cache_path), 2
+    config.data.cache, config.data.batch_size = str(training_cache), 2
     config.train.pretrain_epochs, config.train.adversarial_epochs, config.train.steps_per_epoch = 1, 1, 2
     config.train.precision = "mixed_bfloat16"
     run_dir = tmp_path / "run"
@@ -243,9 +225,9 @@ def test_run_directory_lock_refuses_a_second_holder_and_takes_over_a_dead_ones(t
         assert f"pid {holder.pid}" in lock.stale_holder
 
 
-def test_train_refuses_a_run_directory_in_use(cache_path, tmp_path):
+def test_train_refuses_a_run_directory_in_use(training_cache, tmp_path):
     config = tiny_config(content_loss="mse")
-    config.data.cache = str(cache_path)
+    config.data.cache = str(training_cache)
     (tmp_path / "run").mkdir()
     with DirectoryLock(tmp_path / "run"):  # another training holds it
         with pytest.raises(InputError, match=f"{tmp_path / 'run'}: another training is using this "

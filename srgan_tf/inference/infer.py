@@ -154,8 +154,11 @@ def clip_to_range(volume, low: float, high: float):
     return volume, outside
 
 
-def _write_outputs(result, source, output_path: Path, dicom_output: Optional[Path]) -> int:
-    """NIfTI and DICOM, each under a temporary name; both renamed in at the end."""
+def write_outputs(volume, source, output_path, dicom_output=None) -> int:
+    """Write an SR `Volume` as NIfTI (and a derived DICOM series of `source`), each under a
+    temporary name, both renamed in at the end; returns the number of DICOM files."""
+    output_path = Path(output_path)
+    dicom_output = Path(dicom_output) if dicom_output else None
     staging = None
     written = False
     try:
@@ -166,9 +169,9 @@ def _write_outputs(result, source, output_path: Path, dicom_output: Optional[Pat
                 f".{dicom_output.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             from srgan_tf.io.dicom import write_dicom_series
 
-            files = write_dicom_series(result.volume, staging, derived=True, reference=source,
-                                       series_description=result.volume.series_description)
-        write_nifti(result.volume, output_path)  # itself atomic (temporary name, rename)
+            files = write_dicom_series(volume, staging, derived=True, reference=source,
+                                       series_description=volume.series_description)
+        write_nifti(volume, output_path)  # itself atomic (temporary name, rename)
         written = True
         if staging is not None:
             if dicom_output.exists():
@@ -246,7 +249,7 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Op
         result.volume, outside = clip_to_range(result.volume, low, high)
         clipped = (f"to the input range [{low:g}, {high:g}], {outside} voxels "
                    f"({outside / max(result.volume.array.size, 1):.2%})")
-    dicom_files = _write_outputs(result, volume, output_path, dicom_output)
+    dicom_files = write_outputs(result.volume, volume, output_path, dicom_output)
     return {
         "input": str(input_path),
         "input_shape": list(volume.shape),
@@ -266,12 +269,3 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Op
         "seconds": round(time.perf_counter() - started, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
-
-
-def write_outputs(volume, source, output_path, dicom_output=None) -> int:
-    """Write an SR `Volume` as NIfTI (and a derived DICOM series of `source`), atomically;
-    returns the number of DICOM files."""
-    from types import SimpleNamespace
-
-    return _write_outputs(SimpleNamespace(volume=volume), source, Path(output_path),
-                          Path(dicom_output) if dicom_output else None)

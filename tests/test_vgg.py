@@ -4,6 +4,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from srgan_tf.models import vgg
 from srgan_tf.models.vgg import (
@@ -134,6 +135,12 @@ def test_content_losses():
     expected = np.mean((extractor(hr).numpy() - extractor(sr).numpy()) ** 2) / 12.75**2
     assert float(loss(hr, sr)) == pytest.approx(float(expected), rel=1e-4)
     assert float(loss(hr, hr)) == 0.0
+    hr_tensor, sr_tensor = tf.constant(hr), tf.constant(sr)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([hr_tensor, sr_tensor])
+        value = loss(hr_tensor, sr_tensor)
+    assert tape.gradient(value, hr_tensor) is None  # HR features are a fixed target
+    assert float(tf.reduce_max(tf.abs(tape.gradient(value, sr_tensor)))) > 0.0
     with pytest.raises(ValueError, match="Received: extractor=None"):
         content_loss_fn("vgg54")
     with pytest.raises(ValueError, match="Received: kind"):

@@ -189,6 +189,9 @@ def content_loss_fn(kind, extractor=None):
             12.75 ** 2 (Ledig's 1/12.75 feature rescaling); "mse": pixel MSE.
         extractor: the model from build_content_extractor(kind, ...); needed for VGG kinds.
 
+    The loss is a mean over the local batch; under a distribution strategy the caller
+    divides by the replica count (as `SRGAN` does for its total generator loss).
+
     Example:
         >>> loss = content_loss_fn("mse")
         >>> float(loss(np.zeros((1, 4, 4, 1)), np.ones((1, 4, 4, 1))))
@@ -210,11 +213,10 @@ def content_loss_fn(kind, extractor=None):
 
     def vgg_content_loss(hr, sr):
         hr, sr = ops.cast(hr, "float32"), ops.cast(sr, "float32")
-        batch = ops.shape(hr)[0]
-        # One extractor call on both batches: fewer, larger convolutions.
-        features = ops.cast(extractor(ops.concatenate([hr, sr], axis=0), training=False), "float32")
-        hr_features = ops.stop_gradient(features[:batch])
-        return ops.mean(ops.square(hr_features - features[batch:])) / FEATURE_RESCALE**2
+        # Two calls, not one on [hr, sr]: a joint batch would backpropagate through HR too.
+        hr_features = ops.stop_gradient(ops.cast(extractor(hr, training=False), "float32"))
+        sr_features = ops.cast(extractor(sr, training=False), "float32")
+        return ops.mean(ops.square(hr_features - sr_features)) / FEATURE_RESCALE**2
 
     vgg_content_loss.__name__ = f"{kind}_content_loss"
     return vgg_content_loss

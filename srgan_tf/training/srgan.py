@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from srgan_tf.config import LossConfig
-from srgan_tf.models.vgg import FEATURE_RESCALE
+from srgan_tf.models.vgg import content_loss_fn
 from srgan_tf.training.strategy import worker_count
 
 PHASES = ("pretrain", "adversarial")
@@ -55,6 +55,8 @@ class SRGAN(keras.Model):
         self.discriminator = discriminator
         self.content_extractor = content_extractor
         self.loss_config = loss_config
+        # models/vgg.py owns the content loss (VGG feature MSE / 12.75**2, or pixel MSE).
+        self.content_loss = content_loss_fn(loss_config.content_loss, content_extractor)
         self._phase = "pretrain"
         self.trackers = {key: keras.metrics.Mean(name=key) for key in TRACKER_NAMES}
         self._multi_worker = worker_count(tf.distribute.get_strategy()) > 1  # built in its scope
@@ -138,7 +140,7 @@ class SRGAN(keras.Model):
             real_logits = tf.cast(discriminator(hr, training=True), tf.float32)
             fake_logits = tf.cast(discriminator(sr, training=True), tf.float32)
             d_loss = self._discriminator_loss(real_logits, fake_logits)
-            content_loss = self._content_loss(hr, sr)
+            content_loss = self.content_loss(hr, sr)
             adversarial_loss = self._generator_adversarial_loss(real_logits, fake_logits)
             pixel_mse = tf.reduce_mean(tf.square(hr - sr))
             g_loss = (content_loss + self.loss_config.adversarial_weight * adversarial_loss
@@ -168,7 +170,7 @@ class SRGAN(keras.Model):
         pixel_mse = tf.reduce_mean(tf.square(hr - sr))
         values = {"pixel_mse": pixel_mse, "psnr": mean_psnr(hr, sr)}
         if self.content_extractor is not None:
-            values["content_loss"] = self._content_loss(hr, sr)
+            values["content_loss"] = self.content_loss(hr, sr)
         self._track(**values)
         return self._logs(values)
 
@@ -180,15 +182,6 @@ class SRGAN(keras.Model):
         if self._multi_worker:
             logs = {key: tf.reshape(value, [1]) for key, value in logs.items()}
         return logs
-
-    def _content_loss(self, hr, sr):
-        """VGG feature MSE (features / 12.75, as `vgg.content_loss_fn`), or pixel MSE for SRGAN-MSE."""
-        if self.content_extractor is None:
-            return tf.reduce_mean(tf.square(hr - sr))
-        # Two calls, not one on [hr, sr]: a joint batch would backpropagate through HR too.
-        hr_features = tf.stop_gradient(tf.cast(self.content_extractor(hr, training=False), tf.float32))
-        sr_features = tf.cast(self.content_extractor(sr, training=False), tf.float32)
-        return tf.reduce_mean(tf.square(hr_features - sr_features)) / FEATURE_RESCALE ** 2
 
     def _discriminator_loss(self, real_logits, fake_logits):
         if self.loss_config.relativistic:  # ESRGAN: "more realistic than the average fake"

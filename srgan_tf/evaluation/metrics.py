@@ -86,10 +86,13 @@ def psnr(hr, sr, data_range=DATA_RANGE, border=0, mask=None):
         20.0
     """
     hr, sr, mask = _prepare(hr, sr, border, mask)
-    mse = _masked_mean((hr - sr) ** 2, mask)
-    if mse == 0:
-        return float("inf")
-    return float(10.0 * np.log10(data_range**2 / mse))
+    return psnr_from_mse(_masked_mean((hr - sr) ** 2, mask), data_range)
+
+
+def psnr_from_mse(mse, data_range=DATA_RANGE):
+    """10 log10(data_range^2 / mse) in dB: inf for mse 0, nan for a nan mse (nothing scored)."""
+    with np.errstate(divide="ignore"):
+        return float(10.0 * np.log10(data_range**2 / np.float64(mse)))
 
 
 def _gaussian(image):

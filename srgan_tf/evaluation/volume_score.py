@@ -33,6 +33,7 @@ from typing import Mapping, NamedTuple, Optional, Tuple
 import numpy as np
 from scipy import ndimage
 
+from srgan_tf.evaluation.metrics import psnr_from_mse
 from srgan_tf.files import atomic_write_text
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.reader import read_volume
@@ -201,10 +202,8 @@ def _metrics(truth, estimate, truth_log, mask, inner, data_range) -> dict:
     log_error = ndimage.gaussian_laplace(estimate, SIGMA) - truth_log
     ssim_values = ssim_map(truth, estimate, data_range)
 
-    def psnr(squared):
-        mse = float(squared.mean()) if squared.size else math.nan
-        with np.errstate(divide="ignore"):
-            return float(10 * np.log10(data_range ** 2 / np.float64(mse)))
+    def psnr(squared):  # over a 3-D region or mask (metrics.psnr scores 2-D slices)
+        return psnr_from_mse(float(squared.mean()) if squared.size else math.nan, data_range)
 
     def hfen(select):
         with np.errstate(divide="ignore", invalid="ignore"):

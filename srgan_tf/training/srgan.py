@@ -12,8 +12,6 @@ Example:
     model.phase = "adversarial"
     model.fit(dataset, initial_epoch=20, epochs=70, steps_per_epoch=500)
 """
-import math
-
 import keras
 import tensorflow as tf
 
@@ -130,7 +128,7 @@ class SRGAN(keras.Model):
             scaled = self.g_optimizer.scale_loss(_per_replica(pixel_mse))
         gradients = tape.gradient(scaled, generator.trainable_variables)
         self.g_optimizer.apply(gradients, generator.trainable_variables)
-        self._track(g_loss=pixel_mse, pixel_mse=pixel_mse, psnr=mean_psnr(hr, sr))
+        self._track(g_loss=pixel_mse, pixel_mse=pixel_mse, psnr=_mean_psnr(hr, sr))
 
     def _adversarial_step(self, lr, hr):
         """One forward pass feeds both updates (simultaneous GAN step): D first, then G."""
@@ -158,7 +156,7 @@ class SRGAN(keras.Model):
 
         self._track(
             g_loss=g_loss, d_loss=d_loss, content_loss=content_loss,
-            adversarial_loss=adversarial_loss, pixel_mse=pixel_mse, psnr=mean_psnr(hr, sr),
+            adversarial_loss=adversarial_loss, pixel_mse=pixel_mse, psnr=_mean_psnr(hr, sr),
             d_real_logit=tf.reduce_mean(real_logits), d_fake_logit=tf.reduce_mean(fake_logits),
             d_real_accuracy=tf.reduce_mean(tf.cast(real_logits > 0, tf.float32)),
             d_fake_accuracy=tf.reduce_mean(tf.cast(fake_logits < 0, tf.float32)))
@@ -168,7 +166,7 @@ class SRGAN(keras.Model):
         hr = tf.cast(hr, tf.float32)
         sr = tf.cast(self.generator(lr, training=False), tf.float32)
         pixel_mse = tf.reduce_mean(tf.square(hr - sr))
-        values = {"pixel_mse": pixel_mse, "psnr": mean_psnr(hr, sr)}
+        values = {"pixel_mse": pixel_mse, "psnr": _mean_psnr(hr, sr)}
         if self.content_extractor is not None:
             values["content_loss"] = self.content_loss(hr, sr)
         self._track(**values)
@@ -211,12 +209,6 @@ class SRGAN(keras.Model):
         return clone_model_with(self.generator, weights=weights, dtype=dtype, synchronized_bn=False)
 
 
-def mean_psnr(hr, sr, data_range=2.0):
-    """Mean over images of the PSNR in dB of [-1, 1] images (data range 2)."""
-    mse = tf.reduce_mean(tf.square(hr - sr), axis=tf.range(1, tf.rank(hr)))
-    return tf.reduce_mean(10.0 * tf.math.log(data_range ** 2 / tf.maximum(mse, 1e-10)) / math.log(10.0))
-
-
 def clone_model_with(model, *, weights=None, dtype=None, synchronized_bn=None) -> keras.Model:
     """Rebuilds a functional model with layer overrides, e.g. float32 or synchronised batch norm.
 
@@ -238,6 +230,11 @@ def clone_model_with(model, *, weights=None, dtype=None, synchronized_bn=None) -
     clone = keras.models.clone_model(model, clone_function=clone_layer)
     clone.set_weights(weights if weights is not None else model.get_weights())
     return clone
+
+
+def _mean_psnr(hr, sr):
+    # Images in [-1, 1]: the data range is 2. Mean over the batch's images, as the trackers log.
+    return tf.reduce_mean(tf.image.psnr(hr, sr, max_val=2.0))
 
 
 def _bce(label, logits):

@@ -247,21 +247,29 @@ def test_uint16_encoding_round_trip_and_fallback():
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 65536, (3, 20, 20)).astype(np.uint16)
     rescaled = codes.astype(np.float32) * np.float32(0.0152590109) + np.float32(-3.25)
-    stored, slope, intercept = cache_format._uint16_encoding(rescaled)
+    stored, slope, intercept = cache_format.uint16_encoding(rescaled)
     assert stored.dtype == np.uint16
-    np.testing.assert_allclose(cache_format._decode(stored, slope, intercept), rescaled, rtol=1e-6,
+    np.testing.assert_allclose(cache_format.decode(stored, slope, intercept), rescaled, rtol=1e-6,
                                atol=1e-5)
-    assert cache_format._code_range(stored, slope, intercept) == pytest.approx(robust_range(rescaled))
-    assert cache_format._uint16_encoding(rng.normal(size=(2, 8, 8)).astype(np.float32)) is None
+    assert cache_format.uint16_encoding(rng.normal(size=(2, 8, 8)).astype(np.float32)) is None
     constant = np.full((2, 4, 4), 5.0, np.float32)
-    stored, slope, intercept = cache_format._uint16_encoding(constant)
-    np.testing.assert_array_equal(cache_format._decode(stored, slope, intercept), constant)
+    stored, slope, intercept = cache_format.uint16_encoding(constant)
+    np.testing.assert_array_equal(cache_format.decode(stored, slope, intercept), constant)
 
 
-def test_writer_names_stay_importable_from_cache():
-    from srgan_tf.data import cache as cache_lib
-
-    assert cache_lib.build_cache is build_cache
-    assert cache_lib.PrepareSummary is prepare_lib.PrepareSummary
-    assert cache_lib.WrittenSeries is prepare_lib.WrittenSeries
-    assert cache_lib.SCHEMA_VERSION == SCHEMA_VERSION
+def test_stored_range_is_robust_range_of_what_the_reader_returns(dicom_cache, tmp_path):
+    """Both encodings (uint16 codes from DICOM, float32 from non-integer NIfTI) store
+    `robust_range` of the decoded volume, so normalisation has one rule."""
+    _, path, _ = dicom_cache
+    float_volume = make_volume("F-0")
+    float_volume.array[0, 0, 0] += 0.123456  # off any 16-bit grid: stored as float32
+    write_nifti(float_volume, tmp_path / "float.nii.gz")
+    float_cache = build_cache(tmp_path / "float.nii.gz", tmp_path / "float.h5", progress=False)
+    dtypes = set()
+    for cache_path in (path, tmp_path / "float.h5"):
+        with SliceCache(cache_path) as cache, h5py.File(cache_path, "r") as handle:
+            for info in cache.series():
+                dtypes.add(handle["patients"][info.key].dtype)
+                assert info.intensity_range == robust_range(cache.read_volume(info.key))
+    assert dtypes == {np.dtype(np.uint16), np.dtype(np.float32)}
+    assert len(float_cache.written) == 1

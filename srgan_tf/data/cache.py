@@ -1,8 +1,7 @@
 """HDF5 slice cache reader: `SliceCache` opens a cache, checks its schema and reads slices.
 
 The layout and the stored-value encoding are in `srgan_tf.data.cache_format`; the cache is
-written by `srgan_tf.data.prepare.build_cache` (DICOM tree / NIfTI -> one file), which is
-re-exported here with its `PrepareSummary` and `WrittenSeries`.
+written by `srgan_tf.data.prepare.build_cache` (DICOM tree / NIfTI -> one file).
 """
 import json
 from dataclasses import dataclass
@@ -13,19 +12,13 @@ import h5py
 import numpy as np
 
 from srgan_tf import __version__
-from srgan_tf.data.cache_format import (READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, _PATIENTS,
-                                        _SPLIT, _decode)
+from srgan_tf.data.cache_format import (PATIENTS_GROUP, READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION,
+                                        SPLIT_GROUP, decode)
 from srgan_tf.data.intensity import normalize
-from srgan_tf.data.prepare import build_cache
-from srgan_tf.data.prepare_summary import PrepareSummary, WrittenSeries
 from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER
 from srgan_tf.io.dicom_series import MissingSlice
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.volume import Volume
-
-__all__ = ["SCHEMA_VERSION", "SeriesInfo", "SliceCache",
-           "PrepareSummary", "WrittenSeries", "build_cache"]  # the last three: re-exported
-
 
 @dataclass
 class SeriesInfo:
@@ -79,7 +72,7 @@ class SliceCache:
             self._rescale = {key: (float(dataset.attrs["rescale_slope"]),
                                    float(dataset.attrs["rescale_intercept"]))
                              for key, dataset in _datasets(self._handle)}
-            self._split = {side: sorted(self._handle[f"{_SPLIT}/{side}"].asstr()[()].tolist())
+            self._split = {side: sorted(self._handle[f"{SPLIT_GROUP}/{side}"].asstr()[()].tolist())
                            for side in ("train", "test")}
         except (KeyError, TypeError, ValueError) as error:
             self.close()
@@ -135,12 +128,12 @@ class SliceCache:
             raise ValueError(f"{self.path}: the cache is closed")
         if key not in self._datasets:  # opening by path costs more than a slice read
             self.info(key)  # clear KeyError for unknown keys
-            self._datasets[key] = self._handle[_PATIENTS][key]
+            self._datasets[key] = self._handle[PATIENTS_GROUP][key]
         return self._datasets[key]
 
     def read_volume(self, key: str) -> np.ndarray:
         """The whole volume (slices, rows, cols) in scanner units, float32."""
-        return _decode(self._dataset(key)[()], *self._rescale[key])
+        return decode(self._dataset(key)[()], *self._rescale[key])
 
     def read_slices(self, key: str, indices: Sequence[int]) -> np.ndarray:
         """Slices `indices` (any order, repeats allowed), scanner units, float32 (n, rows, cols)."""
@@ -155,7 +148,7 @@ class SliceCache:
             stored = dataset[int(unique[0]):int(unique[-1]) + 1]
         else:
             stored = dataset[unique.tolist()] if unique.size else dataset[0:0]
-        return _decode(stored[inverse.reshape(-1)], *self._rescale[key])
+        return decode(stored[inverse.reshape(-1)], *self._rescale[key])
 
     def read_normalized(self, key: str, indices: Optional[Sequence[int]] = None) -> np.ndarray:
         """The volume (or slices `indices`) mapped to [-1, 1] with the stored intensity range."""
@@ -242,7 +235,7 @@ def _open_checked(path: Path) -> h5py.File:
     except OSError as error:
         raise InputError(path, f"not an HDF5 file, or a damaged one ({error}); {hint}") from None
     version = handle.attrs.get("schema_version")
-    if version is None or not {_PATIENTS, _SPLIT} <= set(handle.keys()):
+    if version is None or not {PATIENTS_GROUP, SPLIT_GROUP} <= set(handle.keys()):
         handle.close()
         raise InputError(path, "HDF5 file is not a complete srgan-tf slice cache (no "
                                f"schema_version attribute, or missing groups); {hint}")
@@ -258,9 +251,9 @@ def _open_checked(path: Path) -> h5py.File:
 
 def _datasets(handle: h5py.File):
     """(key, dataset) of every stored series, sorted by key "<patient>/<series>"."""
-    for patient in sorted(handle[_PATIENTS]):
-        for name in sorted(handle[_PATIENTS][patient]):
-            yield f"{patient}/{name}", handle[_PATIENTS][patient][name]
+    for patient in sorted(handle[PATIENTS_GROUP]):
+        for name in sorted(handle[PATIENTS_GROUP][patient]):
+            yield f"{patient}/{name}", handle[PATIENTS_GROUP][patient][name]
 
 
 def _series_info(key: str, dataset: h5py.Dataset) -> SeriesInfo:

@@ -20,20 +20,19 @@ series' uniform slice grid that spacing, origin and direction describe.
 
 Volumes are stored as uint16 codes (scanner units = code * rescale_slope + rescale_intercept)
 when that reproduces the float32 values to a few ulp, as it does for 16-bit DICOM pixels;
-otherwise as float32 with slope 1 and intercept 0.
+otherwise as float32 with slope 1 and intercept 0. `intensity_range` is
+`srgan_tf.data.intensity.robust_range` of the volume as `decode` returns it.
 """
 from typing import Optional, Tuple
 
 import numpy as np
 
-from srgan_tf.data.intensity import DEFAULT_PERCENTILES
-
 SCHEMA_VERSION = 2  # written
 READABLE_SCHEMA_VERSIONS = (1, 2)
-_PATIENTS, _SPLIT = "patients", "split"
+PATIENTS_GROUP, SPLIT_GROUP = "patients", "split"
 
 
-def _decode(stored: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+def decode(stored: np.ndarray, slope: float, intercept: float) -> np.ndarray:
     """Scanner units (float32) of stored codes; float32 data passes through."""
     if stored.dtype == np.float32 and slope == 1.0 and intercept == 0.0:
         return stored
@@ -43,7 +42,7 @@ def _decode(stored: np.ndarray, slope: float, intercept: float) -> np.ndarray:
     return values
 
 
-def _uint16_encoding(array: np.ndarray) -> Optional[Tuple[np.ndarray, float, float]]:
+def uint16_encoding(array: np.ndarray) -> Optional[Tuple[np.ndarray, float, float]]:
     """(codes, slope, intercept) with codes * slope + intercept == array to float32 precision.
 
     Rescaled 16-bit pixels have float mantissas that look random to lzf; their integer codes
@@ -70,29 +69,6 @@ def _uint16_encoding(array: np.ndarray) -> Optional[Tuple[np.ndarray, float, flo
     np.rint(codes, out=codes)
     stored = codes.astype(np.uint16)
     tolerance = 8 * float(np.spacing(np.float32(max(abs(low), abs(high)))))
-    if tolerance > step / 4 or np.abs(_decode(stored, step, low) - array).max() > tolerance:
+    if tolerance > step / 4 or np.abs(decode(stored, step, low) - array).max() > tolerance:
         return None
     return stored, step, low
-
-
-def _code_range(codes: np.ndarray, slope: float, intercept: float) -> Tuple[float, float]:
-    """`robust_range` of the decoded volume, from a histogram of its codes.
-
-    Same percentiles, subsample and linear interpolation as `robust_range`, at a fraction of
-    the cost of sorting (order statistics of uint16 codes are a cumulative histogram lookup).
-    """
-    flat = codes.reshape(-1)
-    if flat.size > 4_000_000:  # the subsample robust_range takes
-        flat = flat[:: flat.size // 2_000_000]
-    cumulative = np.cumsum(np.bincount(flat))
-    bounds = []
-    for percentile in DEFAULT_PERCENTILES:
-        position = percentile / 100.0 * (flat.size - 1)
-        below = int(np.floor(position))
-        ranks = [below, min(below + 1, flat.size - 1)]
-        ordered = np.searchsorted(cumulative, ranks, side="right").astype(np.uint16)
-        lower, upper = _decode(ordered, slope, intercept).astype(np.float64)
-        bounds.append(float(lower + (upper - lower) * (position - below)))
-    low, high = bounds
-    return (low, high) if high > low else (low, low + 1.0)
-

@@ -20,8 +20,8 @@ import h5py
 import numpy as np
 
 from srgan_tf import __version__
-from srgan_tf.data.cache_format import (SCHEMA_VERSION, _PATIENTS, _SPLIT, _code_range,
-                                        _uint16_encoding)
+from srgan_tf.data.cache_format import (PATIENTS_GROUP, SCHEMA_VERSION, SPLIT_GROUP, decode,
+                                        uint16_encoding)
 from srgan_tf.data.intensity import robust_range
 from srgan_tf.data.prepare_summary import (PrepareSummary, WrittenSeries,
                                            no_test_patients_warning)
@@ -136,10 +136,10 @@ def _encode(item) -> _Encoded:
         raise InputError(_source(volume), f"empty volume of shape {array.shape}")
     if not np.isfinite(array).all():
         raise InputError(_source(volume), "volume contains NaN or infinite intensities")
-    encoded = _uint16_encoding(array)
+    encoded = uint16_encoding(array)
     if encoded is None:
         return _Encoded(volume, array, 1.0, 0.0, robust_range(array), missing)
-    return _Encoded(volume, *encoded, _code_range(*encoded), missing)
+    return _Encoded(volume, *encoded, robust_range(decode(*encoded)), missing)  # what readers see
 
 
 def _encoded(items):
@@ -191,7 +191,7 @@ def _series_name(group: h5py.Group, volume: Volume) -> str:
 def _write_all(handle: h5py.File, items, summary: PrepareSummary, progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    patients = handle.create_group(_PATIENTS)
+    patients = handle.create_group(PATIENTS_GROUP)
     groups: Dict[str, h5py.Group] = {}  # patient id -> group (names are sanitised, may clash)
     seen_uids: Dict[str, str] = {}
     with tqdm(desc="cache", unit="slice", disable=not progress) as bar:
@@ -212,7 +212,7 @@ def _write_all(handle: h5py.File, items, summary: PrepareSummary, progress: bool
                 groups[volume.patient_id].attrs["patient_id"] = volume.patient_id
             dataset = _write_series(groups[volume.patient_id],
                                     _series_name(groups[volume.patient_id], volume), item)
-            key = dataset.name[len(f"/{_PATIENTS}/"):]
+            key = dataset.name[len(f"/{PATIENTS_GROUP}/"):]
             if volume.series_uid:
                 seen_uids[volume.series_uid] = key
             summary.written.append(WrittenSeries(volume.patient_id, key, tuple(dataset.shape),
@@ -310,7 +310,7 @@ def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SE
             if not summary.split["test"]:
                 summary.warnings.append(no_test_patients_warning(summary.split))
             for side, patients in summary.split.items():
-                handle.create_dataset(f"{_SPLIT}/{side}", data=np.array(patients, dtype=object),
+                handle.create_dataset(f"{SPLIT_GROUP}/{side}", data=np.array(patients, dtype=object),
                                       dtype=h5py.string_dtype())
             handle.attrs.update(created_by=f"srgan-tf {__version__}", source=str(input_path),
                                 created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),

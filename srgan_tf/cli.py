@@ -46,7 +46,7 @@ def cmd_train(args):
 
 
 def cmd_export(args):
-    from srgan_tf.training.trainer import export_from_checkpoint
+    from srgan_tf.training_run import export_from_checkpoint
 
     path = export_from_checkpoint(args.run, args.output)
     print(f"Exported SavedModel to {path}")

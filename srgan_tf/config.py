@@ -50,6 +50,81 @@ def mode_of(scale_hw) -> str:
                      f"Received: scale_hw={tuple(scale_hw)}")
 
 
+def check_scale_hw(scale_hw, power_of_two: bool = False) -> Tuple[int, int]:
+    """The one validator of an upsampling pair: two positive integers (scale_h, scale_w),
+    both powers of two when `power_of_two` (the generator's x2 sub-pixel stages).
+
+    Returns:
+        (scale_h, scale_w) as ints.
+    """
+    try:
+        scale_h, scale_w = (int(factor) for factor in scale_hw)
+        valid = all(int(factor) == factor for factor in scale_hw)
+    except (TypeError, ValueError):
+        valid = False
+    if valid and min(scale_h, scale_w) >= 1 and not (
+            power_of_two and ((scale_h & (scale_h - 1)) or (scale_w & (scale_w - 1)))):
+        return scale_h, scale_w
+    kind = "two powers of two" if power_of_two else "two positive integers"
+    raise ValueError(f"`scale_hw` must be {kind} (scale_h, scale_w), e.g. (4, 4) or (8, 1). "
+                     f"Received: scale_hw={scale_hw!r}")
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """One description of a generator, made once from the config (`ExperimentConfig.
+    generator_spec()`) and carried by checkpoints (`checkpoints/generator.json`) and exports
+    (metadata.json "generator"); evaluation, export and inference read it back.
+
+    Args:
+        scale_hw: upsampling per axis (scale_h, scale_w), powers of two: (s, s) iso,
+            (s, 1) aniso (Exp. 2, height only).
+        num_residual_blocks: residual blocks (16 in Ledig et al.).
+        filters: feature channels (64 in Ledig et al.).
+        bicubic_residual: output = bicubic(LR) + learned correction (beyond the paper).
+
+    Example:
+        >>> GeneratorSpec((4, 1), num_residual_blocks=6, filters=32).mode  # "aniso"
+    """
+
+    scale_hw: Tuple[int, int]
+    num_residual_blocks: int = 16
+    filters: int = 64
+    bicubic_residual: bool = False
+
+    def __post_init__(self):
+        # the scale here; blocks and filters are checked by the builder (models.generator)
+        object.__setattr__(self, "scale_hw", check_scale_hw(self.scale_hw, power_of_two=True))
+        mode_of(self.scale_hw)
+
+    @property
+    def mode(self) -> str:
+        return mode_of(self.scale_hw)
+
+    @property
+    def scale(self) -> int:
+        """The upsampling factor of the upsampled axes."""
+        return self.scale_hw[0]
+
+    def to_dict(self) -> dict:
+        """JSON-ready; "mode" is written for readers, and ignored by `from_dict`."""
+        return {"scale_hw": list(self.scale_hw), "num_residual_blocks": self.num_residual_blocks,
+                "filters": self.filters, "bicubic_residual": self.bicubic_residual,
+                "mode": self.mode}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "GeneratorSpec":
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})
+
+    def save(self, path) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path) -> "GeneratorSpec":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
 class ConfigError(ValueError):
     """A knob outside its allowed values; entry points print it in one line (exit 2)."""
 
@@ -264,6 +339,11 @@ class ExperimentConfig:
                               "adversarial_epochs >= 1). Received: pretrain_epochs="
                               f"{self.train.pretrain_epochs}, adversarial_epochs="
                               f"{self.train.adversarial_epochs}")
+
+    def generator_spec(self) -> GeneratorSpec:
+        """The generator this run trains: built, checkpointed and exported from this alone."""
+        return GeneratorSpec(self.data.scale_hw, self.model.num_residual_blocks,
+                             self.model.filters, self.model.bicubic_residual)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

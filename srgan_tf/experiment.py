@@ -258,7 +258,8 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
     checks the same later; this one only makes it cheap)."""
     if resume or not (run_dir / "checkpoints").is_dir():
         return
-    if any((run_dir / "checkpoints").iterdir()):
+    if any(path.name.startswith(("ckpt", "checkpoint"))  # TensorFlow's files, not the spec
+           for path in (run_dir / "checkpoints").iterdir()):
         raise InputError(run_dir, "already holds a training run (checkpoints/): pass --resume "
                                   "to continue it, or choose another --output")
 
@@ -285,13 +286,13 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
             if not opened.series("test"):
                 print(f"Note: {cache} has no test patients: validation uses training slices, "
                       "so its scores are optimistic.")
-    from srgan_tf.training.trainer import train
+    from srgan_tf.training_run import train_and_export
 
     config.data.cache = str(cache)
     config.output_dir = str(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     extractor = resolve_content_loss(config, using_sample)
-    result = train(config, run_dir, resume=resume, content_extractor=extractor)
+    result = train_and_export(config, run_dir, resume=resume, content_extractor=extractor)
     metrics = {}
     if evaluate and result.chief:  # a multi-worker run's other workers export nothing
         from srgan_tf.evaluation.run import evaluate_run

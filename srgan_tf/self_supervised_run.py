@@ -204,6 +204,7 @@ def _train(slice_first, acquisition, profile, intensity_range, options, work_dir
     from srgan_tf.inference.exported_model import load_exported
     from srgan_tf.training.self_supervised import (DEFAULT_EPOCHS, self_supervised_config,
                                                    train_on_volume)
+    from srgan_tf.training_run import RunExporter
 
     config = self_supervised_config(acquisition.model_factor, steps=options.steps,
                                     epochs=options.epochs or DEFAULT_EPOCHS, seed=options.seed)
@@ -220,9 +221,10 @@ def _train(slice_first, acquisition, profile, intensity_range, options, work_dir
         initial, config.model = _initial_weights(options.init_model, config)
         _say(f"Fine-tuning {options.init_model} ({config.model.num_residual_blocks} blocks x "
              f"{config.model.filters} filters) on this volume")
-    result = train_on_volume(images, taps, config, work_dir / "model",
-                             progress=options.progress, initial_weights=initial)
-    return load_exported(result.export_dir)
+    exporter = RunExporter()
+    train_on_volume(images, taps, config, work_dir / "model", progress=options.progress,
+                    initial_weights=initial, on_phase_end=exporter)
+    return load_exported(exporter.written["final"])
 
 
 def _initial_weights(init_model, config):

@@ -210,13 +210,14 @@ def test_script_exit_status_and_help_without_tensorflow(tmp_path):
 def test_infer_clips_to_the_input_range_and_removes_stale_partials(tmp_path, capsys):
     import keras
 
+    from srgan_tf.config import GeneratorSpec
     from srgan_tf.inference.export import export_generator
     from srgan_tf.io.nifti import read_nifti
-    from srgan_tf.models.generator import build_generator
+    from srgan_tf.models.generator import generator_from_spec
 
     keras.utils.set_random_seed(1)
-    export = export_generator(build_generator(scale_hw=(2, 1), num_residual_blocks=2, filters=8),
-                              tmp_path / "export", {})
+    spec = GeneratorSpec((2, 1), num_residual_blocks=2, filters=8)
+    export = export_generator(generator_from_spec(spec), tmp_path / "export", {}, spec=spec)
     source = write_nifti(_volume(), tmp_path / "in.nii.gz")
     out = tmp_path / "out"
     out.mkdir()

@@ -91,11 +91,13 @@ def test_callable_needs_scale_and_split_needs_series(cache_path):
 
 
 def test_export_directory_is_loaded_and_metrics_land_in_the_run_dir(cache_path, tmp_path):
+    from srgan_tf.config import GeneratorSpec
     from srgan_tf.inference.export import export_generator
-    from srgan_tf.models.generator import build_generator
+    from srgan_tf.models.generator import generator_from_spec
 
-    generator = build_generator(scale_hw=SCALE_HW, num_residual_blocks=2, filters=8)
-    export_dir = export_generator(generator, tmp_path / "run" / "export", {"config": {}})
+    spec = GeneratorSpec(SCALE_HW, num_residual_blocks=2, filters=8)
+    export_dir = export_generator(generator_from_spec(spec), tmp_path / "run" / "export",
+                                  {"config": {}}, spec=spec)
     result = evaluate_model(str(export_dir), cache_path, hr_size=HR_SIZE, max_slices_per_patient=1)
     assert result["protocol"]["scale_hw"] == [4, 1]  # from the export's metadata
     assert isinstance(result["sr"]["psnr"], float) and result["sr"]["slices"] == 2

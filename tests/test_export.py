@@ -17,9 +17,13 @@ from srgan_tf.inference.export import FORMAT, export_generator
 from srgan_tf.inference.exported_model import load_exported
 from srgan_tf.inference.introspection import receptive_radius
 from srgan_tf.io.errors import InputError
-from srgan_tf.models.generator import build_generator
+from srgan_tf.config import GeneratorSpec
+from srgan_tf.models.generator import build_generator, generator_from_spec
 
 SCALE_HW = (4, 1)
+SPEC = GeneratorSpec(SCALE_HW, num_residual_blocks=2, filters=8)
+# the hand-built models below upsample the height by 2; their spec says so
+PLAIN_SPEC = GeneratorSpec((2, 1), num_residual_blocks=0, filters=4)
 
 
 def _trained_like(generator, seed=0):
@@ -41,14 +45,15 @@ def _trained_like(generator, seed=0):
 @pytest.fixture(scope="module")
 def generator():
     keras.utils.set_random_seed(1)
-    return _trained_like(build_generator(scale_hw=SCALE_HW, num_residual_blocks=2, filters=8))
+    return _trained_like(generator_from_spec(SPEC))
 
 
 @pytest.fixture(scope="module")
 def export_dir(generator, tmp_path_factory):
     metadata = {"config": {"loss": {"content_loss": "vgg54"}, "data": {"scale": 4}},
                 "content_loss": "mse", "metrics": {"psnr": 30.5}}
-    return export_generator(generator, tmp_path_factory.mktemp("export") / "export", metadata)
+    return export_generator(generator, tmp_path_factory.mktemp("export") / "export", metadata,
+                            spec=SPEC)
 
 
 def _batch(shape, seed=0):
@@ -97,8 +102,10 @@ def test_round_trip_in_fresh_process_without_srgan_tf(generator, export_dir, tmp
 
 def test_metadata_contents_merged_with_caller(generator, export_dir):
     metadata = json.loads((export_dir / "metadata.json").read_text())
-    assert metadata["format"] == FORMAT and metadata["format_version"] == 1
+    assert metadata["format"] == FORMAT and metadata["format_version"] == 2
     assert metadata["scale_hw"] == [4, 1] and metadata["mode"] == "aniso"
+    assert GeneratorSpec.from_dict(metadata["generator"]) == SPEC
+    assert load_exported(export_dir).spec == SPEC
     assert metadata["normalization"] == {"range": "[-1,1]", "percentiles": [0.5, 99.5]}
     assert metadata["content_loss"] == "mse"  # the caller's value (the one actually used) wins
     assert metadata["config"]["data"]["scale"] == 4
@@ -141,7 +148,7 @@ def test_untranslatable_layers_fall_back_to_the_keras_model(tmp_path):
     outputs = keras.layers.Conv2D(1, 3, padding="same", activation="tanh", name="out")(x)
     model = keras.Model(inputs, outputs, name="plain")
     with pytest.warns(UserWarning, match="'norm': LayerNormalization has weights"):
-        path = export_generator(model, tmp_path / "export", {})
+        path = export_generator(model, tmp_path / "export", {}, spec=PLAIN_SPEC)
     loaded = load_exported(path)
     assert loaded.precisions == ("float32",) and loaded.scale_hw == (2, 1)
     assert loaded.metadata["signatures"]["graph"] == "keras"
@@ -153,10 +160,11 @@ def test_mixed_precision_generator_exports_float32_io(tmp_path):
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        mixed = build_generator(scale_hw=(2, 1), num_residual_blocks=1, filters=8)
+        spec = GeneratorSpec((2, 1), num_residual_blocks=1, filters=8)
+        mixed = generator_from_spec(spec)
     finally:
         keras.config.set_dtype_policy(previous)
-    path = export_generator(mixed, tmp_path / "export", {})
+    path = export_generator(mixed, tmp_path / "export", {}, spec=spec)
     model = load_exported(path)
     batch = _batch((2, 6, 10, 1), seed=7)
     result = model.predict(batch)
@@ -171,18 +179,18 @@ def test_mixed_precision_generator_exports_float32_io(tmp_path):
 
 def test_export_replaces_previous_export_and_refuses_foreign_dirs(generator, tmp_path):
     target = tmp_path / "export"
-    export_generator(generator, target, {"note": "first"})
-    export_generator(generator, target, {"note": "second"})
+    export_generator(generator, target, {"note": "first"}, spec=SPEC)
+    export_generator(generator, target, {"note": "second"}, spec=SPEC)
     assert load_exported(target).metadata["note"] == "second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary leftovers
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not an srgan-tf export"):
-        export_generator(generator, foreign, {})
+        export_generator(generator, foreign, {}, spec=SPEC)
     assert (foreign / "notes.txt").read_text() == "keep me"
     with pytest.raises(ValueError, match="scale_hw"):
-        export_generator(generator, tmp_path / "other", {"scale_hw": [2, 1]})
+        export_generator(generator, tmp_path / "other", {"scale_hw": [2, 1]}, spec=SPEC)
 
 
 def test_interrupted_export_leaves_no_directory(generator, tmp_path, monkeypatch):
@@ -193,7 +201,7 @@ def test_interrupted_export_leaves_no_directory(generator, tmp_path, monkeypatch
 
     monkeypatch.setattr(export.tf.saved_model, "save", killed_save)
     with pytest.raises(KeyboardInterrupt):
-        export_generator(generator, tmp_path / "export", {})
+        export_generator(generator, tmp_path / "export", {}, spec=SPEC)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -221,8 +229,9 @@ def test_bfloat16_serving_keeps_the_bicubic_skip_in_float32(tmp_path):
     # A fresh residual generator outputs exactly bicubic(LR) (zero-initialised output conv):
     # the bf16 signature must too, so the LR image is not rounded to bf16 on its skip path.
     keras.utils.set_random_seed(2)
-    model = build_generator(scale_hw=SCALE_HW, num_residual_blocks=2, filters=8, bicubic_residual=True)
-    loaded = load_exported(export_generator(model, tmp_path / "export", {}))
+    spec = GeneratorSpec(SCALE_HW, num_residual_blocks=2, filters=8, bicubic_residual=True)
+    model = generator_from_spec(spec)
+    loaded = load_exported(export_generator(model, tmp_path / "export", {}, spec=spec))
     assert loaded.metadata["signatures"]["graph"] == "folded"
     batch = _batch((2, 6, 9, 1))
     np.testing.assert_allclose(loaded.predict(batch, precision="bfloat16"),
@@ -237,7 +246,7 @@ def test_merge_layers_other_than_add_fall_back_to_the_keras_model(tmp_path):
     outputs = keras.layers.Conv2D(1, 3, padding="same", name="out")(x)
     model = keras.Model(inputs, outputs)
     with pytest.warns(UserWarning, match="'concat': merge layer Concatenate"):
-        loaded = load_exported(export_generator(model, tmp_path / "export", {}))
+        loaded = load_exported(export_generator(model, tmp_path / "export", {}, spec=PLAIN_SPEC))
     assert loaded.metadata["signatures"]["graph"] == "keras"
     batch = _batch((1, 5, 7, 1))
     np.testing.assert_allclose(loaded.predict(batch), model(batch).numpy(), atol=1e-5)
@@ -262,7 +271,7 @@ def test_unknown_layer_falls_back_with_one_warning_naming_it(tmp_path):
     model = keras.Model(inputs, outputs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        path = export_generator(model, tmp_path / "export", {})
+        path = export_generator(model, tmp_path / "export", {}, spec=PLAIN_SPEC)
     messages = [str(w.message) for w in caught if "serving graph" in str(w.message)]
     assert len(messages) == 1, messages
     assert "'gain'" in messages[0] and "_LearnedGain has weights" in messages[0]
@@ -271,3 +280,18 @@ def test_unknown_layer_falls_back_with_one_warning_naming_it(tmp_path):
     assert loaded.metadata["signatures"]["graph"] == "keras"
     batch = _batch((1, 4, 5, 1))
     np.testing.assert_allclose(loaded.predict(batch), model(batch).numpy(), atol=1e-5)
+
+
+def test_exports_of_format_version_1_still_load_with_their_spec(export_dir, tmp_path):
+    # Before the GeneratorSpec, metadata.json held scale_hw and mode, and the run's config.
+    copy = shutil.copytree(export_dir, tmp_path / "v1")
+    metadata = json.loads((copy / "metadata.json").read_text())
+    metadata["format_version"] = 1
+    metadata["generator"] = {"name": "generator", "filters": 8, "receptive_field_lr": [9, 14]}
+    metadata["config"]["model"] = {"num_residual_blocks": 2, "filters": 8}
+    (copy / "metadata.json").write_text(json.dumps(metadata))
+    assert load_exported(copy).spec == SPEC
+    metadata["scale_hw"] = [3, 1]
+    (copy / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(InputError, match="does not describe a generator"):
+        load_exported(copy)

@@ -17,7 +17,8 @@ from srgan_tf.io.dicom import write_dicom_series
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import read_nifti, write_nifti
 from srgan_tf.io.volume import Volume
-from srgan_tf.models.generator import build_generator
+from srgan_tf.config import GeneratorSpec
+from srgan_tf.models.generator import build_generator, generator_from_spec
 
 SPACING = (3.0, 0.5, 0.6)
 ORIGIN = (10.0, -20.0, 30.0)
@@ -46,10 +47,10 @@ def _volume(shape=(6, 24, 20), seed=0):
 def exports(tmp_path_factory):
     root = tmp_path_factory.mktemp("exports")
     keras.utils.set_random_seed(2)
-    aniso = build_generator(scale_hw=(2, 1), num_residual_blocks=2, filters=8)
-    iso = build_generator(scale_hw=(2, 2), num_residual_blocks=2, filters=8)
-    return {"aniso": export_generator(aniso, root / "aniso", {}),
-            "iso": export_generator(iso, root / "iso", {})}
+    specs = {"aniso": GeneratorSpec((2, 1), num_residual_blocks=2, filters=8),
+             "iso": GeneratorSpec((2, 2), num_residual_blocks=2, filters=8)}
+    return {mode: export_generator(generator_from_spec(spec), root / mode, {}, spec=spec)
+            for mode, spec in specs.items()}
 
 
 @pytest.fixture(scope="module")

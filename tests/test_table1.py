@@ -213,7 +213,8 @@ def test_figures_are_written_and_logged_to_tensorboard(tmp_path):
     from srgan_tf.inference.export import export_generator
     from srgan_tf.io.nifti import write_nifti
     from srgan_tf.io.volume import Volume
-    from srgan_tf.models.generator import build_generator
+    from srgan_tf.config import GeneratorSpec
+    from srgan_tf.models.generator import generator_from_spec
 
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:40, 0:36]
@@ -230,8 +231,8 @@ def test_figures_are_written_and_logged_to_tensorboard(tmp_path):
     run = plan.runs[0]
     run.run_dir.mkdir(parents=True)
     run.config.save(run.run_dir / "config.json")
-    generator = build_generator((4, 1), num_residual_blocks=2, filters=8)
-    export_generator(generator, run.run_dir / "export", metadata={"mode": "aniso"})
+    spec = GeneratorSpec((4, 1), num_residual_blocks=2, filters=8)
+    export_generator(generator_from_spec(spec), run.run_dir / "export", spec=spec)
     (run.run_dir / "export_pretrain").symlink_to("export")  # an SRResNet panel, one export less
 
     paths = write_figures(plan)

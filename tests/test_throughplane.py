@@ -14,11 +14,13 @@ FACTOR = 2
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
+    from srgan_tf.config import GeneratorSpec
     from srgan_tf.inference.export import export_generator
-    from srgan_tf.models.generator import build_generator
+    from srgan_tf.models.generator import generator_from_spec
 
-    generator = build_generator((FACTOR, 1), num_residual_blocks=2, filters=8)
-    return export_generator(generator, tmp_path_factory.mktemp("model") / "export", {})
+    spec = GeneratorSpec((FACTOR, 1), num_residual_blocks=2, filters=8)
+    return export_generator(generator_from_spec(spec), tmp_path_factory.mktemp("model") / "export",
+                            {}, spec=spec)
 
 
 def textured_volume(patient="P1", seed=0, shape=(16, 24, 20)):

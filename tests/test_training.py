@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from srgan_tf.config import ExperimentConfig, LossConfig
+from srgan_tf.config import ExperimentConfig, GeneratorSpec, LossConfig
 from srgan_tf.data.degrade import degrade
 from srgan_tf.files import DirectoryLock, DirectoryLocked
 from srgan_tf.inference.exported_model import load_exported
@@ -20,7 +20,7 @@ from srgan_tf.models.vgg import content_loss_fn
 from srgan_tf.training.callbacks import TrainingState, read_history
 from srgan_tf.training.srgan import SRGAN
 from srgan_tf.training.trainer import build_srgan, make_optimizers, train
-from srgan_tf.training_run import export_from_checkpoint
+from srgan_tf.training_run import export_from_checkpoint, train_and_export
 
 
 def tiny_config(**loss) -> ExperimentConfig:
@@ -149,7 +149,7 @@ def test_train_writes_run_resumes_and_exports(training_cache, tmp_path):
     config.train.pretrain_epochs, config.train.adversarial_epochs, config.train.steps_per_epoch = 1, 1, 2
     config.train.precision = "mixed_bfloat16"
     run_dir = tmp_path / "run"
-    result = train(config, run_dir, progress=False)
+    result = train_and_export(config, run_dir, progress=False)
 
     assert json.loads((run_dir / "config.json").read_text())["loss"]["content_loss"] == "mse"
     assert result.content_loss_used == "mse"
@@ -165,12 +165,15 @@ def test_train_writes_run_resumes_and_exports(training_cache, tmp_path):
     assert exported.metadata["generator"]["training_dtype_policy"] == "mixed_bfloat16"
     pretrained = load_exported(run_dir / "export_pretrain")  # SRResNet: after pretraining
     assert pretrained.metadata["epochs"] == 1 and pretrained.scale_hw == (4, 4)
+    # one description of the generator: the config's, beside the checkpoints and in the exports
+    assert GeneratorSpec.load(run_dir / "checkpoints" / "generator.json") == config.generator_spec()
+    assert exported.spec == pretrained.spec == config.generator_spec()
 
     with pytest.raises(ValueError, match="already holds checkpoints"):
         train(config, run_dir, progress=False)
 
     config.train.adversarial_epochs = 2  # one more epoch, continued from the checkpoint
-    resumed = train(config, run_dir, resume=True, progress=False)
+    resumed = train_and_export(config, run_dir, resume=True, progress=False)
     assert resumed.history["epoch"] == [1, 2, 3]
     assert resumed.history["phase"] == ["pretrain", "adversarial", "adversarial"]
     assert [row["epoch"] for row in read_history(run_dir / "history.csv")] == [1, 2, 3]

@@ -18,12 +18,13 @@ import keras
 import tensorflow as tf
 
 from srgan_tf import __version__
-from srgan_tf.config import mode_of
-from srgan_tf.inference.introspection import conv_layers, policy_name, probe_scale, receptive_radius
+from srgan_tf.config import GeneratorSpec
+from srgan_tf.inference.introspection import policy_name, receptive_radius
 from srgan_tf.inference.serving_graph import SIGNATURES, ServingModule
 
 FORMAT = "srgan-tf-export"
-FORMAT_VERSION = 1
+# 2: metadata "generator" holds the model's GeneratorSpec (1: scale_hw and mode only)
+FORMAT_VERSION = 2
 WEIGHTS_FILE = "generator.weights.h5"
 METADATA_FILE = "metadata.json"
 
@@ -44,27 +45,21 @@ def _plain(value):
     return value
 
 
-def _build_metadata(generator, scale_hw, radius, module, metadata) -> dict:
+def _build_metadata(generator, spec: GeneratorSpec, radius, module, metadata) -> dict:
     config = _plain(metadata.get("config")) or {}
     content_loss = metadata.get("content_loss") or (config.get("loss") or {}).get("content_loss")
-    convs = conv_layers(generator)
+    facts = {  # the spec's, about the saved graph: they win over anything the caller passed
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        # copies of the spec's, for readers of the JSON (the loader reads "generator")
+        "scale_hw": list(spec.scale_hw), "mode": spec.mode,
+    }
     merged = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "scale_hw": list(scale_hw),
-        "mode": mode_of(scale_hw),
+        **facts,
         "normalization": {"range": "[-1,1]", "percentiles": [0.5, 99.5]},
         "content_loss": content_loss,
         "config": config,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "srgan_tf_version": __version__,
-        "generator": {
-            "name": generator.name,
-            "parameters": int(generator.count_params()),
-            "filters": int(convs[0].filters) if convs and hasattr(convs[0], "filters") else 64,
-            "training_dtype_policy": _training_policy(generator, config),
-            "receptive_field_lr": list(radius),
-        },
         "signatures": {"input": "lr", "output": "sr",
                        "precisions": {precision: name for precision, name in SIGNATURES.items()
                                       if name in module.signatures()},
@@ -77,9 +72,14 @@ def _build_metadata(generator, scale_hw, radius, module, metadata) -> dict:
             merged[key] = {**merged[key], **_plain(value)}
         else:
             merged[key] = _plain(value)
-    # Facts about the saved graph win over anything the caller passed.
-    merged.update(format=FORMAT, format_version=FORMAT_VERSION, scale_hw=list(scale_hw),
-                  mode=mode_of(scale_hw))
+    merged.update(facts)
+    merged["generator"] = {
+        **spec.to_dict(),
+        "name": generator.name,
+        "parameters": int(generator.count_params()),
+        "training_dtype_policy": _training_policy(generator, config),
+        "receptive_field_lr": list(radius),
+    }
     return merged
 
 
@@ -90,7 +90,8 @@ def _is_export(path: Path) -> bool:
         return False
 
 
-def export_generator(generator: keras.Model, export_dir, metadata: Optional[dict] = None) -> Path:
+def export_generator(generator: keras.Model, export_dir, metadata: Optional[dict] = None, *,
+                     spec: GeneratorSpec) -> Path:
     """Write `generator` as a SavedModel plus metadata.json, atomically.
 
     The directory is assembled under a hidden temporary name next to `export_dir` and renamed
@@ -101,23 +102,25 @@ def export_generator(generator: keras.Model, export_dir, metadata: Optional[dict
         generator: Keras model (None, None, 1) -> (H*sh, W*sw, 1), any dtype policy.
         export_dir: destination directory.
         metadata: merged into metadata.json (e.g. {"config": config_dict,
-            "content_loss": "mse", "metrics": {...}}); "scale_hw" must match the model.
+            "content_loss": "mse", "metrics": {...}}); a "scale_hw" must match `spec`.
+        spec: the generator's description (`ExperimentConfig.generator_spec()`), written as
+            metadata.json "generator" and read back by `load_exported`.
 
     Example:
-        >>> export_generator(generator, "runs/exp2/export", {"config": config})
+        >>> export_generator(generator, "runs/exp2/export", {"config": config},
+        ...                  spec=config.generator_spec())
     """
     metadata = dict(metadata or {})
     export_dir = Path(export_dir)
     if export_dir.exists() and any(export_dir.iterdir()) and not _is_export(export_dir):
         raise FileExistsError(f"{export_dir} exists and is not an srgan-tf export; "
                               "choose an empty or new directory")
-    scale_hw = probe_scale(generator)
-    if "scale_hw" in metadata and tuple(metadata["scale_hw"]) != scale_hw:
-        raise ValueError(f"metadata scale_hw must match the generator's upsampling {scale_hw}. "
+    if "scale_hw" in metadata and tuple(metadata["scale_hw"]) != spec.scale_hw:
+        raise ValueError(f"metadata scale_hw must match the generator's upsampling {spec.scale_hw}. "
                          f"Received: {metadata['scale_hw']}")
     module = ServingModule(generator)
     signatures = module.signatures()
-    merged = _build_metadata(generator, scale_hw, receptive_radius(generator), module, metadata)
+    merged = _build_metadata(generator, spec, receptive_radius(generator), module, metadata)
 
     export_dir.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:8]

@@ -1,18 +1,16 @@
-"""A loaded export (`ExportedModel`): its metadata and batched prediction on numpy arrays,
-from an export directory (`load_exported`) or an in-process Keras generator (`wrap_generator`).
+"""A loaded export (`ExportedModel`): its metadata, its `GeneratorSpec` and batched prediction
+on numpy arrays, from an export directory (`load_exported`).
 """
 import json
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from srgan_tf.config import mode_of
+from srgan_tf.config import GeneratorSpec
 from srgan_tf.inference.export import FORMAT, FORMAT_VERSION, METADATA_FILE
-from srgan_tf.inference.introspection import conv_layers, probe_scale, receptive_radius
-from srgan_tf.inference.serving_graph import INPUT_SPEC, SIGNATURES
+from srgan_tf.inference.serving_graph import SIGNATURES
 from srgan_tf.io.errors import InputError
 
 
@@ -33,12 +31,17 @@ class ExportedModel:
         self._keep_alive = keep_alive  # signatures need their SavedModel object alive
 
     @property
+    def spec(self) -> GeneratorSpec:
+        """The exported generator's description (see `spec_from_metadata`)."""
+        return spec_from_metadata(self.metadata)
+
+    @property
     def scale_hw(self) -> Tuple[int, int]:
-        return tuple(int(s) for s in self.metadata["scale_hw"])
+        return self.spec.scale_hw
 
     @property
     def mode(self) -> str:
-        return self.metadata.get("mode") or mode_of(self.scale_hw)
+        return self.spec.mode
 
     @property
     def precisions(self) -> Tuple[str, ...]:
@@ -52,7 +55,7 @@ class ExportedModel:
 
     @property
     def filters(self) -> int:
-        return int(self.metadata.get("generator", {}).get("filters", 64))
+        return self.spec.filters
 
     def predict(self, batch: np.ndarray, batch_size: int = 8, precision: str = "float32",
                 out: Optional[np.ndarray] = None) -> np.ndarray:
@@ -109,10 +112,10 @@ def load_exported(export_dir) -> ExportedModel:
     if int(metadata.get("format_version", 0)) > FORMAT_VERSION:
         raise InputError(path, f"export format_version {metadata.get('format_version')} is newer "
                                f"than this srgan-tf reads ({FORMAT_VERSION}); upgrade srgan-tf")
-    scale = metadata.get("scale_hw")
-    if not (isinstance(scale, list) and len(scale) == 2
-            and all(isinstance(s, int) and s >= 1 for s in scale)):
-        raise InputError(path, f"metadata scale_hw must be [sh, sw]; found {scale!r}")
+    try:
+        spec_from_metadata(metadata)
+    except (TypeError, ValueError) as error:
+        raise InputError(path, f"{METADATA_FILE} does not describe a generator ({error})") from None
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as error:  # corrupt protobuf or variables: one clear line
@@ -126,15 +129,13 @@ def load_exported(export_dir) -> ExportedModel:
                          metadata, keep_alive=loaded)
 
 
-def wrap_generator(generator: keras.Model, metadata: Optional[dict] = None) -> ExportedModel:
-    """An in-process Keras generator behind the `ExportedModel` interface (float32 only)."""
-    scale_hw = probe_scale(generator)
-    convs = conv_layers(generator)
-    merged = {"format": FORMAT, "format_version": FORMAT_VERSION, "scale_hw": list(scale_hw),
-              "mode": mode_of(scale_hw),
-              "generator": {"receptive_field_lr": list(receptive_radius(generator)),
-                            "filters": int(getattr(convs[0], "filters", 64)) if convs else 64}}
-    merged.update(metadata or {})
-    function = tf.function(lambda lr: {"sr": tf.cast(generator(lr, training=False), tf.float32)},
-                           input_signature=[INPUT_SPEC])
-    return ExportedModel(Path("."), {"float32": function}, merged, keep_alive=generator)
+def spec_from_metadata(metadata: dict) -> GeneratorSpec:
+    """The `GeneratorSpec` of an export's metadata.json: its "generator" entry, or for exports
+    of format_version 1 (before the spec) its "scale_hw" and the training config's model."""
+    generator = metadata.get("generator") or {}
+    if "scale_hw" in generator:
+        return GeneratorSpec.from_dict(generator)
+    model = (metadata.get("config") or {}).get("model") or {}
+    return GeneratorSpec(tuple(metadata["scale_hw"]), **{
+        key: model[key] for key in ("num_residual_blocks", "filters", "bicubic_residual")
+        if key in model})

@@ -1,7 +1,7 @@
-"""What an exported generator is, read from the Keras model itself: its convolutions, its
-upsampling per axis, its receptive radius and its dtype policy.
+"""What only the Keras graph itself can tell: its convolutions, its receptive radius and its
+dtype policy (the generator's arguments are its `GeneratorSpec`).
 
-Export (metadata), the serving graph (float32 reference) and `wrap_generator` all read these.
+Export (metadata) and the serving graph (float32 reference) read these.
 """
 from typing import Tuple
 
@@ -40,12 +40,6 @@ def receptive_radius(generator: keras.Model) -> Tuple[int, int]:
             half = layer.dilation_rate[axis] * (layer.kernel_size[axis] - 1) / 2
             radius[axis] += half / scales[axis]
     return int(np.ceil(radius[0])), int(np.ceil(radius[1]))
-
-
-def probe_scale(generator: keras.Model) -> Tuple[int, int]:
-    """Upsampling factor (height, width) of `generator`, measured on a 4x4 input."""
-    output = generator(np.zeros((1, 4, 4, 1), np.float32), training=False)
-    return int(output.shape[1]) // 4, int(output.shape[2]) // 4
 
 
 def policy_name(model: keras.Model) -> str:

@@ -171,7 +171,7 @@ def super_resolve_volume(model, volume: Volume, mode: str = "through-plane", *, 
     activations exceed `memory_budget_mb` are split into exact overlapping tiles.
 
     Args:
-        model: an `ExportedModel` (from `load_exported` or `wrap_generator`).
+        model: an `ExportedModel` (from `load_exported`).
         volume: input `Volume` (slices, rows, cols) in scanner units.
         mode: "through-plane" (anisotropic model, Exp. 3) or "in-plane" (isotropic model).
         batch_size: images per model call at most.

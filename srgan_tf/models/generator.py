@@ -7,29 +7,11 @@ tanh. Isotropic x2 stages come first, then the single-axis ones (Exp. 2: height 
 Fully convolutional, so one trained model accepts any input size.
 """
 
-import re
-
 import keras
 
+from srgan_tf.config import GeneratorSpec, check_scale_hw
 from srgan_tf.models.layers import (ICNR, BicubicUpsample, HoldFilter, OneChannelConv2D,
                                     PixelShuffle)
-
-_RESIDUAL_CONV = re.compile(r"^res(\d+)_conv1$")
-
-
-def _check_power_of_two_scale(scale_hw):
-    """Returns (scale_h, scale_w) as ints that are powers of two, or raises ValueError."""
-    try:
-        scale_h, scale_w = (int(factor) for factor in scale_hw)
-        valid = all(int(factor) == factor for factor in scale_hw)
-    except (TypeError, ValueError):
-        valid = False
-    if not valid or min(scale_h, scale_w) < 1 or (scale_h & (scale_h - 1)) or (scale_w & (scale_w - 1)):
-        raise ValueError(
-            "`scale_hw` must be two powers of two (scale_h, scale_w), e.g. (4, 4) or (8, 1). "
-            f"Received: scale_hw={scale_hw!r}"
-        )
-    return scale_h, scale_w
 
 
 def upsampling_stages(scale_hw):
@@ -39,7 +21,7 @@ def upsampling_stages(scale_hw):
         >>> upsampling_stages((8, 2))
         [(2, 2), (2, 1), (2, 1)]
     """
-    scale_h, scale_w = _check_power_of_two_scale(scale_hw)
+    scale_h, scale_w = check_scale_hw(scale_hw, power_of_two=True)
     steps_h, steps_w = scale_h.bit_length() - 1, scale_w.bit_length() - 1
     both = min(steps_h, steps_w)
     return [(2, 2)] * both + [(2, 1)] * (steps_h - both) + [(1, 2)] * (steps_w - both)
@@ -131,28 +113,10 @@ def build_generator(scale_hw=(4, 4), num_residual_blocks=16, filters=64, bicubic
     return keras.Model(inputs, outputs, name=name)
 
 
-def generator_params(model):
-    """Recovers build_generator's arguments from a model it built (or one loaded from disk).
-
-    Returns:
-        dict with scale_hw, num_residual_blocks, filters and bicubic_residual.
-    """
-    layer_names = [layer.name for layer in model.layers]
-    if "input_conv" not in layer_names:
-        raise ValueError(
-            "Expected a model from build_generator (with an 'input_conv' layer). "
-            f"Received: model named {model.name!r}"
-        )
-    scale_h = scale_w = 1
-    for layer in model.layers:
-        if isinstance(layer, PixelShuffle):
-            scale_h, scale_w = scale_h * layer.scale_hw[0], scale_w * layer.scale_hw[1]
-    return {
-        "scale_hw": (scale_h, scale_w),
-        "num_residual_blocks": sum(bool(_RESIDUAL_CONV.match(n)) for n in layer_names),
-        "filters": model.get_layer("input_conv").filters,
-        "bicubic_residual": "bicubic_skip" in layer_names,
-    }
+def generator_from_spec(spec: GeneratorSpec, name="generator"):
+    """`build_generator` with the arguments of a `GeneratorSpec` (config, checkpoint, export)."""
+    return build_generator(spec.scale_hw, spec.num_residual_blocks, spec.filters,
+                           bicubic_residual=spec.bicubic_residual, name=name)
 
 
 def generator_conv_plan(scale_hw=(4, 4), num_residual_blocks=16, filters=64):
@@ -170,30 +134,22 @@ def generator_conv_plan(scale_hw=(4, 4), num_residual_blocks=16, filters=64):
     return plan
 
 
-def generator_flops(model_or_params, input_hw):
+def generator_flops(spec: GeneratorSpec, input_hw):
     """FLOPs of one generator forward pass: 2 x conv multiply-adds (BN, PReLU, adds ignored).
 
     Args:
-        model_or_params: a model from build_generator, or a dict of its arguments
-            (scale_hw, num_residual_blocks, filters; missing ones take the defaults).
+        spec: the generator's `GeneratorSpec`.
         input_hw: LR input (height, width).
 
     Returns:
         int FLOPs for one image.
 
     Example:
-        >>> generator_flops({"scale_hw": (4, 4)}, (56, 56))  # about 12.8e9
+        >>> generator_flops(GeneratorSpec((4, 4)), (56, 56))  # about 12.8e9
     """
-    if isinstance(model_or_params, keras.Model):
-        params = generator_params(model_or_params)
-    else:
-        params = dict(model_or_params)
     height, width = (int(size) for size in input_hw)
     total = 0
     for kernel, channels_in, channels_out, (scale_h, scale_w) in generator_conv_plan(
-        params.get("scale_hw", (4, 4)),
-        int(params.get("num_residual_blocks", 16)),
-        int(params.get("filters", 64)),
-    ):
+            spec.scale_hw, spec.num_residual_blocks, spec.filters):
         total += 2 * kernel * kernel * channels_in * channels_out * height * scale_h * width * scale_w
     return total

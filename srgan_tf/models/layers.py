@@ -9,20 +9,7 @@ For ``(s, s)`` the channel order equals ``tf.nn.depth_to_space(x, s)``: input ch
 import keras
 from keras import ops
 
-
-def _check_scale_hw(scale_hw):
-    """Returns ``scale_hw`` as a tuple of two positive ints or raises ValueError."""
-    try:
-        scale_h, scale_w = (int(factor) for factor in scale_hw)
-        valid = all(int(factor) == factor for factor in scale_hw)
-    except (TypeError, ValueError):
-        valid = False
-    if not valid or scale_h < 1 or scale_w < 1:
-        raise ValueError(
-            "`scale_hw` must be two positive integers (scale_h, scale_w). "
-            f"Received: scale_hw={scale_hw!r}"
-        )
-    return scale_h, scale_w
+from srgan_tf.config import check_scale_hw
 
 
 def _spatial_size(x):
@@ -46,7 +33,7 @@ class PixelShuffle(keras.layers.Layer):
 
     def __init__(self, scale_hw=(2, 2), **kwargs):
         super().__init__(**kwargs)
-        self.scale_hw = _check_scale_hw(scale_hw)
+        self.scale_hw = check_scale_hw(scale_hw)
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -101,7 +88,7 @@ class ICNR(keras.initializers.Initializer):
     """
 
     def __init__(self, scale_hw=(2, 2), initializer="glorot_uniform"):
-        self.scale_hw = _check_scale_hw(scale_hw)
+        self.scale_hw = check_scale_hw(scale_hw)
         self.initializer = keras.initializers.get(initializer)
 
     def __call__(self, shape, dtype=None):
@@ -136,7 +123,7 @@ class HoldFilter(keras.layers.Layer):
 
     def __init__(self, scale_hw=(2, 2), **kwargs):
         super().__init__(**kwargs)
-        self.scale_hw = _check_scale_hw(scale_hw)
+        self.scale_hw = check_scale_hw(scale_hw)
         # Conv-like attributes, so receptive-field counting (export, tiling) includes the layer.
         self.kernel_size = tuple(2 * factor - 1 for factor in self.scale_hw)
         self.dilation_rate = (1, 1)
@@ -184,7 +171,7 @@ class PixelUnshuffle(keras.layers.Layer):
 
     def __init__(self, scale_hw=(2, 2), **kwargs):
         super().__init__(**kwargs)
-        self.scale_hw = _check_scale_hw(scale_hw)
+        self.scale_hw = check_scale_hw(scale_hw)
 
     def build(self, input_shape):
         scale_h, scale_w = self.scale_hw
@@ -238,7 +225,7 @@ class BicubicUpsample(keras.layers.Layer):
 
     def __init__(self, scale_hw=(2, 2), **kwargs):
         super().__init__(**kwargs)
-        self.scale_hw = _check_scale_hw(scale_hw)
+        self.scale_hw = check_scale_hw(scale_hw)
 
     def call(self, inputs):
         from srgan_tf.data.degrade import upsample_bicubic  # TensorFlow op; data layer is upstream

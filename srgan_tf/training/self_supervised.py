@@ -48,8 +48,8 @@ def self_supervised_config(model_factor: int, *, steps: Optional[int] = None,
 
 
 def train_on_volume(images, taps, config: ExperimentConfig, run_dir, *, progress: bool = True,
-                    initial_weights=None):
-    """Train `config`'s generator on pairs made from `images` and export it.
+                    initial_weights=None, on_phase_end=None):
+    """Train `config`'s generator on pairs made from `images` (`on_phase_end`: see `train`).
 
     Args:
         images: (count, rows, cols) training slices from `data.self_supervised.training_slices`.
@@ -77,4 +77,4 @@ def train_on_volume(images, taps, config: ExperimentConfig, run_dir, *, progress
     config = dataclasses.replace(config, train=dataclasses.replace(config.train))
     extra = {"initial_weights": initial_weights} if initial_weights else {}
     return train(config, Path(run_dir), progress=progress, train_dataset=dataset,
-                 validation=validation, **extra)
+                 validation=validation, on_phase_end=on_phase_end, **extra)

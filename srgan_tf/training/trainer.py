@@ -1,25 +1,27 @@
 """Two-phase SRGAN training (paper Sec. 3): generator alone on MSE, then adversarial.
 
-A run directory holds config.json, checkpoints/ (one per epoch; `resume=True` continues from
-the last), logs/ (TensorBoard), history.csv and export/ (SavedModel + metadata.json).
+A run directory holds config.json, checkpoints/ (one per epoch and the `GeneratorSpec` they
+hold; `resume=True` continues from the last), logs/ (TensorBoard) and history.csv. Exports
+are the orchestrator's (`srgan_tf.training_run`): `train` reports each phase end to
+`on_phase_end`.
 
 Example:
     config = preset("quick")
     config.data.cache = "cache.h5"
     result = train(config, "runs/demo")
-    print(result.export_dir, result.history["val_psnr"][-1])
+    print(result.history["val_psnr"][-1])
 """
 import contextlib
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from srgan_tf.config import ExperimentConfig
+from srgan_tf.config import ExperimentConfig, GeneratorSpec
 from srgan_tf.runtime import training_precision
 from srgan_tf.training.callbacks import (EpochCheckpoint, EpochLog, HistoryCSV, TensorBoardLogger,
                                          TrainingState, history_columns, read_history,
@@ -31,15 +33,36 @@ from srgan_tf.training.strategy import (check_workers_agree, distributable, glob
 from srgan_tf.training.workspace import Workspace
 
 
+SPEC_FILE = "generator.json"  # in checkpoints/: the GeneratorSpec of the checkpointed generator
+
+
 @dataclasses.dataclass
 class TrainResult:
-    """What `train` produced: the run directory, the export, per-epoch history."""
+    """What a training run produced: the run directory, per-epoch history and, when the
+    orchestrator exported it, the export."""
 
     run_dir: Path
-    export_dir: Optional[Path]  # None on the other workers of a multi-worker run
     history: dict
     content_loss_used: str
     chief: bool = True  # False: a multi-worker run's other worker, which wrote nothing
+    export_dir: Optional[Path] = None  # set by the orchestrator (`training_run.train_and_export`)
+
+
+@dataclasses.dataclass
+class PhaseEnd:
+    """What `train` tells `on_phase_end` (on the chief only) when a phase's generator is final.
+
+    phase: "pretrain" (the generator after the MSE phase, SRResNet in Ledig et al., reported
+        when an adversarial phase follows) or "final" (the run's generator).
+    """
+
+    phase: str
+    generator: keras.Model  # a float32 copy, EMA weights where the run keeps them
+    spec: GeneratorSpec
+    config: ExperimentConfig
+    epochs_done: int
+    run_dir: Path
+    note: Callable[[str], None]  # a line for the run's train.log (and the console)
 
 
 @contextlib.contextmanager
@@ -60,13 +83,11 @@ def build_srgan(config: ExperimentConfig, content_extractor=None) -> SRGAN:
     (and scope); without one, it is built from `config.loss` unless the content loss is "mse".
     """
     from srgan_tf.models.discriminator import build_discriminator
-    from srgan_tf.models.generator import build_generator
+    from srgan_tf.models.generator import generator_from_spec
 
     precision, size = training_precision(config.train.precision), config.data.train_size
     with precision_policy(precision):
-        generator = build_generator(config.data.scale_hw, config.model.num_residual_blocks,
-                                    config.model.filters,
-                                    bicubic_residual=config.model.bicubic_residual)
+        generator = generator_from_spec(config.generator_spec())
         discriminator = build_discriminator((size, size), config.model.discriminator_filters,
                                             config.model.discriminator_dense)
         if config.train.sync_batch_norm:  # batch statistics over the global batch
@@ -92,12 +113,13 @@ def make_optimizers(config: ExperimentConfig):
 
 
 def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=None,
-          progress=True, train_dataset=None, validation=None, initial_weights=None) -> TrainResult:
-    """Trains an SRGAN as configured and exports its generator.
+          progress=True, train_dataset=None, validation=None, initial_weights=None,
+          on_phase_end: Optional[Callable[[PhaseEnd], None]] = None) -> TrainResult:
+    """Trains an SRGAN as configured.
 
     Args:
         config: the experiment; `config.data.cache` must name the HDF5 slice cache.
-        run_dir: where config.json, checkpoints/, logs/, history.csv and export/ go.
+        run_dir: where config.json, checkpoints/, logs/ and history.csv go.
         resume: continue from the last checkpoint in run_dir (fresh start if there is none).
         content_extractor: a VGG feature model already built by the caller (offline weights
             policy), or None to build it from `config.loss`.
@@ -108,11 +130,12 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
         validation: (lr, hr) numpy batch to validate on instead of the cache's test slices.
         initial_weights: a generator `.weights.h5` file to start from (fine-tuning); a
             resumed checkpoint takes precedence.
+        on_phase_end: called on the chief with a `PhaseEnd` when the pretraining phase ends
+            before an adversarial one (also when a resumed run starts exactly there) and when
+            the run ends: the orchestrator exports there.
 
     Returns:
-        TrainResult with the run and export directories, history and content loss used.
-        `run_dir/export_pretrain` holds the generator after pretraining (SRResNet) when this
-        call finished the pretraining phase.
+        TrainResult with the run directory, history and content loss used.
     """
     strategy = make_strategy(config.train.strategy)  # first: multiworker needs a fresh runtime
     config.train.precision = training_precision(config.train.precision)  # config.json: as used
@@ -138,19 +161,33 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
             config.save(run_dir / "config.json")
         # Every worker saves (saving may need all of them); only the chief's copy is kept.
         state = TrainingState(model, workspace.directory / "checkpoints", max_to_keep=2 if chief else 1)
+        if chief:  # beside the checkpoints: what they hold, for whoever rebuilds the generator
+            (run_dir / "checkpoints").mkdir(exist_ok=True)
+            config.generator_spec().save(run_dir / "checkpoints" / SPEC_FILE)
         epochs_done = _restore(state, run_dir, resume, workspace)
         if initial_weights and not epochs_done:
             _load_generator_weights(model, initial_weights)
         check_workers_agree(strategy, epochs_done, "the epochs done before this run")
         truncate_history(workspace.directory / "history.csv", epochs_done)
+        report = _phase_reporter(on_phase_end, model, config, workspace) if chief else None
         epochs_done = _fit_phases(model, config, cache, workspace, state, epochs_done, strategy,
-                                  progress, train_dataset, validation)
-        export_dir = None
-        if chief:
-            export_dir = _export(model.generator_for_export(), run_dir / "export", config, epochs_done)
-            workspace.note(f"Exported the generator after {epochs_done} epochs to {export_dir}")
+                                  progress, train_dataset, validation, report)
+        if report:
+            report("final", epochs_done)
         history = history_columns(read_history(workspace.directory / "history.csv"))
-    return TrainResult(run_dir, export_dir, history, config.loss.content_loss, chief)
+    return TrainResult(run_dir, history, config.loss.content_loss, chief)
+
+
+def _phase_reporter(on_phase_end, model, config: ExperimentConfig, workspace):
+    """`report(phase, epochs_done)` calling `on_phase_end` with the generator as it is now."""
+    if on_phase_end is None:
+        return None
+
+    def report(phase: str, epochs_done: int) -> None:
+        on_phase_end(PhaseEnd(phase, model.generator_for_export(), config.generator_spec(),
+                              config, epochs_done, workspace.run_dir, workspace.note))
+
+    return report
 
 
 def _load_generator_weights(model: SRGAN, path) -> None:
@@ -176,11 +213,11 @@ def _restore(state, run_dir: Path, resume: bool, workspace) -> int:
 
 
 def _fit_phases(model, config, cache, workspace, state, epochs_done, strategy, progress,
-                train_dataset=None, validation=None) -> int:
+                train_dataset=None, validation=None, report=None) -> int:
     """Pretrain then adversarial `fit()` calls from `epochs_done` on; returns the epochs done.
 
-    The chief exports `run_dir/export_pretrain` when the pretraining phase ends in this call
-    (or ended exactly at the resumed checkpoint and was not exported yet).
+    `report("pretrain", epochs)` (chief only) when the pretraining phase ends in this call, or
+    ended exactly at the resumed checkpoint, and an adversarial phase follows.
     """
     from srgan_tf.data.pipeline import make_dataset, validation_batch
 
@@ -196,8 +233,8 @@ def _fit_phases(model, config, cache, workspace, state, epochs_done, strategy, p
     calibration = None
     for phase, first, last in (("pretrain", 0, pretrain_end), ("adversarial", pretrain_end, total)):
         if (phase == "adversarial" and epochs_done == pretrain_end > 0 and total > pretrain_end
-                and workspace.chief):  # without an adversarial phase export/ is that generator
-            _export_pretrain(model, workspace.run_dir, config, epochs_done)
+                and report):  # without an adversarial phase the final generator is that one
+            report("pretrain", epochs_done)
         if epochs_done >= last:
             continue
         model.phase = phase
@@ -228,21 +265,16 @@ def _calibration_batches(dataset, config: ExperimentConfig) -> list:
             for batch in dataset.take(config.train.bn_calibration_batches).as_numpy_iterator()]
 
 
-def _export_pretrain(model, run_dir: Path, config: ExperimentConfig, epochs_done: int):
-    """The generator after pretraining (SRResNet in Ledig et al.) as `run_dir/export_pretrain`."""
-    target = run_dir / "export_pretrain"
-    if not (target / "metadata.json").exists():
-        _export(model.generator_for_export(), target, config, epochs_done)
-
-
-def export_from_checkpoint(run_dir, output_dir) -> Path:
-    """Re-exports a run's last checkpoint (EMA weights when the run kept them) as a SavedModel.
+def restore_generator(run_dir):
+    """The generator of a run's last checkpoint (EMA weights when the run kept them), float32.
 
     Args:
         run_dir: a run directory from `train` (config.json and checkpoints/).
-        output_dir: export directory to write.
+
+    Returns:
+        (generator, its GeneratorSpec, the run's ExperimentConfig, epochs done).
     """
-    from srgan_tf.models.generator import build_generator
+    from srgan_tf.models.generator import generator_from_spec
 
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
@@ -252,10 +284,10 @@ def export_from_checkpoint(run_dir, output_dir) -> Path:
     latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
     if latest is None:
         raise FileNotFoundError(f"{run_dir / 'checkpoints'}: no checkpoint to export")
+    spec_path = run_dir / "checkpoints" / SPEC_FILE  # runs before it: their config's
+    spec = GeneratorSpec.load(spec_path) if spec_path.exists() else config.generator_spec()
     with precision_policy("float32"):
-        generator = build_generator(config.data.scale_hw, config.model.num_residual_blocks,
-                                    config.model.filters,
-                                    bicubic_residual=config.model.bicubic_residual)
+        generator = generator_from_spec(spec)
     epoch = tf.Variable(0, dtype=tf.int64)
     items = {"generator": generator, "epoch": epoch}
     if config.loss.ema_decay > 0:
@@ -263,7 +295,7 @@ def export_from_checkpoint(run_dir, output_dir) -> Path:
     tf.train.Checkpoint(**items).restore(latest).expect_partial().assert_existing_objects_matched()
     if "ema" in items:
         generator.set_weights([w.numpy() for w in items["ema"]])
-    return _export(generator, Path(output_dir), config, int(epoch.numpy()))
+    return generator, spec, config, int(epoch.numpy())
 
 
 def default_steps_per_epoch(cache, global_batch: int) -> int:
@@ -271,19 +303,6 @@ def default_steps_per_epoch(cache, global_batch: int) -> int:
     from srgan_tf.data.pipeline import list_candidates
 
     return max(1, list_candidates(cache, "train").count // global_batch)
-
-
-def export_metadata(config: ExperimentConfig, epochs_done: int) -> dict:
-    return {"scale_hw": list(config.data.scale_hw), "mode": config.data.mode,
-            "content_loss": config.loss.content_loss,
-            "content_loss_note": config.loss.content_loss_note,
-            "ema": config.loss.ema_decay > 0, "epochs": epochs_done, "config": config.to_dict()}
-
-
-def _export(generator, export_dir: Path, config: ExperimentConfig, epochs_done: int) -> Path:
-    from srgan_tf.inference.export import export_generator
-
-    return Path(export_generator(generator, export_dir, metadata=export_metadata(config, epochs_done)))
 
 
 def _cache_path(config: ExperimentConfig) -> Path:

@@ -10,10 +10,9 @@ from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from srgan_tf.data.intensity import robust_range
-from srgan_tf.evaluation.throughplane_volumes import (DIRECTION_KEYS, ThroughPlaneCase, _unit,
-                                                      as_model, crop_in_plane,
-                                                      cubic_along_slices)
+from srgan_tf.data.intensity import normalize, robust_range
+from srgan_tf.evaluation.throughplane_volumes import (DIRECTION_KEYS, ThroughPlaneCase, as_model,
+                                                      crop_in_plane, cubic_along_slices)
 from srgan_tf.io.volume import Volume
 from srgan_tf.files import atomic_write_text
 
@@ -168,13 +167,13 @@ def qualitative_throughplane(model, volumes: Sequence[Volume], output_dir, *,
                 models[name] = as_model(extra)
             elif volume.patient_id in extra:
                 models[name] = as_model(extra[volume.patient_id])
-        panels = [("LR input", _unit(np.repeat(volume.array, factor, axis=0), intensity_range)),
-                  ("Cubic", _unit(cubic_along_slices(volume.array, factor), intensity_range))]
+        panels = [("LR input", normalize(np.repeat(volume.array, factor, axis=0), intensity_range)),
+                  ("Cubic", normalize(cubic_along_slices(volume.array, factor), intensity_range))]
         for name, item in models.items():
             result = super_resolve_volume(item, volume, "through-plane", batch_size=batch_size,
                                           progress=progress)
             panels.append(("SR" if name == "sr" else METHOD_LABELS.get(name, name),
-                           _unit(result.volume.array, intensity_range)))
+                           normalize(result.volume.array, intensity_range)))
             if save_volumes:
                 from srgan_tf.io.nifti import write_nifti
 

@@ -20,11 +20,14 @@ DIRECTION_KEYS = {"coronal": "sr_coronal", "sagittal": "sr_sagittal"}
 class ThroughPlaneCase:
     """One volume's reconstructions on the HR grid, in [-1, 1] units of the HR range.
 
+    Every array is `intensity.normalize`d with the HR volume's robust range (so clipped to
+    [-1, 1], as the protocol scores and draws them).
+
     Attributes:
         patient: patient id.
-        hr: normalised HR (slices, rows, cols), clipped.
-        lr: the thick-slice volume (slices / factor, rows, cols), unclipped.
-        outputs: method -> volume of the HR shape, unclipped ("bicubic", "sr", ...).
+        hr: normalised HR (slices, rows, cols).
+        lr: the thick-slice volume (slices / factor, rows, cols).
+        outputs: method -> volume of the HR shape ("bicubic", "sr", ...).
         spacing: HR voxel spacing (mm).
         factor: through-plane factor.
         direction: the volume's direction matrix (figures put superior up).
@@ -88,11 +91,6 @@ def cubic_along_slices(lr: np.ndarray, factor: int) -> np.ndarray:
     return np.ascontiguousarray(up.transpose(1, 0, 2))
 
 
-def _unit(array, intensity_range) -> np.ndarray:
-    low, high = intensity_range
-    return ((np.asarray(array, np.float32) - low) * (2.0 / (high - low)) - 1.0).astype(np.float32)
-
-
 def reconstruct(hr_volume: Volume, models: Mapping, factor: int, profile: str = "gaussian", *,
                 thickness=None, crop: Optional[int] = None, batch_size: int = 8,
                 progress: bool = False) -> ThroughPlaneCase:
@@ -105,13 +103,13 @@ def reconstruct(hr_volume: Volume, models: Mapping, factor: int, profile: str = 
     hr, lr = simulate_thick_slices(crop_in_plane(hr_volume, crop), factor, profile, thickness)
     intensity_range = robust_range(hr.array)
     case = ThroughPlaneCase(hr_volume.patient_id, normalize(hr.array, intensity_range),
-                            _unit(lr.array, intensity_range), spacing=hr.spacing, factor=factor,
+                            normalize(lr.array, intensity_range), spacing=hr.spacing, factor=factor,
                             direction=hr.direction)
-    case.outputs["bicubic"] = _unit(cubic_along_slices(lr.array, factor), intensity_range)
+    case.outputs["bicubic"] = normalize(cubic_along_slices(lr.array, factor), intensity_range)
     for name, model in models.items():
         result = super_resolve_volume(model, lr, "through-plane", batch_size=batch_size,
                                       return_directions=name == "sr", progress=progress)
-        case.outputs[name] = _unit(result.volume.array, intensity_range)
+        case.outputs[name] = normalize(result.volume.array, intensity_range)
         for direction, volume in result.directions.items():
-            case.outputs[DIRECTION_KEYS[direction]] = _unit(volume.array, intensity_range)
+            case.outputs[DIRECTION_KEYS[direction]] = normalize(volume.array, intensity_range)
     return case

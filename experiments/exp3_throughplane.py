@@ -10,7 +10,7 @@ interpolation along the slices; Fig. 4-style figures on the real thick-slice ser
     python experiments/exp3_throughplane.py --model EXPORT --self-supervised
     python experiments/exp3_throughplane.py --cache cache.h5 --model EXPORT   # figures only
 
-Defaults: scale 4 (the quick preset; the paper shows x8: --scale 8), the centred hr_size
+Defaults: the --model's scale, else 4 (the quick preset; the paper shows x8: --scale 8), the centred hr_size
 in-plane crop (--crop 0: whole slices), every test patient (--max-volumes), 32 planes per
 orientation. --self-supervised trains one SMORE-like model on the first test volume only
 (its simulated thick slices when HR exists, else its real series) to bound the time.
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from srgan_tf.config import SLICE_PROFILES, Range
+from srgan_tf.config import SLICE_PROFILES, ConfigError, Range
 from srgan_tf.experiment import (HelpFormatter, add_experiment_arguments, config_from_args,
                                  default_run_dir, number_type, resolve_cache, run_experiment,
                                  run_main)
@@ -125,8 +125,27 @@ def train_self_supervised_model(config, run_dir, series, hr_paths, crop, profile
     return SelfSupervisedModel(volume.patient_id, Path(model.path), source)
 
 
-def supervised_model(config, args, run_dir, timings):
-    """The anisotropic export: --model, or an Exp. 2 run trained into <run>/exp2."""
+def given_model(args):
+    """The loaded --model (None without one), refused when it cannot do Exp. 3 as asked:
+    checked before anything is written."""
+    from srgan_tf.evaluation.throughplane import as_model
+
+    if args.model is None:
+        return None
+    model = as_model(args.model)
+    if model.mode != "aniso":
+        raise ConfigError(f"--model {args.model}: Exp. 3 needs an anisotropic (Exp. 2) model; "
+                          f"this one is {model.mode} with scale_hw {model.scale_hw}")
+    if args.scale is not None and args.scale != model.spec.scale:
+        raise ConfigError(f"--scale {args.scale} contradicts the model's through-plane scale "
+                          f"x{model.spec.scale} ({args.model}): drop --scale, or pass a "
+                          f"x{args.scale} model")
+    return model
+
+
+def supervised_model(config, args, run_dir, timings, model=None):
+    """The anisotropic export: --model (`model`, from `given_model`), or an Exp. 2 run trained
+    into <run>/exp2."""
     from srgan_tf.evaluation.throughplane import as_model
 
     if args.model is None and args.self_supervised:
@@ -138,8 +157,8 @@ def supervised_model(config, args, run_dir, timings):
         run_experiment(supervised, resume=args.resume, sample_root=args.sample_root)
         config.loss = supervised.loss  # keeps an offline fallback to mse for self-supervision
         timings["Exp. 2 training + evaluation"] = time.perf_counter() - start
-    model = as_model(args.model or run_dir / "exp2" / "export")
-    config.data.scale = model.scale_hw[0]  # the export fixes the factor
+        model = as_model(run_dir / "exp2" / "export")
+    config.data.scale = model.spec.scale  # the export fixes the factor
     return model
 
 
@@ -177,6 +196,7 @@ def run(args):
     from srgan_tf.evaluation.throughplane import as_model, qualitative_throughplane, score_throughplane
 
     config = config_from_args(args, "exp3")
+    given = given_model(args)
     using_sample = not config.data.cache
     cache = resolve_cache(config, args.sample_root)
     run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
@@ -188,7 +208,7 @@ def run(args):
     else:
         crop = args.crop or None
     timings = {}
-    model = supervised_model(config, args, run_dir, timings)
+    model = supervised_model(config, args, run_dir, timings, given)
     self_supervised, extra = None, {}
     if args.self_supervised:
         start = time.perf_counter()

@@ -72,8 +72,12 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) -
                         help="named config; default: quick without --cache, paper with it")
     parser.add_argument("--mode", choices=config_lib.MODES, default=default_mode,
                         help="iso: both axes (Exp. 1); aniso: height only (Exp. 2)")
-    parser.add_argument("--scale", type=int, choices=config_lib.SCALES, default=4,
-                        help="downsampling factor")
+    if experiment == "exp3":  # a given model fixes the factor: no default that could contradict it
+        parser.add_argument("--scale", type=int, choices=config_lib.SCALES,
+                            help="downsampling factor (default: the --model's, else 4)")
+    else:
+        parser.add_argument("--scale", type=int, choices=config_lib.SCALES, default=4,
+                            help="downsampling factor")
     parser.add_argument("--output", metavar="RUN_DIR",
                         help="run directory; default: runs/<experiment>-<mode>-<scale>x-<time>, "
                              "e.g. runs/exp2-aniso-4x-20250101-120000")
@@ -123,7 +127,8 @@ def config_from_args(args: argparse.Namespace, experiment: str) -> config_lib.Ex
     """Preset first, then every flag the user gave. A value the config refuses raises
     `ConfigError` naming the flags (e.g. --patch-size not divisible by --scale)."""
     preset_name = args.preset or ("paper" if args.cache else "quick")
-    config = config_lib.preset(preset_name, experiment=experiment, mode=args.mode, scale=args.scale)
+    config = config_lib.preset(preset_name, experiment=experiment, mode=args.mode,
+                               scale=args.scale or 4)
     config.data.cache = args.cache
     for key, value in vars(args).items():
         if "." in key and value is not None:

@@ -1,18 +1,19 @@
-"""evaluate_model / evaluate_bicubic_only on a tiny NIfTI-built cache, with predict_fn models."""
+"""evaluate_model on a tiny NIfTI-built cache, with predict_fn models and an export."""
 import json
 
 import numpy as np
 import pytest
 
+from srgan_tf.config import DataConfig
 from srgan_tf.data.prepare import build_cache
 from srgan_tf.data.degrade import upsample_bicubic
-from srgan_tf.evaluation.evaluate import evaluate_bicubic_only, evaluate_model
+from srgan_tf.evaluation.evaluate import evaluate_model
 from srgan_tf.evaluation.report import write_report
 from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume
 
 SCALE_HW = (4, 1)  # Exp. 2: height only
-HR_SIZE = 32
+DATA = DataConfig(mode="aniso", scale=4, hr_size=32, min_foreground=0.1)
 METRIC_NAMES = ("psnr", "ssim", "hfen", "gmsd", "edge_f1")
 
 
@@ -49,8 +50,8 @@ def nearest_predict(lr):
 
 
 def test_predict_fn_equal_to_bicubic_scores_like_bicubic(cache_path, tmp_path):
-    result = evaluate_model(bicubic_predict, cache_path, scale_hw=SCALE_HW, hr_size=HR_SIZE,
-                            batch_size=4, output_dir=tmp_path)
+    result = evaluate_model(bicubic_predict, cache_path, data_config=DATA, batch_size=4,
+                            output_dir=tmp_path)
     written = json.loads((tmp_path / "metrics.json").read_text())
     for method in ("sr", "bicubic"):
         for name in METRIC_NAMES:
@@ -62,22 +63,20 @@ def test_predict_fn_equal_to_bicubic_scores_like_bicubic(cache_path, tmp_path):
         assert result["sr"][name] == pytest.approx(result["bicubic"][name])
     assert 15 < result["bicubic"]["psnr"] < 60 and 0 < result["bicubic"]["ssim"] <= 1
     assert written["protocol"]["border"] == 4 and written["protocol"]["scale_hw"] == [4, 1]
+    assert (written["protocol"]["hr_size"], written["protocol"]["min_foreground"]) == (32, 0.1)
     assert len(written["per_patient"]) == 2
     for patient in written["per_patient"].values():
         assert patient["slices"] >= 1 and set(METRIC_NAMES) <= set(patient["sr"])
 
 
-def test_several_models_and_bicubic_only_share_slices(cache_path, tmp_path):
+def test_several_models_share_slices(cache_path, tmp_path):
     models = {"srresnet": nearest_predict, "sr": bicubic_predict}
-    result = evaluate_model(models, cache_path, scale_hw=SCALE_HW, hr_size=HR_SIZE,
+    result = evaluate_model(models, cache_path, scale_hw=SCALE_HW, data_config=DATA,
                             max_slices_per_patient=2, output_dir=tmp_path, figures=1)
     assert result["bicubic"]["slices"] == 4  # 2 test patients x 2 slices
     assert result["srresnet"]["psnr"] < result["bicubic"]["psnr"]  # blocky LR copy is worse
+    assert result["sr"]["psnr"] == pytest.approx(result["bicubic"]["psnr"])  # the same LR
     assert (tmp_path / "figures").is_dir() and len(result["figures"]) == 1
-    baseline = evaluate_bicubic_only(cache_path, scale_hw=SCALE_HW, hr_size=HR_SIZE,
-                                     max_slices_per_patient=2)
-    assert "sr" not in baseline
-    assert baseline["bicubic"]["psnr"] == pytest.approx(result["bicubic"]["psnr"])
     report = write_report(tmp_path, "tiny", result, {"data": {"mode": "aniso", "scale": 4}},
                           figures=result["figures"]).read_text()
     assert "SRResNet aniso x4" in report and "SRGAN aniso x4 (paper)" in report
@@ -85,9 +84,9 @@ def test_several_models_and_bicubic_only_share_slices(cache_path, tmp_path):
 
 def test_callable_needs_scale_and_split_needs_series(cache_path):
     with pytest.raises(ValueError, match="scale_hw"):
-        evaluate_model(bicubic_predict, cache_path, hr_size=HR_SIZE)
+        evaluate_model(bicubic_predict, cache_path)
     with pytest.raises(ValueError, match="HR shape"):
-        evaluate_model(lambda lr: lr, cache_path, scale_hw=SCALE_HW, hr_size=HR_SIZE)
+        evaluate_model(lambda lr: lr, cache_path, data_config=DATA)
 
 
 def test_export_directory_is_loaded_and_metrics_land_in_the_run_dir(cache_path, tmp_path):
@@ -98,7 +97,7 @@ def test_export_directory_is_loaded_and_metrics_land_in_the_run_dir(cache_path, 
     spec = GeneratorSpec(SCALE_HW, num_residual_blocks=2, filters=8)
     export_dir = export_generator(generator_from_spec(spec), tmp_path / "run" / "export",
                                   {"config": {}}, spec=spec)
-    result = evaluate_model(str(export_dir), cache_path, hr_size=HR_SIZE, max_slices_per_patient=1)
+    result = evaluate_model(str(export_dir), cache_path, data_config=DATA, max_slices_per_patient=1)
     assert result["protocol"]["scale_hw"] == [4, 1]  # from the export's metadata
     assert isinstance(result["sr"]["psnr"], float) and result["sr"]["slices"] == 2
     assert (tmp_path / "run" / "metrics.json").is_file()

@@ -14,7 +14,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from srgan_tf.config import mode_of
+from srgan_tf.config import DataConfig, mode_of
 from srgan_tf.evaluation import metrics as metrics_lib
 from srgan_tf.files import atomic_write_text
 
@@ -23,10 +23,10 @@ METHOD_TITLES = {"bicubic": "Bicubic", "sr": "SR", "srresnet": "SRResNet", "srga
 
 
 def evaluate_model(model: Union[ModelLike, Mapping], cache_path, *, split: str = "test",
-                   scale_hw: Optional[Sequence[int]] = None, hr_size: int = 224, batch_size: int = 8,
+                   scale_hw: Optional[Sequence[int]] = None,
+                   data_config: Optional[DataConfig] = None, batch_size: int = 8,
                    border: Optional[int] = None, max_slices_per_patient: Optional[int] = None,
-                   min_foreground: float = 0.05, data_config=None, output_dir=None,
-                   figures: int = 0, progress: bool = False) -> dict:
+                   output_dir=None, figures: int = 0, progress: bool = False) -> dict:
     """Scores of a model and of bicubic interpolation on the same LR slices.
 
     Args:
@@ -37,12 +37,14 @@ def evaluate_model(model: Union[ModelLike, Mapping], cache_path, *, split: str =
         cache_path: HDF5 slice cache.
         split: "test" (default) or "train".
         scale_hw: (scale_h, scale_w); default the export's metadata or `data_config.scale_hw`.
-        hr_size: HR slice side (the pipeline's centred crop); `data_config.hr_size` wins.
+        data_config: the `DataConfig` the model was trained with: its hr_size (the pipeline's
+            centred crop), min_foreground (slices with less tissue are skipped, as in
+            training), scale_hw and LR degradation (`pipeline.lr_images`). None: the
+            `DataConfig()` defaults for hr_size and min_foreground, and bicubic `degrade` at
+            scale_hw.
         batch_size: slices per model call.
         border: pixels cropped on every side; default max(scale_h, scale_w).
         max_slices_per_patient: score at most this many evenly spaced slices per patient.
-        min_foreground: skip slices with less tissue, as the pipeline does (`data_config` wins).
-        data_config: optional `DataConfig` supplying hr_size, min_foreground and scale_hw.
         output_dir: where `metrics.json` (and figures) go; default the run directory holding
             the export directory (its parent), nothing written for a bare callable.
         figures: number of comparison figures (one slice from each of the first patients).
@@ -70,25 +72,9 @@ def evaluate_model(model: Union[ModelLike, Mapping], cache_path, *, split: str =
     if scale_hw is None:
         raise ValueError("scale_hw is needed when the model is a callable. Received: scale_hw=None")
     return _evaluate(predictors, sources, cache_path, split=split, scale_hw=scale_hw,
-                     hr_size=hr_size, batch_size=batch_size, border=border,
-                     max_slices_per_patient=max_slices_per_patient, min_foreground=min_foreground,
-                     data_config=data_config, output_dir=output_dir, figures=figures,
-                     progress=progress)
-
-
-def evaluate_bicubic_only(cache_path, *, scale_hw: Sequence[int], split: str = "test",
-                          hr_size: int = 224, batch_size: int = 8, border: Optional[int] = None,
-                          max_slices_per_patient: Optional[int] = None, min_foreground: float = 0.05,
-                          data_config=None, output_dir=None, progress: bool = False) -> dict:
-    """The bicubic baseline columns of Table 1: like `evaluate_model` with no model.
-
-    Returns:
-        {"bicubic": {...}, "protocol": {...}, "per_patient": {...}}.
-    """
-    return _evaluate({}, {}, cache_path, split=split, scale_hw=scale_hw, hr_size=hr_size,
-                     batch_size=batch_size, border=border,
-                     max_slices_per_patient=max_slices_per_patient, min_foreground=min_foreground,
-                     data_config=data_config, output_dir=output_dir, figures=0, progress=progress)
+                     data_config=data_config, batch_size=batch_size, border=border,
+                     max_slices_per_patient=max_slices_per_patient, output_dir=output_dir,
+                     figures=figures, progress=progress)
 
 
 def _predictor(item, batch_size) -> Tuple[Callable, str, Optional[Tuple[int, int]]]:
@@ -129,15 +115,15 @@ def _evenly_spaced(count: int, limit: Optional[int]) -> np.ndarray:
     return np.unique(np.linspace(0, count - 1, int(limit)).round().astype(int))
 
 
-def _evaluate(predictors, sources, cache_path, *, split, scale_hw, hr_size, batch_size, border,
-              max_slices_per_patient, min_foreground, data_config, output_dir, figures, progress):
+def _evaluate(predictors, sources, cache_path, *, split, scale_hw, data_config, batch_size, border,
+              max_slices_per_patient, output_dir, figures, progress):
     from tqdm.auto import tqdm
 
     from srgan_tf.data.degrade import degrade, upsample_bicubic
     from srgan_tf.data.pipeline import lr_images
 
-    if data_config is not None:
-        hr_size, min_foreground = data_config.hr_size, data_config.min_foreground
+    slices = data_config or DataConfig()  # the training pipeline's HR slices; defaults in config.py
+    hr_size, min_foreground = slices.hr_size, slices.min_foreground
     scale_hw = tuple(int(s) for s in scale_hw)
     if hr_size % scale_hw[0] or hr_size % scale_hw[1]:
         raise ValueError(f"hr_size must be divisible by the scale. Received: hr_size={hr_size}, "

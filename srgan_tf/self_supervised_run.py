@@ -229,12 +229,12 @@ def _train(slice_first, acquisition, profile, intensity_range, options, work_dir
 
 def _initial_weights(init_model, config):
     """(weights file, model config) of a supervised export for fine-tuning: the run trains the
-    export's generator (blocks, filters, bicubic residual), which must upsample by the factor
-    this volume needs."""
+    export's generator (its GeneratorSpec: blocks, filters, bicubic residual), which must
+    upsample by the factor this volume needs."""
     import dataclasses
 
-    from srgan_tf.config import ExperimentConfig
     from srgan_tf.inference.export import METADATA_FILE, WEIGHTS_FILE
+    from srgan_tf.inference.exported_model import spec_from_metadata
     from srgan_tf.io.errors import InputError
 
     path = Path(init_model)
@@ -244,15 +244,17 @@ def _initial_weights(init_model, config):
                                f"{WEIGHTS_FILE} (exports written by this version; re-export an older "
                                "run with `srgan-tf export --run RUN --output DIR`)")
     try:
-        saved = ExperimentConfig.from_dict(json.loads(metadata_path.read_text()).get("config", {}))
-    except (ValueError, TypeError) as error:
-        raise InputError(metadata_path, f"unreadable export config ({error})") from None
-    if saved.data.scale_hw != config.data.scale_hw:
-        raise InputError(path, f"--init-model upsamples by {saved.data.scale_hw} (height, width); "
+        spec = spec_from_metadata(json.loads(metadata_path.read_text()))
+    except (ValueError, TypeError, KeyError) as error:
+        raise InputError(metadata_path, f"does not describe a generator ({error})") from None
+    if spec.scale_hw != config.data.scale_hw:
+        raise InputError(path, f"--init-model upsamples by {spec.scale_hw} (height, width); "
                                f"this volume needs a height-only x{config.data.scale} model "
                                f"({config.data.scale_hw}); train one with `exp2_aniso.py --scale "
                                f"{config.data.scale}` or choose --target-spacing accordingly")
-    return str(weights), dataclasses.replace(saved.model)
+    return str(weights), dataclasses.replace(
+        config.model, num_residual_blocks=spec.num_residual_blocks, filters=spec.filters,
+        bicubic_residual=spec.bicubic_residual)
 
 
 def _super_resolve(model, slice_first, acquisition, intensity_range, profile, options):

@@ -28,7 +28,8 @@ from srgan_tf.inference.exported_model import ExportedModel, load_exported  # no
 from srgan_tf.inference.infer import peak_rss_mb  # noqa: E402
 from srgan_tf.inference.volume_sr import super_resolve_volume  # noqa: E402
 from srgan_tf.io.volume import Volume  # noqa: E402
-from srgan_tf.models.generator import build_generator, generator_flops  # noqa: E402
+from srgan_tf.config import GeneratorSpec  # noqa: E402
+from srgan_tf.models.generator import generator_flops, generator_from_spec  # noqa: E402
 
 
 def conv_throughput(dtype=tf.float32, rounds=5) -> float:
@@ -87,15 +88,15 @@ def time_volume(model, volume, mode, precision, batch_size, rounds):
 
 def through_plane_case(args, workdir, conv_gflops):
     keras.utils.set_random_seed(0)
-    generator = build_generator(scale_hw=(8, 1), num_residual_blocks=16, filters=64)
+    spec = GeneratorSpec((8, 1), num_residual_blocks=16, filters=64)
+    generator = generator_from_spec(spec)
     start = time.perf_counter()
-    path = export_generator(generator, workdir / "aniso_x8", {})
+    path = export_generator(generator, workdir / "aniso_x8", {}, spec=spec)
     export_seconds = time.perf_counter() - start
     exported = load_exported(path)
     size, slices = args.size, 26
     volume = _volume((slices, size, size))
-    per_image = generator_flops({"scale_hw": (8, 1), "num_residual_blocks": 16, "filters": 64},
-                                (slices, size))
+    per_image = generator_flops(spec, (slices, size))
     flops = per_image * 2 * size  # both directions: one image per row and per column
 
     # Variant sweep: one direction's images (slices x cols), straight through the model.
@@ -143,10 +144,11 @@ def through_plane_case(args, workdir, conv_gflops):
 
 def anchors_case(args, workdir, conv_gflops):
     keras.utils.set_random_seed(0)
-    generator = build_generator(scale_hw=(4, 4), num_residual_blocks=16, filters=64)
-    exported = load_exported(export_generator(generator, workdir / "iso_x4", {}))
+    spec = GeneratorSpec((4, 4), num_residual_blocks=16, filters=64)
+    exported = load_exported(export_generator(generator_from_spec(spec), workdir / "iso_x4", {},
+                                              spec=spec))
     volume = _volume((26, 56, 56), seed=1)
-    flops = 26 * generator_flops({"scale_hw": (4, 4)}, (56, 56))
+    flops = 26 * generator_flops(spec, (56, 56))
     rows = {}
     for precision in ("float32", "bfloat16"):
         seconds, _ = time_volume(exported, volume, "in-plane", precision, 8, args.rounds)

@@ -84,8 +84,7 @@ def step_gflops(config) -> dict:
     from srgan_tf.models.vgg import vgg_flops
 
     size, (sh, sw) = config.data.train_size, config.data.scale_hw
-    generator = generator_flops({"scale_hw": (sh, sw), "num_residual_blocks": config.model.num_residual_blocks,
-                                 "filters": config.model.filters}, (size // sh, size // sw))
+    generator = generator_flops(config.generator_spec(), (size // sh, size // sw))
     discriminator = discriminator_flops({"input_size": (size, size), "filters": config.model.discriminator_filters,
                                          "dense_units": config.model.discriminator_dense})
     vgg = vgg_flops(config.loss.content_loss, (size, size))

@@ -18,7 +18,7 @@ from srgan_tf.inference.exported_model import load_exported
 from srgan_tf.inference.introspection import receptive_radius
 from srgan_tf.io.errors import InputError
 from srgan_tf.config import GeneratorSpec
-from srgan_tf.models.generator import build_generator, generator_from_spec
+from srgan_tf.models.generator import generator_from_spec
 
 SCALE_HW = (4, 1)
 SPEC = GeneratorSpec(SCALE_HW, num_residual_blocks=2, filters=8)

@@ -18,7 +18,7 @@ from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import read_nifti, write_nifti
 from srgan_tf.io.volume import Volume
 from srgan_tf.config import GeneratorSpec
-from srgan_tf.models.generator import build_generator, generator_from_spec
+from srgan_tf.models.generator import generator_from_spec
 
 SPACING = (3.0, 0.5, 0.6)
 ORIGIN = (10.0, -20.0, 30.0)

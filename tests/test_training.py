@@ -17,7 +17,7 @@ from srgan_tf.inference.exported_model import load_exported
 from srgan_tf.io.errors import InputError
 from srgan_tf.models.generator import build_generator
 from srgan_tf.models.vgg import content_loss_fn
-from srgan_tf.training.callbacks import TrainingState, read_history
+from srgan_tf.training.callbacks import TensorBoardLogger, TrainingState, read_history
 from srgan_tf.training.srgan import SRGAN
 from srgan_tf.training.trainer import build_srgan, make_optimizers, train
 from srgan_tf.training_run import export_from_checkpoint, train_and_export
@@ -141,6 +141,32 @@ def _image_tags(log_dir):
             event = tf.compat.v1.Event.FromString(record.numpy())
             tags |= {value.tag for value in event.summary.value if value.metadata.plugin_data.plugin_name == "images"}
     return tags
+
+
+def _summaries(log_dir):
+    """{tag: tensor} of every summary under `log_dir` (the last value of each tag)."""
+    values = {}
+    for path in log_dir.rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            values.update({value.tag: tf.make_ndarray(value.tensor) for value in event.summary.value})
+    return values
+
+
+def test_tensorboard_logger_writes_phase_scalars_and_every_panel(tmp_path):
+    model = compiled(tiny_config(content_loss="mse"))
+    lr, hr = fixed_batch()
+    logger = TensorBoardLogger(tmp_path / "logs", panels=(lr, hr), scale_hw=(4, 4))
+    logger.set_model(model)
+    logger.on_train_begin()
+    logger.on_epoch_begin(0)
+    logger.on_epoch_end(0, {"g_loss": 0.5, "val_psnr": 20.0})
+    logger.on_train_end()
+    train, validation = _summaries(tmp_path / "logs" / "train"), _summaries(tmp_path / "logs" / "validation")
+    assert float(train["pretrain/g_loss"]) == 0.5 and float(validation["pretrain/psnr"]) == 20.0
+    assert {"learning_rate/generator", "learning_rate/discriminator", "time/epoch_seconds"} <= set(train)
+    panel = _summaries(tmp_path / "logs" / "images")["LR | bicubic | SR | HR"]
+    assert len(panel) == 2 + len(lr)  # width, height, then one PNG per validation slice
+    assert tf.io.decode_png(panel[2]).shape == (32, 4 * 32, 1)
 
 
 def test_train_writes_run_resumes_and_exports(training_cache, tmp_path):

@@ -168,7 +168,6 @@ def write_figures(plan: Table1Plan) -> List[str]:
     from srgan_tf.data.pipeline import validation_batch
     from srgan_tf.evaluation.figures import save_comparison_figure
     from srgan_tf.inference.exported_model import load_exported
-    from srgan_tf.training.callbacks import write_images  # works without the tensorboard package
 
     by_mode: Dict[str, Dict[str, List[SubRun]]] = {}
     for run in plan.runs:
@@ -199,7 +198,7 @@ def write_figures(plan: Table1Plan) -> List[str]:
             path.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(path), combined[..., ::-1])  # OpenCV writes BGR
             with writer.as_default(step=0):
-                write_images(f"table1/{mode}/slice_{index}", combined[None] / 255.0)
+                tf.summary.image(f"table1/{mode}/slice_{index}", combined[None] / 255.0)
             paths.append(str(path))
     writer.flush()
     return paths

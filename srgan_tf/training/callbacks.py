@@ -13,8 +13,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tensorflow.core.framework import summary_pb2
-
 from srgan_tf.data.degrade import upsample_bicubic
 from srgan_tf.files import atomic_write_text
 from srgan_tf.training.srgan import PHASES
@@ -192,17 +190,18 @@ class TensorBoardLogger(keras.callbacks.Callback):
         with self.writers["train"].as_default(step=epoch):
             for key, value in (logs or {}).items():
                 if not key.startswith("val_"):
-                    write_scalar(f"{phase}/{key}", value)
+                    tf.summary.scalar(f"{phase}/{key}", value)
             for key, value in learning_rates(self.model).items():
-                write_scalar(f"learning_rate/{key.replace('learning_rate_', '')}", value)
-            write_scalar("time/epoch_seconds", time.perf_counter() - self._epoch_start)
+                tf.summary.scalar(f"learning_rate/{key.replace('learning_rate_', '')}", value)
+            tf.summary.scalar("time/epoch_seconds", time.perf_counter() - self._epoch_start)
         with self.writers["validation"].as_default(step=epoch):
             for key, value in (logs or {}).items():
                 if key.startswith("val_"):
-                    write_scalar(f"{phase}/{key[4:]}", value)
+                    tf.summary.scalar(f"{phase}/{key[4:]}", value)
         if self.panels is not None:
             with self.writers["images"].as_default(step=epoch):
-                write_images("LR | bicubic | SR | HR", self.panel_images())
+                images = self.panel_images()
+                tf.summary.image("LR | bicubic | SR | HR", images, max_outputs=len(images))
         for writer in self.writers.values():
             writer.flush()
 
@@ -215,25 +214,6 @@ class TensorBoardLogger(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         for writer in self.writers.values():
             writer.close()
-
-
-def write_scalar(tag, value):
-    """A TensorBoard scalar on the default writer (what tf.summary.scalar writes, without
-    needing the tensorboard package at training time)."""
-    tf.summary.write(tag, tf.cast(value, tf.float32), metadata=_metadata("scalars"))
-
-
-def write_images(tag, images):
-    """TensorBoard images from [N, H, W, C] floats in [0, 1] (tf.summary.image's format)."""
-    pixels = tf.image.convert_image_dtype(tf.convert_to_tensor(images, tf.float32), tf.uint8, saturate=True)
-    encoded = [tf.io.encode_png(image) for image in pixels]
-    dimensions = [tf.as_string(tf.shape(pixels)[2]), tf.as_string(tf.shape(pixels)[1])]
-    tf.summary.write(tag, tf.stack(dimensions + encoded), metadata=_metadata("images"))
-
-
-def _metadata(plugin_name):
-    # Byte-identical to TensorBoard's own summaries (version-0 plugin data is empty content).
-    return summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin_name))
 
 
 def learning_rates(model) -> dict:

@@ -63,7 +63,8 @@ def _say(text: str) -> None:
 
 def resolve_profile(option: str, volume, acquisition, intensity_range, source):
     """(SliceProfile, reason, estimate or None) for `--slice-profile`."""
-    from srgan_tf.data.slice_profile import SliceProfile, estimate_slice_profile, load_profile_file
+    from srgan_tf.data.profile_estimate import estimate_slice_profile
+    from srgan_tf.data.slice_profile import SliceProfile, load_profile_file
     from srgan_tf.io.errors import InputError
 
     if option in ("box", "gaussian"):
@@ -99,7 +100,7 @@ class VolumePlan:
     intensity_range: tuple
     profile: object  # data.slice_profile.SliceProfile
     reason: str
-    estimate: object = None  # data.slice_profile.ProfileEstimate for "auto"
+    estimate: object = None  # data.profile_estimate.ProfileEstimate for "auto"
 
 
 def plan_volume(volume, options: SelfSupervisedOptions, timings: Optional[Timings] = None) -> VolumePlan:
@@ -301,7 +302,7 @@ def _write_report(work_dir: Path, summary: dict, estimate, model) -> None:
 
     figures = []
     if estimate is not None:
-        from srgan_tf.data.slice_profile import plot_profile_estimate
+        from srgan_tf.data.profile_estimate import plot_profile_estimate
 
         plot_profile_estimate(estimate, work_dir / "slice_profile.png")
         figures.append("slice_profile.png")

@@ -4,9 +4,9 @@ import pytest
 from scipy import ndimage
 
 from srgan_tf.data.degrade import slice_profile_degrade, slice_profile_taps
-from srgan_tf.data.slice_profile import (SliceProfile, degrade_lines, estimate_slice_profile,
-                                         load_profile_file, output_count, plot_profile_estimate,
-                                         profile_matrix)
+from srgan_tf.data.profile_estimate import estimate_slice_profile, plot_profile_estimate
+from srgan_tf.data.slice_profile import (SliceProfile, degrade_lines, load_profile_file,
+                                         output_count, profile_matrix)
 
 # Estimated widths must be within this fraction of the truth (synthetic isotropic volume).
 WIDTH_TOLERANCE = 0.15

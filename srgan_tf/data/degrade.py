@@ -19,6 +19,8 @@ from typing import Tuple
 import numpy as np
 import tensorflow as tf
 
+from srgan_tf.data.slice_profile import reflect_index
+
 PROFILES = ("gaussian", "box")
 
 
@@ -95,7 +97,7 @@ def resampling_matrix(taps, factor: int, size: int) -> np.ndarray:
     """Dense [size // factor, size] float64 matrix applying `taps` with symmetric borders."""
     offsets, weights = taps
     rows = np.arange(size // factor)[:, None]
-    columns = _reflect(rows * factor + offsets[None, :], size)
+    columns = reflect_index(rows * factor + offsets[None, :], size)
     matrix = np.zeros((size // factor, size))
     np.add.at(matrix, (np.broadcast_to(rows, columns.shape), columns),
               np.broadcast_to(weights, columns.shape))
@@ -242,11 +244,6 @@ def _resampling_matrix_tf(taps, factor: int, size: tf.Tensor) -> tf.Tensor:
     columns = tf.where(period < size, period, 2 * size - 1 - period)
     one_hot = tf.one_hot(columns, size, dtype=tf.float32)
     return tf.reduce_sum(one_hot * tf.constant(weights, tf.float32)[None, :, None], axis=1)
-
-
-def _reflect(index: np.ndarray, size: int) -> np.ndarray:
-    period = np.mod(index, 2 * size)
-    return np.where(period < size, period, 2 * size - 1 - period)
 
 
 def _normalized(offsets, weights):

@@ -1,4 +1,4 @@
-"""Slice profiles for through-plane SR: what a thick slice averages, and estimating it from the data.
+"""Slice profiles for through-plane SR: what a thick slice averages, as weights per pixel.
 
 Same conventions as `srgan_tf.data.degrade` (so training degradation and estimation agree):
 output sample k along the thickened axis sits at input coordinate k * step + (step - 1) / 2 (pixel
@@ -6,27 +6,18 @@ centres), borders are half-sample symmetric, and the weight of input sample t is
 integrated over that sample's extent [t - 0.5, t + 0.5]. Unlike `degrade`, the step may be any real
 number (3.6 mm slices on 0.5 mm pixels: step 7.2) and widths need not be whole pixels.
 
-`estimate_slice_profile` follows the SMORE/ESPRESO assumption that the object's statistics are
-about isotropic: the through-plane lines and the in-plane lines thickened with the right profile
-have the same power spectrum (details in its docstring). It pins down the profile's effective
-width (its standard deviation) to about 10-15% on real and synthetic volumes; box and Gaussian of
-equal standard deviation (box width ~1.47 x Gaussian FWHM) have nearly the same spectrum, so the
-shape is a near tie that a prior for the box (slice-selective excitation) breaks.
+`data.profile_estimate` estimates a volume's profile from its own spectra.
 numpy/scipy only; `profile_matrix` gives the training degradation as a matrix that
 `tf.linalg.matmul` can apply.
 """
 import math
-import time
 from dataclasses import asdict, dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
-from scipy import ndimage, sparse, special
+from scipy import sparse, special
 
 SHAPES = ("box", "gaussian", "file")
-# segment lengths (thick samples) tried, longest first: 16 keeps enough segments in small volumes
-_LENGTHS = (16, 12, 8)
-_MIN_SEGMENTS = 400
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
@@ -100,7 +91,7 @@ class SliceProfile:
         """(integer sample positions, weights summing to 1) for a thick sample centred at `centre`
         (input-sample coordinates; an array of centres gives one row each); weight of sample t =
         the profile integrated over [t - 0.5, t + 0.5]."""
-        pixel_mm = _positive("pixel_mm", pixel_mm)
+        pixel_mm = positive_number("pixel_mm", pixel_mm)
         centre = np.asarray(centre, np.float64)
         reach = int(math.ceil(self.half_support_mm() / pixel_mm + 0.5)) + 1
         positions = np.rint(centre)[..., None].astype(np.int64) + np.arange(-reach, reach + 1)
@@ -149,49 +140,7 @@ def load_profile_file(path, pixel_mm: float) -> SliceProfile:
     except (OSError, ValueError) as error:
         raise ValueError(f"Could not read a slice profile from {path} ({error}). "
                          f"Received: path={str(path)!r}") from None
-    return SliceProfile.from_samples(samples, _positive("pixel_mm", pixel_mm))
-
-
-@dataclass
-class ProfileEstimate:
-    """What `estimate_slice_profile` chose and why (all numbers kept for the report and plot).
-
-    Attributes:
-        profile: the chosen profile.
-        reason: one line, e.g. "box 4.10 mm fits the through-plane spectrum best (...)".
-        widths_mm, scores: per shape, the candidate widths and their spectral residuals (RMS of
-            the log-power misfit after the free gain and noise floor; lower is better).
-        best_scores, best_widths_mm: per shape, the minimum residual and its width.
-        frequencies: cycles/mm of the spectra below (the fitted band only).
-        observed, fitted: through-plane power spectrum and the chosen candidate's model spectrum
-            (gain and noise floor applied), on `frequencies`.
-        slice_mm, pixel_mm, segment_length, segments: what was measured; seconds: time taken.
-    """
-
-    profile: SliceProfile
-    reason: str
-    widths_mm: Dict[str, np.ndarray]
-    scores: Dict[str, np.ndarray]
-    best_scores: Dict[str, float]
-    best_widths_mm: Dict[str, float]
-    frequencies: np.ndarray
-    observed: np.ndarray
-    fitted: np.ndarray
-    slice_mm: float
-    pixel_mm: float
-    segment_length: int
-    segments: Dict[str, int]
-    seconds: float
-
-    def to_dict(self) -> Dict:
-        """JSON-ready summary (lists instead of arrays)."""
-        data = {key: getattr(self, key) for key in self.__dataclass_fields__}
-        data["profile"] = self.profile.to_dict()
-        for key in ("widths_mm", "scores"):
-            data[key] = {shape: np.asarray(v).tolist() for shape, v in data[key].items()}
-        for key in ("frequencies", "observed", "fitted"):
-            data[key] = np.asarray(data[key]).tolist()
-        return data
+    return SliceProfile.from_samples(samples, positive_number("pixel_mm", pixel_mm))
 
 
 def output_count(size: int, step: float) -> int:
@@ -204,20 +153,20 @@ def profile_matrix(profile: SliceProfile, pixel_mm: float, step: float, size: in
     `step` input samples (real), output k centred at k * step + (step - 1) / 2, symmetric borders.
     For integer step and box/gaussian it equals `degrade.resampling_matrix` of
     `slice_profile_taps(step, shape, fwhm_mm / pixel_mm)`."""
-    step = _positive("step", step)
+    step = positive_number("step", step)
     count = output_count(size, step)
     if count < 1:
         raise ValueError(f"An axis of {size} samples holds no thick sample of step {step}. "
                          f"Received: size={size}, step={step}")
-    return _sparse_profile_matrix(profile, pixel_mm, step, size).toarray()
+    return sparse_profile_matrix(profile, pixel_mm, step, size).toarray()
 
 
-def _sparse_profile_matrix(profile, pixel_mm, step, size) -> sparse.csr_matrix:
+def sparse_profile_matrix(profile, pixel_mm, step, size) -> sparse.csr_matrix:
     count = output_count(size, step)
     positions, weights = profile.taps(pixel_mm, np.arange(count) * step + (step - 1) / 2.0)
     rows = np.broadcast_to(np.arange(count)[:, None], positions.shape)
     # duplicates (reflected border taps) are summed by the COO -> CSR conversion
-    return sparse.csr_matrix((weights.ravel(), (rows.ravel(), _reflect(positions, size).ravel())),
+    return sparse.csr_matrix((weights.ravel(), (rows.ravel(), reflect_index(positions, size).ravel())),
                              shape=(count, size))
 
 
@@ -234,12 +183,14 @@ def degrade_lines(lines, profile: SliceProfile, step: float, pixel_mm: float = 1
     return out.astype(lines.dtype if lines.dtype.kind == "f" else np.float32)
 
 
-def _reflect(index: np.ndarray, size: int) -> np.ndarray:
+def reflect_index(index: np.ndarray, size: int) -> np.ndarray:
+    """Indices reflected half-sample symmetrically into [0, size) (the border rule of every
+    degradation here: ... 1 0 | 0 1 ... size-1 | size-1 ...)."""
     period = np.mod(index, 2 * size)
     return np.where(period < size, period, 2 * size - 1 - period)
 
 
-def _positive(name, value) -> float:
+def positive_number(name, value) -> float:
     value = float(value)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive number. Received: {name}={value!r}")
@@ -268,242 +219,3 @@ def _measured_fwhm(samples: np.ndarray, spacing: float) -> float:
     right = (last + (samples[last] - half) / (samples[last] - samples[last + 1])
              if last < len(samples) - 1 else last + 0.5)
     return float(max(right - left, 1.0) * spacing)
-
-
-def default_candidates(slice_mm: float, shapes: Sequence[str] = ("box", "gaussian"),
-                       low: float = 0.5, high: float = 2.0, ratio_step: float = 0.05):
-    """Box and Gaussian profiles with widths from `low` to `high` times the slice spacing,
-    `ratio_step` (relative) apart."""
-    count = int(round(math.log(high / low) / math.log1p(ratio_step))) + 1
-    widths = slice_mm * np.geomspace(low, high, count)
-    return [SliceProfile(shape, float(width)) for shape in shapes for width in widths]
-
-
-def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
-                           band: Tuple[float, float] = (0.15, 0.95), noise_floor: bool = False,
-                           box_margin: float = 0.1, max_segments: int = 2000,
-                           seed: int = 0) -> ProfileEstimate:
-    """Estimate the slice profile of a thick-slice volume from its own data.
-
-    SMORE/ESPRESO assumption: the object's statistics are about isotropic. A through-plane line
-    (axis 0) then sees the profile P along itself and full resolution across; an in-plane line of
-    the thick volume sees full resolution along itself and P across (along axis 0). For a
-    candidate C the two are made alike: in-plane lines along one in-plane axis are thickened with C
-    and resampled at the slice spacing (`degrade_lines`); through-plane lines are blurred with C
-    along the other in-plane axis. If C = P both have the same power spectrum. Spectra use the
-    same segment length and window; the candidate with the smallest log-spectrum misfit over
-    `band` (fractions of the through-plane Nyquist), after a free overall gain, wins.
-
-    Args:
-        array: 3-D volume (slices, rows, cols); axis 0 is the low-resolution axis.
-        spacing: (slice_mm, row_mm, col_mm); the slice spacing may be any multiple of the pixel.
-        candidates: SliceProfiles to compare; default `default_candidates(slice_mm)` (5% apart),
-            then widths 2.5% either side of each shape's best.
-        mask: optional boolean foreground of the array's shape; default voxels above 10% of the
-            0.5-99.5 percentile range.
-        band: fitted frequency band as fractions of the through-plane Nyquist frequency.
-        noise_floor: also fit a free white noise floor on the through-plane spectrum.
-        box_margin: a Gaussian wins over the best box only if its residual is lower by more than
-            this fraction. A box of width w and a Gaussian of FWHM ~0.7 w have nearly the same
-            spectrum, and slice-selective excitation gives near-rectangular profiles.
-        max_segments: at most this many line segments per direction (deterministic subsample).
-        seed: seed of that subsample.
-
-    Example:
-        estimate = estimate_slice_profile(volume.array, volume.spacing)
-        print(estimate.reason)
-    """
-    start = time.perf_counter()
-    volume = np.asarray(array, np.float32)
-    if volume.ndim != 3 or not np.isfinite(volume).all():
-        raise ValueError(f"array must be a finite 3-D volume (slices, rows, cols). "
-                         f"Received: shape={volume.shape}")
-    if volume.shape[0] < min(_LENGTHS):
-        raise ValueError(f"A slice profile estimate needs at least {min(_LENGTHS)} slices. "
-                         f"Received: shape={volume.shape}")
-    slice_mm, row_mm, col_mm = (_positive("spacing", s) for s in spacing)
-    refine = candidates is None
-    candidates = default_candidates(slice_mm) if candidates is None else list(candidates)
-    rng = np.random.default_rng(seed)
-    low, high = np.percentile(volume[::max(1, volume.shape[0] // 16)], [0.5, 99.5])
-    volume = (volume - low) / max(high - low, 1e-12)
-    foreground = volume > 0.1 if mask is None else np.asarray(mask, bool)
-    if foreground.shape != volume.shape:
-        raise ValueError(f"mask must have the array's shape {volume.shape}. Received: {foreground.shape}")
-    pixel_mm = min(row_mm, col_mm)
-    reach = max(len(c.kernel(pixel_mm)) for c in candidates) // 2 + 1
-    steps = ((2, col_mm), (1, row_mm))
-    for length in sorted({min(n, volume.shape[0]) for n in _LENGTHS}, reverse=True):
-        through = _through_plane_segments(volume, foreground, (row_mm, col_mm), slice_mm, length, reach,
-                                          max_segments, rng)
-        lines = [_inplane_segments(volume, foreground, axis, pixel, slice_mm, length, max_segments, rng)
-                 for axis, pixel in steps]
-        if through is not None and all(d is not None for d in lines):
-            break
-    else:
-        raise ValueError(f"Too few foreground lines to estimate a slice profile (fewer than "
-                         f"{_MIN_SEGMENTS} segments of {length} slices). Received: shape={volume.shape}")
-    bins = np.arange(length // 2 + 1) / length * 2.0  # fractions of Nyquist
-    keep = (bins >= band[0]) & (bins <= band[1])
-
-    def evaluate(candidate):
-        observed = _through_power(candidate, through, (row_mm, col_mm), slice_mm / pixel_mm, reach)[keep]
-        return _fit(observed, _model_power(candidate, lines, length)[keep], noise_floor) + (observed,)
-
-    fits = [evaluate(c) for c in candidates]
-    if refine:  # a 2.5% grid around each shape's best of the 5% grid
-        for shape in dict.fromkeys(c.shape for c in candidates):
-            best = min((f[0], c.fwhm_mm) for c, f in zip(candidates, fits) if c.shape == shape)[1]
-            extra = [SliceProfile(shape, best * factor) for factor in (1 / 1.025, 1.025)]
-            candidates += extra
-            fits += [evaluate(c) for c in extra]
-    order = np.argsort([c.fwhm_mm for c in candidates], kind="stable")
-    estimate = _summarize([candidates[i] for i in order], [fits[i] for i in order], box_margin)
-    return ProfileEstimate(**estimate, frequencies=bins[keep] / (2.0 * slice_mm), slice_mm=slice_mm,
-                           pixel_mm=pixel_mm, segment_length=length,
-                           segments={"through": len(through[0]), "inplane": sum(len(d[0]) for d in lines)},
-                           seconds=time.perf_counter() - start)
-
-
-def _summarize(candidates, fits, box_margin) -> Dict:
-    """The per-shape curves, the choice (box preferred within `box_margin`) and its reason."""
-    shapes = list(dict.fromkeys(c.shape for c in candidates))
-    widths = {s: np.array([c.fwhm_mm for c in candidates if c.shape == s]) for s in shapes}
-    scores = {s: np.array([f[0] for c, f in zip(candidates, fits) if c.shape == s]) for s in shapes}
-    best_scores = {s: float(scores[s].min()) for s in shapes}
-    best_widths = {s: float(widths[s][np.argmin(scores[s])]) for s in shapes}
-    ranked = [fit[0] * (1.0 - box_margin if c.shape == "box" else 1.0) for c, fit in zip(candidates, fits)]
-    best = int(np.argmin(ranked))
-    chosen = candidates[best]
-    others = ", ".join(f"{s} {best_widths[s]:.2f} mm: {best_scores[s]:.4f}" for s in shapes if s != chosen.shape)
-    prior = (f"; box preferred within {box_margin:.0%}" if chosen.shape == "box" and
-             fits[best][0] > min(best_scores.values()) else "")
-    reason = (f"{chosen.shape} {chosen.fwhm_mm:.2f} mm fits the through-plane spectrum best "
-              f"(residual {fits[best][0]:.4f}" + (f" vs {others}" if others else "") + prior + ")")
-    return dict(profile=chosen, reason=reason, widths_mm=widths, scores=scores, best_scores=best_scores,
-                best_widths_mm=best_widths, observed=fits[best][2], fitted=fits[best][1])
-
-
-def _through_plane_segments(volume, foreground, pixels, slice_mm, length, reach, max_segments, rng):
-    """Segments of `length` along axis 0 whose voxels and in-plane neighbours (one slice spacing
-    either side) are foreground, with the row and col patches around each for the cross-blur
-    (or None if fewer than _MIN_SEGMENTS)."""
-    slices, rows, cols = volume.shape
-    radius = [max(1, int(round(slice_mm / pixel))) for pixel in pixels]
-    inside = ndimage.minimum_filter(foreground, size=(1, 2 * radius[0] + 1, 2 * radius[1] + 1))
-    counts = np.concatenate([np.zeros((1, rows, cols), np.int32), np.cumsum(inside, 0, dtype=np.int32)])
-    starts = np.arange(0, slices - length + 1, max(1, length // 4))
-    index = np.argwhere((counts[starts + length] - counts[starts]) == length)
-    if len(index) < _MIN_SEGMENTS:
-        return None
-    index = index[np.sort(rng.permutation(len(index))[:max_segments])]
-    depth = starts[index[:, 0]][:, None, None] + np.arange(length)[None, :, None]
-    offsets = np.arange(-reach, reach + 1)[None, None, :]
-    row_patch = volume[depth, _reflect(index[:, 1, None, None] + offsets, rows), index[:, 2, None, None]]
-    col_patch = volume[depth, index[:, 1, None, None], _reflect(index[:, 2, None, None] + offsets, cols)]
-    return row_patch.astype(np.float32), col_patch.astype(np.float32)
-
-
-def _through_power(profile, through, pixels, step, reach):
-    """Spectrum of the through-plane segments blurred with `profile` along rows, and along cols
-    (averaged): the cross-blur that in-plane lines of a thick volume carry along axis 0. The blur
-    uses the sub-pixel phases at which the thick samples sit (`step` may be non-integer), so that a
-    box of 4 pixels is the same 4-tap mean here as in the thickening."""
-    phases = np.unique(np.round(np.mod(np.arange(64) * step + (step - 1) / 2.0, 1.0), 2) % 1.0)
-    phases = phases[np.linspace(0, len(phases) - 1, min(len(phases), 3)).round().astype(int)]
-    total = 0.0
-    for patch, pixel in zip(through, pixels):
-        positions, weights = profile.taps(pixel, phases)
-        inside = np.abs(positions) <= reach
-        kernels = np.zeros((len(phases), 2 * reach + 1), np.float32)
-        rows = np.broadcast_to(np.arange(len(phases))[:, None], positions.shape)
-        kernels[rows[inside], positions[inside] + reach] = weights[inside]
-        kernels /= kernels.sum(axis=1, keepdims=True)
-        blurred = (patch.reshape(-1, patch.shape[-1]) @ kernels.T).reshape(patch.shape[0], -1, len(phases))
-        total = total + _power(np.moveaxis(blurred, 2, 1).reshape(-1, blurred.shape[1])) * len(phases)
-    return total / (len(through) * len(phases))
-
-
-def _inplane_segments(volume, foreground, axis, pixel_mm, slice_mm, length, max_segments, rng):
-    """In-plane lines along `axis` with segment starts such that `length` thick samples at the
-    slice spacing lie in the foreground: (lines, line of each segment, starts, pixel_mm, step)."""
-    step = slice_mm / pixel_mm
-    size = volume.shape[axis]
-    count = output_count(size, step)
-    if count < length:
-        return None
-    lines = np.moveaxis(volume, axis, -1).reshape(-1, size)
-    inside = np.moveaxis(foreground, axis, -1).reshape(-1, size)
-    cumulative = np.concatenate([np.zeros((len(inside), 1), np.int32), np.cumsum(inside, 1, dtype=np.int32)], 1)
-    # a thick sample counts as foreground when one slice spacing either side of it is
-    centres = np.arange(count) * step + (step - 1) / 2.0
-    first = np.clip(np.floor(centres - step).astype(int), 0, size - 1)
-    last = np.clip(np.ceil(centres + step).astype(int), 0, size - 1)
-    good = (cumulative[:, last + 1] - cumulative[:, first]) == (last - first + 1)
-    good_counts = np.concatenate([np.zeros((len(good), 1), np.int32), np.cumsum(good, 1, dtype=np.int32)], 1)
-    window = (good_counts[:, length:] - good_counts[:, :-length]) == length  # [lines, starts]
-    window[:, np.arange(window.shape[1]) % max(1, length // 4) != 0] = False
-    segment_line, segment_start = np.nonzero(window)
-    if len(segment_line) < _MIN_SEGMENTS:
-        return None
-    pick = np.sort(rng.permutation(len(segment_line))[:max_segments])
-    used, segment_line = np.unique(segment_line[pick], return_inverse=True)
-    return lines[used].astype(np.float32), segment_line, segment_start[pick], pixel_mm, step
-
-
-def _power(segments):
-    """Mean Hann-windowed power spectrum of mean-removed segments [n, length]."""
-    window = np.hanning(segments.shape[1] + 2)[1:-1]
-    centred = (segments - segments.mean(axis=1, keepdims=True)) * window
-    return np.mean(np.abs(np.fft.rfft(centred, axis=1)) ** 2, axis=0)
-
-
-def _model_power(profile, directions, length):
-    """Spectrum of in-plane segments thickened with `profile` (averaged over directions)."""
-    total = 0.0
-    for lines, segment_line, starts, pixel_mm, step in directions:
-        matrix = _sparse_profile_matrix(profile, pixel_mm, step, lines.shape[1]).astype(np.float32)
-        thick = (matrix @ lines.T).T
-        total = total + _power(thick[segment_line[:, None], starts[:, None] + np.arange(length)])
-    return total / len(directions)
-
-
-def _fit(observed, model, noise_floor):
-    """(RMS log misfit, fitted spectrum) after a free gain and, optionally, a free white floor."""
-    log_observed = np.log(observed)
-    best = None
-    for floor in ((0.0, 0.01, 0.03, 0.1, 0.3) if noise_floor else (0.0,)):
-        shaped = model + floor * model[-1]
-        residual = log_observed - np.log(shaped)
-        gain = residual.mean()
-        score = float(np.sqrt(np.mean((residual - gain) ** 2)))
-        if best is None or score < best[0]:
-            best = (score, shaped * np.exp(gain))
-    return best
-
-
-def plot_profile_estimate(estimate: ProfileEstimate, path) -> None:
-    """Save a two-panel PNG: residual vs width per shape (choice marked), and the observed
-    through-plane spectrum vs the chosen candidate's fitted spectrum."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, (left, right) = pyplot.subplots(1, 2, figsize=(10, 4))
-    for shape in estimate.widths_mm:
-        left.plot(estimate.widths_mm[shape], estimate.scores[shape], label=shape)
-    left.plot([estimate.profile.fwhm_mm], [min(estimate.scores[estimate.profile.shape])], "ko",
-              label=f"chosen: {estimate.profile.describe()}")
-    left.axvline(estimate.slice_mm, color="grey", linestyle=":", label="slice spacing")
-    left.set(xlabel="width (box) / FWHM (gaussian), mm", ylabel="log-spectrum residual (RMS)",
-             title="Slice profile candidates")
-    left.legend(fontsize=8)
-    right.semilogy(estimate.frequencies, estimate.observed, "k.-", label="through-plane (observed)")
-    right.semilogy(estimate.frequencies, estimate.fitted, "r-", label="in-plane, thickened (fitted)")
-    right.set(xlabel="cycles / mm", ylabel="power", title="Spectra in the fitted band")
-    right.legend(fontsize=8)
-    figure.suptitle(estimate.reason, fontsize=8)
-    figure.tight_layout()
-    figure.savefig(str(path), dpi=100)
-    pyplot.close(figure)

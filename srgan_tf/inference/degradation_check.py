@@ -4,7 +4,7 @@ An Exp. 2 model learns to undo the degradation it was trained on: bicubic (the p
 protocol) or a slice profile (`--degradation slice-profile`). Through-plane inputs are blurred
 by the scanner's slice profile, and on real MR the mismatch decides most of the gain (issue
 notes: a Gaussian-trained model loses 1.9 dB on box slices). The input's profile is estimated
-with `data.slice_profile.estimate_slice_profile` and compared by its second moment (a box and
+with `data.profile_estimate.estimate_slice_profile` and compared by its second moment (a box and
 a Gaussian of the same standard deviation are nearly the same blur, and the estimate cannot
 tell them apart reliably).
 """
@@ -37,7 +37,7 @@ def describe_training(trained: dict) -> str:
 def degradation_warning(metadata: dict, volume) -> Optional[str]:
     """A one-line warning when `volume`'s estimated slice profile differs from the model's
     training degradation (None when they agree or the profile cannot be estimated)."""
-    from srgan_tf.data.slice_profile import estimate_slice_profile
+    from srgan_tf.data.profile_estimate import estimate_slice_profile
 
     trained = training_degradation(metadata)
     spacing = volume.spacing

@@ -106,7 +106,7 @@ class SelfSupervisedModel(NamedTuple):
 def train_self_supervised_model(config, run_dir, series, hr_paths, crop, profile, options):
     """Train on the first test volume (the thick slices it is scored on, else its series) with
     the code of `srgan-tf self-supervised`: acquisition model, slice profile, training."""
-    from srgan_tf.evaluation.throughplane import crop_in_plane, simulate_thick_slices
+    from srgan_tf.evaluation.throughplane_volumes import crop_in_plane, simulate_thick_slices
     from srgan_tf.io.reader import read_volume
     from srgan_tf.self_supervised_run import SelfSupervisedOptions, plan_volume, train_volume_model
 
@@ -128,7 +128,7 @@ def train_self_supervised_model(config, run_dir, series, hr_paths, crop, profile
 def given_model(args):
     """The loaded --model (None without one), refused when it cannot do Exp. 3 as asked:
     checked before anything is written."""
-    from srgan_tf.evaluation.throughplane import as_model
+    from srgan_tf.evaluation.throughplane_volumes import as_model
 
     if args.model is None:
         return None
@@ -146,7 +146,7 @@ def given_model(args):
 def supervised_model(config, args, run_dir, timings, model=None):
     """The anisotropic export: --model (`model`, from `given_model`), or an Exp. 2 run trained
     into <run>/exp2."""
-    from srgan_tf.evaluation.throughplane import as_model
+    from srgan_tf.evaluation.throughplane_volumes import as_model
 
     if args.model is None and args.self_supervised:
         return None
@@ -164,7 +164,7 @@ def supervised_model(config, args, run_dir, timings, model=None):
 
 def write_outputs(run_dir, config, model, self_supervised, metrics, figures, timings,
                   profile=None):
-    from srgan_tf.evaluation.throughplane import write_throughplane_report
+    from srgan_tf.evaluation.throughplane_report import write_throughplane_report
 
     if not metrics:
         (run_dir / "metrics.json").write_text(json.dumps({"qualitative_only": True,
@@ -193,7 +193,9 @@ def write_outputs(run_dir, config, model, self_supervised, metrics, figures, tim
 
 
 def run(args):
-    from srgan_tf.evaluation.throughplane import as_model, qualitative_throughplane, score_throughplane
+    from srgan_tf.evaluation.throughplane import score_throughplane
+    from srgan_tf.evaluation.throughplane_report import qualitative_throughplane
+    from srgan_tf.evaluation.throughplane_volumes import as_model
 
     config = config_from_args(args, "exp3")
     given = given_model(args)

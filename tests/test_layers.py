@@ -141,3 +141,25 @@ def test_no_import_cycles():
 def test_cycle_finder():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": {"c"}}) is None
+
+
+# Imports kept for a side effect, not for their names: (module, imported name).
+SIDE_EFFECT_IMPORTS = {("srgan_tf.models", "layers")}  # registers the custom Keras layers
+
+
+def test_no_re_export_facades():
+    # A name imported from srgan_tf and never used is a re-export: import from its home instead.
+    unused = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = module_name(path)
+        tree = ast.parse(path.read_text(), filename=str(path))
+        used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        used |= {node.value.id for node in ast.walk(tree)
+                 if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and _resolve(
+                    module, path.name == "__init__.py", node).startswith("srgan_tf"):
+                unused += [(module, alias.asname or alias.name) for alias in node.names
+                           if (alias.asname or alias.name) not in used
+                           and (module, alias.name) not in SIDE_EFFECT_IMPORTS]
+    assert not unused, f"imported and never used (re-exports?): {unused}"

@@ -29,21 +29,10 @@ import numpy as np
 from srgan_tf.data.pipeline import FOREGROUND_LEVEL
 from srgan_tf.evaluation import metrics as metrics_lib
 from srgan_tf.evaluation.evaluate import write_metrics
-from srgan_tf.evaluation.throughplane_report import (METHOD_LABELS, qualitative_throughplane,
-                                                     save_case_figure, superior_up_of,
-                                                     throughplane_protocol_text, views_figure,
-                                                     write_throughplane_report)
-from srgan_tf.evaluation.throughplane_volumes import (DIRECTION_KEYS, ThroughPlaneCase, as_model,
-                                                      crop_in_plane, cubic_along_slices,
-                                                      reconstruct, simulate_thick_slices)
+from srgan_tf.evaluation.throughplane_report import save_case_figure
+from srgan_tf.evaluation.throughplane_volumes import ThroughPlaneCase, as_model, reconstruct
 from srgan_tf.io.volume import Volume
 
-__all__ = ["score_case", "score_throughplane", "throughplane_protocol",
-           # re-exported from throughplane_volumes and throughplane_report
-           "DIRECTION_KEYS", "ThroughPlaneCase", "as_model", "crop_in_plane", "cubic_along_slices",
-           "reconstruct", "simulate_thick_slices", "METHOD_LABELS", "qualitative_throughplane",
-           "save_case_figure", "superior_up_of", "throughplane_protocol_text", "views_figure",
-           "write_throughplane_report"]
 
 
 def _planes(tissue: np.ndarray, border: int, min_foreground: float, limit: Optional[int]):

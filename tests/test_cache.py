@@ -12,7 +12,8 @@ from srgan_tf.data.cache_format import SCHEMA_VERSION
 from srgan_tf.data.intensity import robust_range
 from srgan_tf.data.prepare import build_cache
 from srgan_tf.data.split import split_patients
-from srgan_tf.io.dicom import read_dicom_tree, write_dicom_series
+from srgan_tf.io.dicom import read_dicom_tree
+from srgan_tf.io.dicom_write import write_dicom_series
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume

@@ -11,7 +11,8 @@ import pytest
 
 from srgan_tf.data.cache import SliceCache
 from srgan_tf.data.prepare import build_cache
-from srgan_tf.io.dicom import read_dicom_tree, write_dicom_series
+from srgan_tf.io.dicom import read_dicom_tree
+from srgan_tf.io.dicom_write import write_dicom_series
 from srgan_tf.io.errors import InputError, InputWarning
 from srgan_tf.io.nifti import read_nifti
 from srgan_tf.io.partial_files import partial_path, remove_stale_partials

@@ -13,7 +13,7 @@ from srgan_tf.inference.exported_model import load_exported
 from srgan_tf.inference.infer import run_infer
 from srgan_tf.inference.tiling import plan_axis, plan_tiles, predict_tiled
 from srgan_tf.inference.volume_sr import super_resolve_volume
-from srgan_tf.io.dicom import write_dicom_series
+from srgan_tf.io.dicom_write import write_dicom_series
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import read_nifti, write_nifti
 from srgan_tf.io.volume import Volume

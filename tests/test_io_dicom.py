@@ -12,7 +12,8 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, JPEGLossless, JPEGLosslessSV1, generate_uid
 
 from srgan_tf.io.dicom import (DEFAULT_SERIES_FILTER, iter_dicom_series, read_dicom_series,
-                               read_dicom_tree, write_dicom_series)
+                               read_dicom_tree)
+from srgan_tf.io.dicom_write import write_dicom_series
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.volume import Volume
 

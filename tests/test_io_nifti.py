@@ -3,7 +3,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from srgan_tf.io.dicom import write_dicom_series
+from srgan_tf.io.dicom_write import write_dicom_series
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import read_nifti, write_nifti
 from srgan_tf.io.reader import read_volume

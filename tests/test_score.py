@@ -9,7 +9,7 @@ from scipy import ndimage
 from srgan_tf.cli import main
 from srgan_tf.evaluation.volume_score import (cubic_baseline, foreground_mask, score_files,
                                               score_volumes, ssim, ssim_map)
-from srgan_tf.io.dicom import write_dicom_series
+from srgan_tf.io.dicom_write import write_dicom_series
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume

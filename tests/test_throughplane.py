@@ -6,7 +6,9 @@ import pytest
 from scipy import ndimage
 
 from srgan_tf.data.degrade import upsample_bicubic
-from srgan_tf.evaluation import throughplane as tp
+from srgan_tf.evaluation.throughplane import score_throughplane
+from srgan_tf.evaluation.throughplane_report import qualitative_throughplane, write_throughplane_report
+from srgan_tf.evaluation.throughplane_volumes import cubic_along_slices, reconstruct, simulate_thick_slices
 from srgan_tf.io.volume import Volume
 
 FACTOR = 2
@@ -49,7 +51,7 @@ class CubicModel:
 
 def test_score_returns_every_method_and_writes_outputs(export_dir, tmp_path):
     volumes = [textured_volume("P1", 0), textured_volume("P2", 1)]
-    scores = tp.score_throughplane(export_dir, volumes, output_dir=tmp_path)
+    scores = score_throughplane(export_dir, volumes, output_dir=tmp_path)
     for method in ("sr", "bicubic", "sr_sagittal", "sr_coronal"):
         entry = scores[method]
         assert entry["patients"] == 2 and entry["slices"] > 0
@@ -64,7 +66,7 @@ def test_score_returns_every_method_and_writes_outputs(export_dir, tmp_path):
 def test_thick_slice_geometry_puts_lr_and_sr_samples_on_hr_slices(export_dir):
     from srgan_tf.inference.volume_sr import sr_geometry
 
-    hr, lr = tp.simulate_thick_slices(textured_volume(shape=(17, 24, 20)), FACTOR)
+    hr, lr = simulate_thick_slices(textured_volume(shape=(17, 24, 20)), FACTOR)
     assert hr.shape == (16, 24, 20) and lr.shape == (8, 24, 20)
     assert lr.spacing == (1.6, 0.8, 0.8)
     np.testing.assert_allclose(lr.origin, np.add(hr.origin, (0, 0, 0.4)))  # (f - 1) / 2 slices
@@ -75,22 +77,22 @@ def test_thick_slice_geometry_puts_lr_and_sr_samples_on_hr_slices(export_dir):
 
 @pytest.mark.parametrize("profile", ["box", "gaussian"])
 def test_cubic_and_sr_reproduce_a_slice_axis_ramp(profile):
-    hr, lr = tp.simulate_thick_slices(ramp_volume(), FACTOR, profile)
-    cubic = tp.cubic_along_slices(lr.array, FACTOR)
+    hr, lr = simulate_thick_slices(ramp_volume(), FACTOR, profile)
+    cubic = cubic_along_slices(lr.array, FACTOR)
     inner = slice(3 * FACTOR, -3 * FACTOR)  # away from the reflected / clamped slab ends
     np.testing.assert_allclose(cubic[inner], hr.array[inner], atol=2e-3)
     shifted = ndimage.zoom(lr.array, (FACTOR, 1, 1), order=3, grid_mode=False)  # corner-aligned
     assert np.abs(shifted[inner] - hr.array[inner]).max() > 0.5  # 250x the tolerance
-    case = tp.reconstruct(ramp_volume(), {"sr": CubicModel()}, FACTOR, profile)
+    case = reconstruct(ramp_volume(), {"sr": CubicModel()}, FACTOR, profile)
     np.testing.assert_allclose(case.outputs["sr"][inner], case.hr[inner], atol=1e-3)
-    scores = tp.score_throughplane(None, [ramp_volume()], factor=FACTOR, profile=profile)
+    scores = score_throughplane(None, [ramp_volume()], factor=FACTOR, profile=profile)
     assert scores["bicubic"]["psnr"] > 50.0
 
 
 def test_average_is_the_mean_of_the_directional_volumes(export_dir):
     from srgan_tf.inference.exported_model import load_exported
 
-    case = tp.reconstruct(textured_volume(), {"sr": load_exported(export_dir)}, FACTOR)
+    case = reconstruct(textured_volume(), {"sr": load_exported(export_dir)}, FACTOR)
     assert case.outputs["sr"].shape == case.hr.shape == (16, 24, 20)
     mean = (case.outputs["sr_coronal"] + case.outputs["sr_sagittal"]) / 2
     np.testing.assert_allclose(case.outputs["sr"], mean, atol=1e-5)
@@ -98,7 +100,7 @@ def test_average_is_the_mean_of_the_directional_volumes(export_dir):
 
 
 def test_extra_models_are_scored_per_patient(export_dir):
-    scores = tp.score_throughplane(export_dir, [textured_volume("P1"), textured_volume("P2", 1)],
+    scores = score_throughplane(export_dir, [textured_volume("P1"), textured_volume("P2", 1)],
                                    extra_models={"sr_self_supervised": {"P2": export_dir}},
                                    max_planes=4)
     assert scores["sr_self_supervised"]["patients"] == 1 and scores["sr"]["patients"] == 2
@@ -107,19 +109,19 @@ def test_extra_models_are_scored_per_patient(export_dir):
 
 def test_factor_must_match_the_model(export_dir):
     with pytest.raises(ValueError, match="Received: factor=4"):
-        tp.score_throughplane(export_dir, [textured_volume()], factor=4)
+        score_throughplane(export_dir, [textured_volume()], factor=4)
     with pytest.raises(ValueError, match="factor is needed"):
-        tp.score_throughplane(None, [textured_volume()])
+        score_throughplane(None, [textured_volume()])
 
 
 def test_qualitative_figures_and_report(export_dir, tmp_path):
     thick = Volume(textured_volume().array[::FACTOR], spacing=(1.6, 0.8, 0.8), patient_id="REAL")
-    paths = tp.qualitative_throughplane(export_dir, [thick], tmp_path, crop=16, save_volumes=True)
+    paths = qualitative_throughplane(export_dir, [thick], tmp_path, crop=16, save_volumes=True)
     assert paths == [tmp_path / "figures" / "REAL_real.png"] and paths[0].is_file()
     assert (tmp_path / "volumes" / "REAL_sr.nii.gz").is_file()
-    scores = tp.score_throughplane(export_dir, [textured_volume()], max_planes=4)
-    report = tp.write_throughplane_report(tmp_path, "Exp. 3", scores, figures=paths).read_text()
+    scores = score_throughplane(export_dir, [textured_volume()], max_planes=4)
+    report = write_throughplane_report(tmp_path, "Exp. 3", scores, figures=paths).read_text()
     assert "SR sagittal only" in report and "Cubic (slice axis)" in report
     assert "figures/REAL_real.png" in report and "Border crop" in report
-    empty = tp.write_throughplane_report(tmp_path / "q", "Exp. 3", {}).read_text()
+    empty = write_throughplane_report(tmp_path / "q", "Exp. 3", {}).read_text()
     assert "only the qualitative part" in empty

@@ -9,11 +9,7 @@ The painting primitives (random fields, antialiased shapes, `Canvas`) are in
 """
 import numpy as np
 
-from srgan_tf.data.phantom_canvas import (Canvas, _membership, _offsets, blob,
-                                          random_field, wobble)
-
-__all__ = ["render_pelvis", "tissue_levels",
-           "Canvas", "blob", "random_field", "wobble"]  # the last four: re-exported
+from srgan_tf.data.phantom_canvas import Canvas, blob, wobble
 
 # Relative T2 TSE signal of each tissue before the patient's gain (scanner units).
 _TISSUES = {
@@ -129,11 +125,10 @@ def _levator(canvas, level, rng, prostate, muscle):
         return
     index, block = found
     rise = np.maximum(block[0] - bottom, 0.0)
-    du, dv, dw = _offsets(block, centre, 0.0)
     open_front = np.clip((block[2] + 0.1 * b) / 8.0, 0.0, 1.0)
     for value, inset in ((muscle, 0.0), (_fat(canvas, level), thickness)):
         semi = (22 + 0.3 * rise - inset, 19 + 0.12 * rise - inset, None)
-        membership = _membership(du, dv, dw, semi, canvas.edge, 2, 1.0) * open_front
+        membership = blob(block, centre, semi, edge=canvas.edge) * open_front
         canvas.paint(index, membership, value(index))
 
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from srgan_tf.data.phantom import render_pelvis
 from srgan_tf.data.phantom_canvas import random_field
-from srgan_tf.io.dicom import write_dicom_series
+from srgan_tf.io.dicom_write import write_dicom_series
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume

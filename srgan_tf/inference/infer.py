@@ -167,7 +167,7 @@ def write_outputs(volume, source, output_path, dicom_output=None) -> int:
             dicom_output.parent.mkdir(parents=True, exist_ok=True)
             staging = dicom_output.with_name(
                 f".{dicom_output.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-            from srgan_tf.io.dicom import write_dicom_series
+            from srgan_tf.io.dicom_write import write_dicom_series
 
             files = write_dicom_series(volume, staging, derived=True, reference=source,
                                        series_description=volume.series_description)

@@ -1,7 +1,8 @@
 """Read DICOM MR series of a folder tree into `Volume`s; bad files are skipped with a reason.
 
-Every file's header is parsed once (without pixels); only the series that are kept have
-their pixel data read, straight from the offset the header pass recorded.
+Every file's header is parsed once (without pixels, `dicom_scan`); only the series that are
+kept have their pixel data read (`dicom_series`), straight from the offset the header pass
+recorded. Writing a series is `dicom_write.write_dicom_series`.
 """
 import os
 import re
@@ -9,11 +10,8 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 from tqdm.auto import tqdm
 
-from srgan_tf.io.dicom_scan import (  # noqa: F401  (public re-exports)
-    CARRIED_TAGS, SliceHeader, read_header, scan_dicom_headers)
-from srgan_tf.io.dicom_series import (  # noqa: F401  (public re-exports)
-    MissingSlice, PartialSeries, load_series, read_series)
-from srgan_tf.io.dicom_write import write_dicom_series  # noqa: F401  (public re-export)
+from srgan_tf.io.dicom_scan import SliceHeader, scan_dicom_headers
+from srgan_tf.io.dicom_series import PartialSeries, load_series, read_series
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.volume import Volume
 

@@ -15,7 +15,7 @@ from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 from tqdm.auto import tqdm
 
-from srgan_tf.io.errors import InputError
+from srgan_tf.io.errors import InputError, error_summary
 
 # Tags a derived series carries over (patient, study, frame of reference, acquisition).
 CARRIED_TAGS = (
@@ -31,7 +31,7 @@ CARRIED_TAGS = (
 _PIXEL_TAGS = ("SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated", "BitsStored",
                "HighBit", "PixelRepresentation")
 _REQUIRED = ("Rows", "Columns", "PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient")
-_PIXEL_DATA, _FLOAT_PIXEL_DATA = 0x7FE00010, (0x7FE00008, 0x7FE00009)
+PIXEL_DATA_TAG, _FLOAT_PIXEL_DATA = 0x7FE00010, (0x7FE00008, 0x7FE00009)
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -74,10 +74,6 @@ def _plain(value):
     return None
 
 
-def _one_line(error: Exception) -> str:
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"
-
-
 def _floats(value, count: int) -> Tuple[float, ...]:
     values = tuple(float(v) for v in (value if isinstance(value, (MultiValue, list)) else [value]))
     if len(values) != count:
@@ -104,11 +100,11 @@ def _open_header(path: str) -> Tuple[Dataset, int, int]:
             raise InputError(path, "not a DICOM file (no 'DICM' marker after the 128-byte "
                                    "preamble)") from None
         except Exception as error:  # pydicom raises many types on corrupt headers
-            raise InputError(path, f"unreadable DICOM header ({_one_line(error)})")
+            raise InputError(path, f"unreadable DICOM header ({error_summary(error)})")
         offset = stream.tell()
         head = stream.read(4)
     if ds.file_meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian:
-        return ds, -1, _PIXEL_DATA  # offsets refer to the inflated stream; dcmread it later
+        return ds, -1, PIXEL_DATA_TAG  # offsets refer to the inflated stream; dcmread it later
     tag = 0
     if len(head) == 4:
         order = "<" if ds.original_encoding[1] is not False else ">"
@@ -147,7 +143,7 @@ def read_header(path: str, known_series=()) -> SliceHeader:
     # missing (and whether another file holds the same one).
     if tag in _FLOAT_PIXEL_DATA:
         header.unreadable = "float pixel data is not supported (expected PixelData)"
-    elif tag != _PIXEL_DATA:
+    elif tag != PIXEL_DATA_TAG:
         header.unreadable = "DICOM without pixel data (no PixelData element)"
     try:
         header.rows, header.cols = int(ds.Rows), int(ds.Columns)

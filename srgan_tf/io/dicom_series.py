@@ -15,8 +15,8 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_dataset
 
-from srgan_tf.io.dicom_scan import _PIXEL_DATA, SliceHeader, _one_line
-from srgan_tf.io.errors import InputError
+from srgan_tf.io.dicom_scan import PIXEL_DATA_TAG, SliceHeader
+from srgan_tf.io.errors import InputError, error_summary
 from srgan_tf.io.volume import Volume
 
 
@@ -64,12 +64,12 @@ def _pixel_error(header: SliceHeader, error: Optional[Exception]) -> InputError:
         decoders = ("a decoder such as pylibjpeg (with pylibjpeg-libjpeg and pylibjpeg-openjpeg)"
                     " or python-gdcm")
         problem = (f"no decoder for it is installed; install {decoders}" if error is None else
-                   f"decoding failed ({_one_line(error)}); the data may be corrupt, or try "
+                   f"decoding failed ({error_summary(error)}); the data may be corrupt, or try "
                    f"{decoders}")
         return InputError(header.path, (
             f"pixel data uses the compressed transfer syntax {syntax.name} ({syntax}) and "
             f"{problem}, or decompress the files (gdcmconv --raw)"))
-    return InputError(header.path, f"unreadable pixel data ({_one_line(error)})")
+    return InputError(header.path, f"unreadable pixel data ({error_summary(error)})")
 
 
 def read_pixels(header: SliceHeader) -> np.ndarray:
@@ -93,9 +93,9 @@ def read_pixels(header: SliceHeader) -> np.ndarray:
         ds.Rows, ds.Columns = header.rows, header.cols
         for keyword, value in header.pixel_tags.items():
             setattr(ds, keyword, value)
-        if _PIXEL_DATA not in pixel_ds:
+        if PIXEL_DATA_TAG not in pixel_ds:
             raise InputError(header.path, "DICOM without pixel data (no PixelData element)")
-        ds[_PIXEL_DATA] = pixel_ds[_PIXEL_DATA]
+        ds[PIXEL_DATA_TAG] = pixel_ds[PIXEL_DATA_TAG]
         image = ds.pixel_array
     except InputError:
         raise

@@ -69,6 +69,23 @@ def test_predict_fn_equal_to_bicubic_scores_like_bicubic(cache_path, tmp_path):
         assert patient["slices"] >= 1 and set(METRIC_NAMES) <= set(patient["sr"])
 
 
+def test_the_protocol_names_the_degradation_the_lr_was_made_with(cache_path):
+    import dataclasses
+
+    from srgan_tf.evaluation.report import protocol_text
+
+    thick = dataclasses.replace(DATA, degradation="slice-profile", slice_profile="gaussian")
+    result = evaluate_model(bicubic_predict, cache_path, scale_hw=SCALE_HW, data_config=thick,
+                            max_slices_per_patient=1)
+    assert "gaussian slice profile" in result["protocol"]["degradation"]
+    assert "gaussian slice profile" in protocol_text(result["protocol"])  # report.md's words
+    bicubic = evaluate_model(bicubic_predict, cache_path, scale_hw=SCALE_HW, data_config=DATA,
+                             max_slices_per_patient=1)
+    assert "bicubic" in bicubic["protocol"]["degradation"]
+    # the LR really differs: the same bicubic upsampling scores differently on it
+    assert result["bicubic"]["psnr"] != pytest.approx(bicubic["bicubic"]["psnr"])
+
+
 def test_several_models_share_slices(cache_path, tmp_path):
     models = {"srresnet": nearest_predict, "sr": bicubic_predict}
     result = evaluate_model(models, cache_path, scale_hw=SCALE_HW, data_config=DATA,

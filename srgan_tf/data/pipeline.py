@@ -148,6 +148,15 @@ def lr_images(hr, data_config) -> tf.Tensor:
     return degrade(hr, data_config.scale_hw)
 
 
+def describe_lr(data_config) -> str:
+    """`lr_images`' rule for `data_config` in words (metrics.json protocols, reports)."""
+    if data_config.mode == "aniso" and data_config.degradation == "slice-profile":
+        return (f"thick slices along the height: {data_config.slice_profile} slice profile, "
+                f"thickness {data_config.slice_thickness_ratio:g} x the spacing of x"
+                f"{data_config.scale} (srgan_tf.data.degrade.slice_profile_degrade)")
+    return "antialiased bicubic downsampling (srgan_tf.data.degrade.degrade)"
+
+
 def list_candidates(cache_path, split: str) -> Candidates:
     """Every slice of the split's series, in cache order."""
     with SliceCache(cache_path) as cache:

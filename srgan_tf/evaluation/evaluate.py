@@ -119,12 +119,13 @@ def _evaluate(predictors, sources, cache_path, *, split, scale_hw, data_config, 
               max_slices_per_patient, output_dir, figures, progress):
     from tqdm.auto import tqdm
 
-    from srgan_tf.data.degrade import degrade, upsample_bicubic
+    from srgan_tf.data.degrade import upsample_bicubic
     from srgan_tf.data.pipeline import lr_images
 
-    slices = data_config or DataConfig()  # the training pipeline's HR slices; defaults in config.py
-    hr_size, min_foreground = slices.hr_size, slices.min_foreground
     scale_hw = tuple(int(s) for s in scale_hw)
+    # the training pipeline's HR slices and LR (without a config: config.py's defaults, bicubic)
+    slices = data_config or DataConfig(mode=mode_of(scale_hw), scale=scale_hw[0])
+    hr_size, min_foreground = slices.hr_size, slices.min_foreground
     if hr_size % scale_hw[0] or hr_size % scale_hw[1]:
         raise ValueError(f"hr_size must be divisible by the scale. Received: hr_size={hr_size}, "
                          f"scale_hw={scale_hw}")
@@ -140,9 +141,7 @@ def _evaluate(predictors, sources, cache_path, *, split, scale_hw, data_config, 
         hr_all = hr_all[_evenly_spaced(len(hr_all), max_slices_per_patient)]
         for start in range(0, len(hr_all), batch_size):
             hr = hr_all[start:start + batch_size]
-            # The LR the model was trained on (slice-profile models: thick slices).
-            lr = (lr_images(hr, data_config) if data_config is not None
-                  else degrade(hr, scale_hw)).numpy()
+            lr = lr_images(hr, slices).numpy()  # slice-profile models: thick slices
             outputs = {"bicubic": upsample_bicubic(lr, scale_hw).numpy()}
             outputs.update({name: predict(lr) for name, predict in predictors.items()})
             for method in methods:
@@ -157,8 +156,8 @@ def _evaluate(predictors, sources, cache_path, *, split, scale_hw, data_config, 
                 figure_paths.append(_save_figure(Path(output_dir) / "figures", patient, hr, lr,
                                                  outputs, middle))
     result = {method: metrics_lib.summarize_patients(scores[method]) for method in methods}
-    result["protocol"] = _protocol(split, scale_hw, hr_size, border, max_slices_per_patient,
-                                   min_foreground, cache_path, sources)
+    result["protocol"] = _protocol(split, scale_hw, slices, border, max_slices_per_patient,
+                                   cache_path, sources)
     result["per_patient"] = {
         patient: {"slices": len(scores["bicubic"][patient]),
                   **{method: metrics_lib.patient_mean(scores[method][patient]) for method in methods}}
@@ -178,7 +177,10 @@ def write_metrics(result: dict, output_dir=None, figure_paths=()) -> dict:
     return result
 
 
-def _protocol(split, scale_hw, hr_size, border, max_slices, min_foreground, cache_path, sources):
+def _protocol(split, scale_hw, slices, border, max_slices, cache_path, sources):
+    from srgan_tf.data.pipeline import describe_lr
+
+    hr_size, min_foreground = slices.hr_size, slices.min_foreground
     protocol = metrics_lib.metric_protocol()
     protocol.update({
         "split": split, "scale_hw": list(scale_hw),
@@ -186,7 +188,7 @@ def _protocol(split, scale_hw, hr_size, border, max_slices, min_foreground, cach
         "hr_size": hr_size, "border": border, "border_rule": "max(scale_h, scale_w) px per side",
         "mask": None, "min_foreground": min_foreground, "max_slices_per_patient": max_slices,
         "hr": "pipeline.prepare_slices: normalised [-1, 1], centred hr_size crop",
-        "degradation": "srgan_tf.data.degrade.degrade (antialiased bicubic)",
+        "degradation": describe_lr(slices),
         "bicubic": "srgan_tf.data.degrade.upsample_bicubic of the same LR",
         "clipping": "outputs clipped to [-1, 1] before scoring",
         "averaging": "slices -> mean per patient -> mean and std over patients",

@@ -54,9 +54,9 @@ def protocol_text(protocol: Optional[dict] = None) -> str:
         f"than {100 * protocol.get('min_foreground', 0.05):g}% of pixels above -0.9 (tissue) are "
         "skipped, as in training."
         + selection_text,
-        "- **Degradation**: LR = `srgan_tf.data.degrade.degrade(hr, scale_hw)` (antialiased bicubic "
-        "downsampling, the same op used for training); bicubic baseline = "
-        "`upsample_bicubic(lr, scale_hw)` of that same LR." + setting,
+        f"- **Degradation**: LR = {protocol.get('degradation') or 'the training degradation'}, "
+        "the op the model was trained with (`srgan_tf.data.pipeline.lr_images`); bicubic "
+        "baseline = `upsample_bicubic(lr, scale_hw)` of that same LR." + setting,
         "- **Data range**: 2.0 (metrics on the [-1, 1] images; SR and bicubic outputs clipped to "
         "[-1, 1], the HR range).",
         f"- **Border crop**: {border_text} removed from every side before scoring (BasicSR's "

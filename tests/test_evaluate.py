@@ -104,6 +104,8 @@ def test_callable_needs_scale_and_split_needs_series(cache_path):
         evaluate_model(bicubic_predict, cache_path)
     with pytest.raises(ValueError, match="HR shape"):
         evaluate_model(lambda lr: lr, cache_path, data_config=DATA)
+    with pytest.raises(ValueError, match="data config makes LR"):  # LR of another factor
+        evaluate_model(bicubic_predict, cache_path, scale_hw=(2, 1), data_config=DATA)
 
 
 def test_export_directory_is_loaded_and_metrics_land_in_the_run_dir(cache_path, tmp_path):

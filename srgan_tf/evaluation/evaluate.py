@@ -123,6 +123,10 @@ def _evaluate(predictors, sources, cache_path, *, split, scale_hw, data_config, 
     from srgan_tf.data.pipeline import lr_images
 
     scale_hw = tuple(int(s) for s in scale_hw)
+    if data_config is not None and tuple(data_config.scale_hw) != scale_hw:
+        raise ValueError(f"the models upsample by {scale_hw}, but the data config makes LR for "
+                         f"{tuple(data_config.scale_hw)}. Received: scale_hw={scale_hw}, "
+                         f"data_config.scale_hw={tuple(data_config.scale_hw)}")
     # the training pipeline's HR slices and LR (without a config: config.py's defaults, bicubic)
     slices = data_config or DataConfig(mode=mode_of(scale_hw), scale=scale_hw[0])
     hr_size, min_foreground = slices.hr_size, slices.min_foreground

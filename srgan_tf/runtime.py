@@ -12,7 +12,7 @@ import tempfile
 # Start-up lines TensorFlow's C++ side prints on every import (before its log level applies) and
 # at the first device query of a machine without a GPU driver: information a user reads as
 # errors ("E0000 ... failed call to cuInit"). Anything else on stderr is passed through.
-_STARTUP_NOISE = re.compile(
+STARTUP_NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|I\d{4} [\d:.]+ +\d+ \S+\] .*"
     r"|E\d{4} [\d:.]+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit.*"
@@ -29,7 +29,7 @@ def quiet_tensorflow_logs() -> None:
 
 def start_tensorflow():
     """Imports TensorFlow and queries its devices once, dropping only the known start-up noise
-    (`_STARTUP_NOISE`) from stderr; Python warnings and real errors still show.
+    (`STARTUP_NOISE`) from stderr; Python warnings and real errors still show.
 
     With TF_CPP_MIN_LOG_LEVEL=0 nothing is filtered.
 
@@ -79,7 +79,7 @@ class _filtered_stderr:
         self._capture.seek(0)
         text = self._capture.read().decode("utf-8", "replace")
         self._capture.close()
-        kept = [line for line in text.splitlines() if not _STARTUP_NOISE.match(line)]
+        kept = [line for line in text.splitlines() if not STARTUP_NOISE.match(line)]
         if kept:
             sys.stderr.write("\n".join(kept) + "\n")
             sys.stderr.flush()

@@ -268,7 +268,7 @@ def test_infer_clips_to_the_input_range_and_removes_stale_partials(tmp_path, cap
 
 
 def test_startup_noise_filter_keeps_real_messages():
-    from srgan_tf.runtime import _STARTUP_NOISE
+    from srgan_tf.runtime import STARTUP_NOISE
 
     noise = [
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
@@ -279,8 +279,8 @@ def test_startup_noise_filter_keeps_real_messages():
     kept = ["<string>:6: UserWarning: a real warning",
             "E0000 00:00:1796005968.340602    7137 some_op.cc:52] a real error",
             "W0000 00:00:1796005968.340602    7137 other.cc:1] a real warning"]
-    assert all(_STARTUP_NOISE.match(line) for line in noise)
-    assert not any(_STARTUP_NOISE.match(line) for line in kept)
+    assert all(STARTUP_NOISE.match(line) for line in noise)
+    assert not any(STARTUP_NOISE.match(line) for line in kept)
 
 
 def test_one_home_for_names_and_ranges():

@@ -17,7 +17,7 @@ from srgan_tf.data.cache_format import (PATIENTS_GROUP, READABLE_SCHEMA_VERSIONS
 from srgan_tf.data.intensity import normalize
 from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER
 from srgan_tf.io.dicom_series import MissingSlice
-from srgan_tf.io.errors import InputError
+from srgan_tf.io.errors import InputError, error_summary
 from srgan_tf.io.volume import Volume
 
 @dataclass
@@ -76,8 +76,8 @@ class SliceCache:
                            for side in ("train", "test")}
         except (KeyError, TypeError, ValueError) as error:
             self.close()
-            raise InputError(self.path, f"corrupt srgan-tf cache ({type(error).__name__}: "
-                                        f"{error}); rebuild it with `srgan-tf prepare`") from None
+            raise InputError(self.path, f"corrupt srgan-tf cache ({error_summary(error)}); "
+                                        "rebuild it with `srgan-tf prepare`") from None
 
     def __enter__(self) -> "SliceCache":
         return self

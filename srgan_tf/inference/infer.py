@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from srgan_tf.config import INFERENCE_MODE_OF, INFERENCE_MODES, INFERENCE_PRECISIONS
-from srgan_tf.io.errors import InputError
+from srgan_tf.io.errors import InputError, error_summary
 from srgan_tf.io.nifti import is_nifti_path, write_nifti
 from srgan_tf.io.reader import read_volume
 from srgan_tf.runtime import native_bfloat16, start_tensorflow
@@ -55,8 +55,7 @@ def read_input_volume(input_path, mode: str = "through-plane"):
     except InputError:
         raise
     except Exception as error:  # a reader failure the io layer did not classify: still one line
-        raise InputError(input_path, f"cannot read a volume "
-                                     f"({type(error).__name__}: {error})") from None
+        raise InputError(input_path, f"cannot read a volume ({error_summary(error)})") from None
     if mode in ("through-plane", "self-supervised") and volume.shape[0] < 2:
         raise InputError(input_path, f"a single slice (shape {volume.shape}); through-plane SR "
                                      "needs a volume of at least 2 slices")

@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from srgan_tf.io.errors import InputError, InputWarning
+from srgan_tf.io.errors import InputError, InputWarning, error_summary
 from srgan_tf.io.volume import Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -105,8 +105,7 @@ def _load(path: Path):
     except InputError:
         raise
     except Exception as error:  # nibabel/gzip/zlib raise many types on corrupt files
-        raise InputError(path, f"not a readable NIfTI file ({type(error).__name__}: "
-                               f"{' '.join(str(error).split())})") from None
+        raise InputError(path, f"not a readable NIfTI file ({error_summary(error)})") from None
     return data, affine, image.header
 
 

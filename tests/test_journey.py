@@ -315,3 +315,23 @@ def test_resume_with_other_settings_keeps_the_runs_config(exp2_run, training_cac
     metadata = json.loads((run_dir / "export" / "metadata.json").read_text())
     assert metadata["config"]["data"]["degradation"] == "bicubic"
 
+
+
+def test_infer_reads_the_mode_from_the_exp2_export(exp2_run, tmp_path, capsys):
+    from srgan_tf.cli import main
+    from srgan_tf.io.nifti import read_nifti, write_nifti
+    from srgan_tf.io.volume import Volume
+
+    rng = np.random.default_rng(2)
+    coarse = rng.uniform(100, 1000, (6, 4, 4, 1)).astype(np.float32)
+    thick = Volume(tf.image.resize(coarse, (32, 32)).numpy()[..., 0], (3.0, 0.5, 0.5),
+                   patient_id="T1", series_description="t2_tse_tra")
+    source = write_nifti(thick, tmp_path / "thick.nii.gz")
+    output = tmp_path / "sr.nii.gz"
+    assert main(["infer", "--model", str(exp2_run / "export"), "--input", str(source),
+                 "--output", str(output)]) == 0  # no --mode: the export says aniso
+    assert "mode: through-plane" in capsys.readouterr().out
+    sr = read_nifti(output)  # x4 along the slices, the slice plane untouched
+    assert sr.shape == (24, 32, 32)
+    np.testing.assert_allclose(sr.spacing, (0.75, 0.5, 0.5), rtol=1e-5)
+    assert np.isfinite(sr.array).all()

@@ -295,8 +295,8 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
 
     config.data.cache = str(cache)
     config.output_dir = str(run_dir)
+    extractor = resolve_content_loss(config, using_sample)  # may refuse: nothing written yet
     run_dir.mkdir(parents=True, exist_ok=True)
-    extractor = resolve_content_loss(config, using_sample)
     result = train_and_export(config, run_dir, resume=resume, content_extractor=extractor)
     metrics = {}
     if evaluate and result.chief:  # a multi-worker run's other workers export nothing

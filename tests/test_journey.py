@@ -226,10 +226,6 @@ def test_user_cache_without_vgg_weights_stops_in_one_line(training_cache, tmp_pa
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="run_experiment creates the run directory before "
-                   "resolve_content_loss refuses the missing VGG weights: the exit-2 refusal "
-                   "leaves an empty --output directory behind (every other refusal leaves "
-                   "nothing, tests/test_cli_errors.py)")
 def test_user_cache_without_vgg_weights_leaves_nothing_behind(training_cache, tmp_path):
     assert _exp1_without_vgg_weights(training_cache, tmp_path) == 2
     assert not (tmp_path / "run").exists()

@@ -88,11 +88,6 @@ def test_killed_training_resumes_to_a_complete_run(training_cache, tmp_path):
     assert _leftovers(run_dir) == []
 
 
-@pytest.mark.xfail(strict=True, reason="the epoch-end checkpoint is saved before the epoch's "
-                   "history.csv row (EpochCheckpoint precedes HistoryCSV among the callbacks): "
-                   "a training stopped between the two (Ctrl-C, or SIGKILL, which "
-                   "test_killed_training_resumes_to_a_complete_run hit once when polling the "
-                   "checkpoint alone) resumes after that epoch and history.csv never gets its row")
 def test_stopped_right_after_a_checkpoint_keeps_that_epochs_history(training_cache, tmp_path,
                                                                      monkeypatch):
     run_dir = tmp_path / "run"

@@ -227,7 +227,9 @@ def _fit_phases(model, config, cache, workspace, state, epochs_done, strategy, p
     pretrain_end = config.train.pretrain_epochs
     total = pretrain_end + config.train.adversarial_epochs
     directory = workspace.directory
-    callbacks = [EpochCheckpoint(state), HistoryCSV(directory / "history.csv"),
+    # The history row before the checkpoint: a run stopped between the two resumes from the
+    # previous checkpoint and drops the row (truncate_history); the other order lost the row.
+    callbacks = [HistoryCSV(directory / "history.csv"), EpochCheckpoint(state),
                  TensorBoardLogger(directory / "logs", (val_lr, val_hr), config.data.scale_hw),
                  EpochLog(workspace.note, total)]
     calibration = None

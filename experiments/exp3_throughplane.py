@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from srgan_tf.config import SLICE_PROFILES, ConfigError, Range
-from srgan_tf.experiment import (HelpFormatter, add_experiment_arguments, config_from_args,
-                                 default_run_dir, number_type, resolve_cache, run_experiment,
-                                 run_main)
+from srgan_tf.arguments import (HelpFormatter, add_experiment_arguments, config_from_args,
+                                number_type)
+from srgan_tf.experiment import default_run_dir, resolve_cache, run_experiment, run_main
 
 # Heavy modules (TensorFlow, the evaluation layer) are imported inside functions: --help and a
 # bad flag answer at once.
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(parser, args) -> None:
-    if args.mode != "aniso":
+    if args.mode not in (None, "aniso"):
         parser.error("Exp. 3 needs an anisotropic (height-only) model: use --mode aniso")
 
 

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from srgan_tf import config as config_lib
-from srgan_tf.experiment import add_experiment_arguments, config_from_args, run_experiment
+from srgan_tf.arguments import add_experiment_arguments, config_from_args
+from srgan_tf.experiment import run_experiment
 
 COLUMNS = ("psnr", "ssim", "hfen", "background_pct", "stripe_pct", "stripe2_pct")
 

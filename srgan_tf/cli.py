@@ -38,9 +38,10 @@ def cmd_info(args):
 
 def cmd_train(args):
     from srgan_tf.config import EXPERIMENT_OF_MODE
-    from srgan_tf.experiment import config_from_args, run_experiment
+    from srgan_tf.arguments import config_from_args, default_mode
+    from srgan_tf.experiment import run_experiment
 
-    config = config_from_args(args, EXPERIMENT_OF_MODE[args.mode])
+    config = config_from_args(args, EXPERIMENT_OF_MODE[args.mode or default_mode("exp2")])
     run_experiment(config, resume=args.resume, sample_root=args.sample_root,
                    evaluate=not args.no_evaluate)
 
@@ -101,7 +102,7 @@ def cmd_self_supervised(args):
 
 def add_command(commands, name: str, func, help: str, tensorflow: bool = True):
     """A subcommand whose --help shows `help` as its description and every default."""
-    from srgan_tf.experiment import HelpFormatter
+    from srgan_tf.arguments import HelpFormatter
 
     parser = commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
                                  formatter_class=HelpFormatter)
@@ -111,7 +112,7 @@ def add_command(commands, name: str, func, help: str, tensorflow: bool = True):
 
 def build_parser() -> argparse.ArgumentParser:
     from srgan_tf.config import INFERENCE_MODES, INFERENCE_PRECISIONS, RANGES, Range
-    from srgan_tf.experiment import add_experiment_arguments, number_type
+    from srgan_tf.arguments import add_experiment_arguments, number_type
 
     parser = argparse.ArgumentParser(prog="srgan-tf", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"srgan-tf {__version__}")

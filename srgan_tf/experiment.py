@@ -1,21 +1,21 @@
-"""What `srgan-tf train` and `experiments/exp*.py` share: flags -> config, data, VGG policy, run dir.
+"""What `srgan-tf train` and `experiments/exp*.py` run: data, VGG policy, run dir, train ->
+export -> evaluate, and `run_main`, every entry point's error handling.
 
-Entry points stay thin: they parse arguments with `add_experiment_arguments`, build the config
-with `config_from_args` and call `run_experiment`.
+Entry points stay thin: they parse arguments with `arguments.add_experiment_arguments`, build
+the config with `arguments.config_from_args` and call `run_experiment`.
 """
 import argparse
 import datetime
 import logging
-import re
 import sys
 from pathlib import Path
 
 from srgan_tf import config as config_lib
+from srgan_tf.arguments import (DEFAULT_SAMPLE_ROOT, HelpFormatter, add_experiment_arguments,
+                                config_from_args)
 from srgan_tf.io.errors import InputError
 
 log = logging.getLogger("srgan_tf")
-
-DEFAULT_SAMPLE_ROOT = Path("data") / "sample"
 
 OFFLINE_WARNING = """
 ==============================================================================
@@ -25,129 +25,6 @@ instead of the paper's VGG54 content loss. This run's config.json, export metada
 report record content_loss = "mse". To train with VGG54, see the README ("VGG19 weights").
 ==============================================================================
 """
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows "(default: X)" after a flag's help, except where there is no default to show."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False) or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
-
-def number_type(kind, allowed: config_lib.Range):
-    """argparse `type=` for an int or float flag that must lie in `allowed`: a bad value stops
-    at parse time with the flag's name and the range (exit 2)."""
-    noun = "an integer" if kind is int else "a number"
-
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {noun}. Received: {text!r}") from None
-        if value not in allowed:
-            raise argparse.ArgumentTypeError(f"must be {noun} {allowed.text()}. Received: {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-# Flags whose values are names: their allowed names come from config.py.
-_CHOICES = {"content_loss": config_lib.CONTENT_LOSSES, "strategy": config_lib.STRATEGIES,
-            "precision": config_lib.PRECISIONS, "degradation": config_lib.DEGRADATIONS,
-            "slice_profile": config_lib.SLICE_PROFILES}
-_INTERNAL = ("content_loss_note",)  # written by the run itself, not a knob
-
-
-def add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) -> None:
-    """Flags for every knob of `ExperimentConfig`; defaults come from the chosen preset."""
-    # Exp. 1 is iso; Exp. 2, Exp. 3 and every other run default to the paper's main (aniso) model.
-    default_mode = "iso" if experiment == config_lib.EXPERIMENT_OF_MODE["iso"] else "aniso"
-    parser.usage = "%(prog)s [options]"  # the full list is 40 flags: errors stay readable
-    parser.add_argument("--cache", help="HDF5 slice cache from `srgan-tf prepare`; "
-                        "default: the built-in synthetic sample (generated once)")
-    parser.add_argument("--preset", choices=("quick", "paper"),
-                        help="named config; default: quick without --cache, paper with it")
-    parser.add_argument("--mode", choices=config_lib.MODES, default=default_mode,
-                        help="iso: both axes (Exp. 1); aniso: height only (Exp. 2)")
-    if experiment == "exp3":  # a given model fixes the factor: no default that could contradict it
-        parser.add_argument("--scale", type=int, choices=config_lib.SCALES,
-                            help="downsampling factor (default: the --model's, else 4)")
-    else:
-        parser.add_argument("--scale", type=int, choices=config_lib.SCALES, default=4,
-                            help="downsampling factor")
-    parser.add_argument("--output", metavar="RUN_DIR",
-                        help="run directory; default: runs/<experiment>-<mode>-<scale>x-<time>, "
-                             "e.g. runs/exp2-aniso-4x-20250101-120000")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the last checkpoint in --output")
-    parser.add_argument("--sample-root", default=str(DEFAULT_SAMPLE_ROOT),
-                        help="where the built-in sample is generated and cached")
-    group = parser.add_argument_group("config overrides (default: the preset's value, shown "
-                                      "as quick / paper)")
-    presets = [config_lib.preset(name, experiment=experiment, mode=default_mode)
-               for name in ("quick", "paper")]
-    for section, cls in (("data", config_lib.DataConfig), ("model", config_lib.ModelConfig),
-                         ("loss", config_lib.LossConfig), ("train", config_lib.TrainConfig)):
-        for field in config_lib.dataclasses.fields(cls):
-            if field.name in ("cache", "mode", "scale"):
-                continue
-            flag = "--" + field.name.replace("_", "-")
-            options = dict(dest=f"{section}.{field.name}", default=None)
-            values = [getattr(getattr(config, section), field.name) for config in presets]
-            options["help"] = f"{values[0]} / {values[1]}"
-            if field.name in _INTERNAL:
-                options["help"] = argparse.SUPPRESS
-            if "bool" in str(field.type):
-                options.update(type=_parse_bool, metavar="{true,false}")
-            elif field.name in _CHOICES:
-                options.update(choices=_CHOICES[field.name])
-            elif "int" in str(field.type) or "float" in str(field.type):
-                kind = int if "int" in str(field.type) else float
-                allowed = config_lib.RANGES.get(field.name, config_lib.Range())
-                options.update(type=number_type(kind, allowed), metavar=kind.__name__.upper())
-                if allowed != config_lib.Range():
-                    options["help"] += f"; {allowed.text()}"
-            else:
-                options.update(metavar=field.name.upper())
-            group.add_argument(flag, **options)
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false. Received: {text!r}")
-
-
-def config_from_args(args: argparse.Namespace, experiment: str) -> config_lib.ExperimentConfig:
-    """Preset first, then every flag the user gave. A value the config refuses raises
-    `ConfigError` naming the flags (e.g. --patch-size not divisible by --scale)."""
-    preset_name = args.preset or ("paper" if args.cache else "quick")
-    config = config_lib.preset(preset_name, experiment=experiment, mode=args.mode,
-                               scale=args.scale or 4)
-    config.data.cache = args.cache
-    for key, value in vars(args).items():
-        if "." in key and value is not None:
-            section, name = key.split(".")
-            setattr(getattr(config, section), name, value)
-    config.output_dir = args.output
-    try:
-        return config_lib.ExperimentConfig.from_dict(config.to_dict())  # re-validates
-    except config_lib.ConfigError as error:
-        raise config_lib.ConfigError(_as_flags(str(error))) from None
-
-
-def _as_flags(message: str) -> str:
-    """Config field names in a message -> the flags that set them."""
-    names = {field.name for cls in (config_lib.DataConfig, config_lib.ModelConfig,
-                                    config_lib.LossConfig, config_lib.TrainConfig)
-             for field in config_lib.dataclasses.fields(cls)}
-    return re.sub(r"(?<![\w-])(" + "|".join(sorted(names, key=len, reverse=True)) + r")\b",
-                  lambda match: "--" + match.group(1).replace("_", "-"), message)
 
 
 # Errors that are the user's to fix: one line, exit 2. Anything else is a bug: traceback.

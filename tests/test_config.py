@@ -3,8 +3,8 @@ import json
 import pytest
 
 from srgan_tf import config as config_lib
+from srgan_tf.arguments import config_from_args
 from srgan_tf.cli import build_parser
-from srgan_tf.experiment import config_from_args
 
 
 def test_presets_follow_the_paper_and_quick_is_smaller():
@@ -80,3 +80,20 @@ def test_auto_precision_resolves_to_a_concrete_policy(monkeypatch):
     assert runtime.training_precision("auto") == "float32"
     config = config_lib.ExperimentConfig.from_dict({"train": {"precision": "auto"}})
     assert config.train.precision == "auto"
+
+
+def test_resume_takes_the_runs_config_and_only_schedule_flags(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = config_lib.preset("quick", mode="iso", scale=8)
+    saved.data.cache, saved.data.degradation = str(tmp_path / "c.h5"), "bicubic"
+    saved.save(run / "config.json")
+    parser = build_parser()
+    # no --mode, --scale, --cache: the run's iso x8 on its cache, not the defaults (aniso x4, sample)
+    args = parser.parse_args(["train", "--output", str(run), "--resume", "--adversarial-epochs", "5"])
+    config = config_from_args(args, "exp2")
+    assert (config.data.mode, config.data.scale, config.data.cache) == ("iso", 8, saved.data.cache)
+    assert config.train.adversarial_epochs == 5 and config.data.degradation == "bicubic"
+    args = parser.parse_args(["train", "--output", str(run), "--resume", "--filters", "16"])
+    with pytest.raises(config_lib.ConfigError, match="--filters 16 \\(the run's: 32\\)"):
+        config_from_args(args, "exp2")

@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "srgan_tf"
 LAYERS = ("base", "io", "data", "models", "training", "inference", "evaluation", "entry")
 TOP_LEVEL = {"__init__": "base", "config": "base", "runtime": "base", "files": "base",
              "cli": "entry", "experiment": "entry", "self_supervised_run": "entry",
+             "arguments": "entry",
              # train() plus the exports at its phase ends: joins training and inference
              "training_run": "entry",
              # Table 1 trains one run per column through run_experiment: beside experiment.py

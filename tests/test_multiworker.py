@@ -11,7 +11,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from srgan_tf.experiment import add_experiment_arguments, config_from_args
+from srgan_tf.arguments import add_experiment_arguments, config_from_args
 from srgan_tf.training.callbacks import read_history
 from srgan_tf.training.trainer import train
 

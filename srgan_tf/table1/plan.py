@@ -8,8 +8,8 @@ import dataclasses
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from srgan_tf import arguments
 from srgan_tf import config as config_lib
-from srgan_tf import experiment as experiment_lib
 from srgan_tf.runtime import training_precision
 
 SETTINGS = ("iso-x4", "iso-x8", "aniso-x4", "aniso-x8")
@@ -47,7 +47,7 @@ class Table1Plan:
     output_dir: Path
     runs: List[SubRun]
     preset: str
-    sample_root: Path = experiment_lib.DEFAULT_SAMPLE_ROOT
+    sample_root: Path = arguments.DEFAULT_SAMPLE_ROOT
     figure_slices: int = 2
 
 
@@ -97,7 +97,7 @@ def objective_label(loss: dict) -> str:
 
 def plan_table1(preset_name: Optional[str] = None, *, cache=None, output_dir=None,
                 settings: Sequence[str] = SETTINGS, objective: Optional[str] = None,
-                overrides: Optional[dict] = None, sample_root=experiment_lib.DEFAULT_SAMPLE_ROOT,
+                overrides: Optional[dict] = None, sample_root=arguments.DEFAULT_SAMPLE_ROOT,
                 figure_slices: int = 2) -> Table1Plan:
     """The sub-runs of the table: one config per setting and objective.
 
@@ -119,7 +119,7 @@ def plan_table1(preset_name: Optional[str] = None, *, cache=None, output_dir=Non
         # Table 1 is the paper's protocol: bicubic LR, whatever the preset's degradation.
         flags = {"preset": preset_name, "cache": cache, "mode": mode, "scale": scale,
                  "output": None, "data.degradation": "bicubic", **(overrides or {})}
-        base = experiment_lib.config_from_args(argparse.Namespace(**flags), EXPERIMENTS[mode])
+        base = arguments.config_from_args(argparse.Namespace(**flags), EXPERIMENTS[mode])
         for name in objectives_for(objective, preset_name):
             config = apply_objective(base, name)
             run_dir = output_dir / f"{setting}-{name}"
@@ -164,7 +164,7 @@ def add_table1_arguments(parser: argparse.ArgumentParser) -> None:
     --mode and --scale, which pick one setting in the experiment scripts, here only narrow
     the settings; finished sub-runs are always reused and interrupted ones resumed.
     """
-    experiment_lib.add_experiment_arguments(parser, "exp2")
+    arguments.add_experiment_arguments(parser, "exp2")
     parser.set_defaults(mode=None, scale=None)
     parser.add_argument("--columns", nargs="+", choices=SETTINGS, default=list(SETTINGS),
                         help="settings to train and score (each gives its bicubic column too)")

@@ -20,6 +20,7 @@ Example:
 import json
 from typing import Dict, Optional
 
+from srgan_tf import arguments
 from srgan_tf import config as config_lib
 from srgan_tf import experiment as experiment_lib
 from srgan_tf.evaluation.metrics import METRICS
@@ -29,7 +30,7 @@ from srgan_tf.table1.plan import (EXPERIMENTS, TARGET_METRICS, TARGET_SETTING, S
 from srgan_tf.table1.report import write_figures, write_table1
 
 
-def run_or_reuse(sub_run: SubRun, sample_root=experiment_lib.DEFAULT_SAMPLE_ROOT) -> dict:
+def run_or_reuse(sub_run: SubRun, sample_root=arguments.DEFAULT_SAMPLE_ROOT) -> dict:
     """The sub-run's metrics: reused when finished, resumed when interrupted, else trained.
 
     Raises:

@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from srgan_tf.config import ExperimentConfig
-from srgan_tf.inference.export import METADATA_FILE, export_generator
+from srgan_tf.inference.export import METADATA_FILE, clear_interrupted, export_generator
 from srgan_tf.training.trainer import PhaseEnd, TrainResult, restore_generator, train
 
 EXPORT_DIRS = {"pretrain": "export_pretrain", "final": "export"}
@@ -38,6 +38,7 @@ class RunExporter:
 
     def __call__(self, end: PhaseEnd) -> None:
         target = Path(end.run_dir) / EXPORT_DIRS[end.phase]
+        clear_interrupted(target)  # a run killed while exporting; the run directory is locked
         if end.phase == "pretrain" and (target / METADATA_FILE).exists():
             self.written[end.phase] = target
             return

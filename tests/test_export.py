@@ -205,6 +205,16 @@ def test_interrupted_export_leaves_no_directory(generator, tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_export_killed_between_its_renames_is_mended(generator, tmp_path):
+    target = tmp_path / "export"
+    export_generator(generator, target, {"note": "kept"}, spec=SPEC)
+    os.replace(target, tmp_path / ".export.old-1a2b3c4d")  # killed after moving the old one aside
+    (tmp_path / ".export.partial-5e6f7a8b").mkdir()
+    export.clear_interrupted(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+    assert load_exported(target).metadata["note"] == "kept"
+
+
 def test_load_exported_rejects_missing_and_foreign_dirs(export_dir, tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         load_exported(tmp_path / "missing")

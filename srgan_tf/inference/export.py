@@ -90,6 +90,21 @@ def _is_export(path: Path) -> bool:
         return False
 
 
+def clear_interrupted(export_dir) -> None:
+    """Mends what a killed `export_generator` left beside `export_dir`: a previous export moved
+    aside goes back when no export took its place; partial and retired copies are removed.
+
+    Call it only where no other export to `export_dir` can be running (a locked run directory).
+    """
+    export_dir = Path(export_dir)
+    leftovers = sorted(export_dir.parent.glob(f".{export_dir.name}.partial-*"))
+    retired = sorted(export_dir.parent.glob(f".{export_dir.name}.old-*"))
+    if retired and not export_dir.exists() and _is_export(retired[-1]):
+        os.replace(retired.pop(), export_dir)
+    for path in leftovers + retired:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def export_generator(generator: keras.Model, export_dir, metadata: Optional[dict] = None, *,
                      spec: GeneratorSpec) -> Path:
     """Write `generator` as a SavedModel plus metadata.json, atomically.

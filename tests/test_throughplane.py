@@ -114,6 +114,13 @@ def test_factor_must_match_the_model(export_dir):
         score_throughplane(None, [textured_volume()])
 
 
+def test_a_volume_too_small_to_score_is_named(export_dir):
+    from srgan_tf.io.errors import InputError
+
+    with pytest.raises(InputError, match="P9: 12 x 24 x 20 voxels are too few"):
+        score_throughplane(export_dir, [textured_volume("P9", shape=(12, 24, 20))])
+
+
 def test_qualitative_figures_and_report(export_dir, tmp_path):
     thick = Volume(textured_volume().array[::FACTOR], spacing=(1.6, 0.8, 0.8), patient_id="REAL")
     paths = qualitative_throughplane(export_dir, [thick], tmp_path, crop=16, save_volumes=True)

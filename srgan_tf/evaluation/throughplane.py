@@ -31,6 +31,7 @@ from srgan_tf.evaluation import metrics as metrics_lib
 from srgan_tf.evaluation.evaluate import write_metrics
 from srgan_tf.evaluation.throughplane_report import save_case_figure
 from srgan_tf.evaluation.throughplane_volumes import ThroughPlaneCase, as_model, reconstruct
+from srgan_tf.io.errors import InputError
 from srgan_tf.io.volume import Volume
 
 
@@ -114,6 +115,7 @@ def score_throughplane(model, hr_volumes: Sequence, factor: Optional[int] = None
     for item in hr_volumes:
         volume = item if isinstance(item, Volume) else read_volume(item)
         sources.append(str(item) if not isinstance(item, Volume) else volume.patient_id)
+        _check_scorable(volume, sources[-1], factor, border, crop)
         patient = volume.patient_id
         models = {} if main is None else {"sr": main}
         for name, extra in extras.items():
@@ -140,6 +142,19 @@ def score_throughplane(model, hr_volumes: Sequence, factor: Optional[int] = None
                                                min_foreground, main, extras, sources)
     result["per_patient"] = per_patient
     return write_metrics(result, output_dir, figure_paths)
+
+
+def _check_scorable(volume: Volume, source: str, factor: int, border: int, crop) -> None:
+    """InputError when the volume's planes are too small to score (SSIM's window after the
+    border crop), naming the file, instead of a metric error deep inside the scoring."""
+    slices = (volume.shape[0] // factor) * factor
+    in_plane = [min(crop, size) if crop else size for size in volume.shape[1:]]
+    needed = 2 * metrics_lib.SSIM_RADIUS + 1 + 2 * border
+    if min(slices, *in_plane) < needed:
+        raise InputError(source, f"{volume.shape[0]} x {volume.shape[1]} x {volume.shape[2]} "
+                                 f"voxels are too few to score through-plane x{factor}: every "
+                                 f"axis needs at least {needed} (SSIM's 11-pixel window plus "
+                                 f"the {border}-pixel border crop on each side)")
 
 
 def throughplane_protocol(factor, profile, thickness, crop, border, max_planes, min_foreground,

@@ -19,6 +19,7 @@ from typing import Tuple
 import numpy as np
 import tensorflow as tf
 
+from srgan_tf.config import check_scale_hw
 from srgan_tf.data.slice_profile import reflect_index
 
 PROFILES = ("gaussian", "box")
@@ -121,7 +122,7 @@ def degrade(hr, scale_hw) -> tf.Tensor:
     Example:
         lr = degrade(hr_batch, (4, 1))  # [16, 224, 224, 1] -> [16, 56, 224, 1]
     """
-    scale_h, scale_w = _check_scale_hw(scale_hw)
+    scale_h, scale_w = check_scale_hw(scale_hw)
     x, squeeze = _as_nhwc(hr, "hr")
     for axis, scale in ((1, scale_h), (2, scale_w)):
         if scale == 1:
@@ -147,7 +148,7 @@ def upsample_bicubic(lr, scale_hw) -> tf.Tensor:
     Returns:
         float32 tensor of the upsampled images (same rank as `lr`), not clipped.
     """
-    scale_h, scale_w = _check_scale_hw(scale_hw)
+    scale_h, scale_w = check_scale_hw(scale_hw)
     x, squeeze = _as_nhwc(lr, "lr")
     shape = tf.shape(x)
     if scale_w == 1:  # fold width into channels so that no resampling happens along it
@@ -267,12 +268,6 @@ def _check_factor(name, value) -> int:
     if int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
     return int(value)
-
-
-def _check_scale_hw(scale_hw) -> Tuple[int, int]:
-    if len(scale_hw) != 2:
-        raise ValueError(f"scale_hw must be (scale_h, scale_w). Received: scale_hw={scale_hw!r}")
-    return _check_factor("scale_h", scale_hw[0]), _check_factor("scale_w", scale_hw[1])
 
 
 def _check_numpy_axis(axis, ndim) -> int:

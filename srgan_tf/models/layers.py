@@ -7,6 +7,7 @@ For ``(s, s)`` the channel order equals ``tf.nn.depth_to_space(x, s)``: input ch
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from srgan_tf.config import check_scale_hw
@@ -146,17 +147,19 @@ class HoldFilter(keras.layers.Layer):
 
 
 def _hold_along(x, axis: int, factor: int):
-    """x convolved along `axis` (1 or 2) with box_factor * box_factor / factor^2."""
-    taps = [min(k + 1, 2 * factor - 1 - k) / factor**2 for k in range(2 * factor - 1)]
+    """x convolved along `axis` (1 or 2) with box_factor * box_factor / factor^2.
+
+    A fixed depthwise convolution: the same sums as shifted slices, but its gradient is a
+    convolution too (the slices' StridedSliceGrad took a third of a training step on a CPU).
+    """
+    taps = np.array([min(k + 1, 2 * factor - 1 - k) for k in range(2 * factor - 1)],
+                    np.float32) / factor**2
     pad = [[0, 0]] * 4
     pad[axis] = [factor - 1, factor - 1]
     padded = ops.pad(x, pad, mode="symmetric")
-    size = ops.shape(x)[axis]
-    out = 0
-    for offset, weight in enumerate(taps):
-        window = padded[:, offset:offset + size] if axis == 1 else padded[:, :, offset:offset + size]
-        out = out + weight * window
-    return out
+    shape = (len(taps), 1, 1, 1) if axis == 1 else (1, len(taps), 1, 1)
+    kernel = np.tile(taps.reshape(shape), (1, 1, x.shape[-1], 1))  # one filter per channel
+    return ops.depthwise_conv(padded, ops.cast(kernel, x.dtype), strides=1, padding="valid")
 
 
 @keras.saving.register_keras_serializable(package="srgan_tf")

@@ -5,6 +5,8 @@ with random weights = the same FLOPs as ImageNet weights):
     patch           HR 96x96,   x4 iso   (LR 24x24)
     paper-x4        HR 224x224, x4 iso   (LR 56x56, Exp. 1)
     paper-x8-aniso  HR 224x224, x8 aniso (LR 28x224, Exp. 2)
+    selfsup         HR 96x96,   x4 aniso, the `srgan-tf self-supervised` networks (quick preset:
+                    6 blocks x 32 filters, bicubic residual), pixel-MSE content loss
 
 Each (setting, precision, jit) runs in its own process (clean dtype policy and peak RSS):
 warm-up steps (tracing included), then --steps timed calls of the model's compiled train
@@ -33,7 +35,10 @@ SETTINGS = {
     "patch": dict(hr_size=96, mode="iso", scale=4),
     "paper-x4": dict(hr_size=224, mode="iso", scale=4),
     "paper-x8-aniso": dict(hr_size=224, mode="aniso", scale=8),
+    "selfsup": dict(hr_size=96, mode="aniso", scale=4),
 }
+# Settings that time a preset's networks instead of the paper's.
+PRESET_OF = {"selfsup": "quick"}
 # Timed steps when --steps is not given: a 224x224 adversarial step takes tens of seconds here.
 DEFAULT_STEPS = {"patch": 3, "paper-x4": 1, "paper-x8-aniso": 1}
 BATCH = 16
@@ -66,13 +71,14 @@ def conv_gflops(dtype_name: str, repeats: int = 5):
 
 
 def bench_config(setting: str, precision: str, jit: bool):
-    from srgan_tf.config import ExperimentConfig
+    from srgan_tf.config import ExperimentConfig, preset
 
-    config = ExperimentConfig()
+    config = preset(PRESET_OF[setting]) if setting in PRESET_OF else ExperimentConfig()
     for key, value in SETTINGS[setting].items():
         setattr(config.data, key, value)
-    config.data.batch_size = BATCH
-    config.loss.content_loss, config.loss.vgg_weights = "vgg54", "none"
+    config.data.batch_size, config.data.patch_size = BATCH, None
+    content = "mse" if setting in PRESET_OF else "vgg54"
+    config.loss.content_loss, config.loss.vgg_weights = content, "none"
     config.train.precision, config.train.jit_compile, config.train.strategy = precision, jit, "default"
     return config
 
@@ -87,7 +93,7 @@ def step_gflops(config) -> dict:
     generator = generator_flops(config.generator_spec(), (size // sh, size // sw))
     discriminator = discriminator_flops({"input_size": (size, size), "filters": config.model.discriminator_filters,
                                          "dense_units": config.model.discriminator_dense})
-    vgg = vgg_flops(config.loss.content_loss, (size, size))
+    vgg = 0 if config.loss.content_loss == "mse" else vgg_flops(config.loss.content_loss, (size, size))
     return {"pretrain": 3 * generator / 1e9,
             "adversarial": (3 * generator + 7 * discriminator + 3 * vgg) / 1e9,
             "generator_forward": generator / 1e9, "discriminator_forward": discriminator / 1e9,

@@ -111,7 +111,8 @@ def add_command(commands, name: str, func, help: str, tensorflow: bool = True):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from srgan_tf.config import INFERENCE_MODES, INFERENCE_PRECISIONS, RANGES, Range
+    from srgan_tf.config import (INFERENCE_MODES, INFERENCE_PRECISIONS, RANGES,
+                                 SELF_SUPERVISED_EPOCHS, SELF_SUPERVISED_STEPS, Range)
     from srgan_tf.arguments import add_experiment_arguments, number_type
 
     parser = argparse.ArgumentParser(prog="srgan-tf", description=__doc__.splitlines()[0])
@@ -201,9 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     selfsup.add_argument("--init-model", help="start from this supervised export (fine-tune it "
                                               "on the volume)")
     selfsup.add_argument("--steps", type=number_type(int, Range(1)),
-                         help="training steps (default: the self-supervised preset's)")
+                         help=f"training steps (default: {SELF_SUPERVISED_STEPS})")
     selfsup.add_argument("--epochs", type=number_type(int, Range(1)),
-                         help="epochs the steps are split into (default 6)")
+                         help=f"epochs the steps are split into (default: {SELF_SUPERVISED_EPOCHS})")
     selfsup.add_argument("--batch-size", type=number_type(int, RANGES["batch_size"]), default=8,
                          help="images per inference call")
     selfsup.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",

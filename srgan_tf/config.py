@@ -28,6 +28,12 @@ INFERENCE_MODE_OF = {"aniso": "through-plane", "iso": "in-plane"}
 SLICE_PROFILES = ("gaussian", "box")
 # How Exp. 2 makes its LR height: the paper's bicubic, or a thick-slice profile (Exp. 3 inputs).
 DEGRADATIONS = ("bicubic", "slice-profile")
+# The schedule of `srgan-tf self-supervised` (the quick networks, generator only). Chosen on
+# the 2-core CPU so that a 181x217x45 brain volume (x4) is done in about 3 minutes, estimate,
+# training and inference included (benchmarks/bench_selfsup.py): 600 steps gave +0.3 dB over
+# 400 on MNI152 (box and Gaussian slices) for 50 s more.
+SELF_SUPERVISED_STEPS = 600
+SELF_SUPERVISED_EPOCHS = 6
 # The discriminator halves its input four times: 16 pixels is the smallest it takes.
 MIN_TRAIN_SIZE = 16
 

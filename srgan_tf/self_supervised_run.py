@@ -203,12 +203,12 @@ def _make_work_dir(work_dir: Path) -> None:
 def _train(slice_first, acquisition, profile, intensity_range, options, work_dir):
     from srgan_tf.data.self_supervised import profile_taps, training_pixel_mm, training_slices
     from srgan_tf.inference.exported_model import load_exported
-    from srgan_tf.training.self_supervised import (DEFAULT_EPOCHS, self_supervised_config,
-                                                   train_on_volume)
+    from srgan_tf.config import SELF_SUPERVISED_EPOCHS
+    from srgan_tf.training.self_supervised import self_supervised_config, train_on_volume
     from srgan_tf.training_run import RunExporter
 
     config = self_supervised_config(acquisition.model_factor, steps=options.steps,
-                                    epochs=options.epochs or DEFAULT_EPOCHS, seed=options.seed)
+                                    epochs=options.epochs or SELF_SUPERVISED_EPOCHS, seed=options.seed)
     pixel = training_pixel_mm(acquisition)
     images = training_slices(slice_first.array, acquisition, intensity_range,
                              config.data.min_foreground, config.data.train_size)

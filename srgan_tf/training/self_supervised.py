@@ -10,30 +10,26 @@ import dataclasses
 from pathlib import Path
 from typing import Optional
 
-from srgan_tf.config import ExperimentConfig, preset
+from srgan_tf.config import (SELF_SUPERVISED_EPOCHS, SELF_SUPERVISED_STEPS, ExperimentConfig,
+                             preset)
 from srgan_tf.data.self_supervised import self_supervised_dataset
 
-# Chosen on this 2-core CPU so that a 181x217x45 brain volume (x4) is done in about 3 minutes,
-# estimate, training and inference included (benchmarks/bench_selfsup.py): 600 steps gave
-# +0.3 dB over 400 on MNI152 (box and Gaussian slices) for 50 s more.
-DEFAULT_STEPS = 600
-DEFAULT_EPOCHS = 6
 
 
 def self_supervised_config(model_factor: int, *, steps: Optional[int] = None,
-                           epochs: int = DEFAULT_EPOCHS, seed: int = 0,
+                           epochs: int = SELF_SUPERVISED_EPOCHS, seed: int = 0,
                            precision: str = "auto") -> ExperimentConfig:
     """The `quick` networks as an anisotropic x`model_factor` model, generator-only training.
 
     Args:
         model_factor: the model's through-plane factor (2, 4 or 8).
-        steps: training steps in all (default DEFAULT_STEPS), split evenly over `epochs`
+        steps: training steps in all (default SELF_SUPERVISED_STEPS), split evenly over `epochs`
             (an epoch ends with batch-norm calibration, validation and a checkpoint).
         epochs: epochs of the schedule.
         seed: random seed of the weights and the patch draws.
         precision: training precision ("auto": bf16 where the CPU has it).
     """
-    steps = DEFAULT_STEPS if steps is None else int(steps)
+    steps = SELF_SUPERVISED_STEPS if steps is None else int(steps)
     if steps < 1 or epochs < 1:
         raise ValueError(f"steps and epochs must be >= 1. Received: steps={steps}, epochs={epochs}")
     config = preset("quick", experiment="self-supervised", mode="aniso", scale=model_factor)

@@ -43,7 +43,8 @@ class RunExporter:
             self.written[end.phase] = target
             return
         self.written[end.phase] = Path(export_generator(
-            end.generator, target, export_metadata(end.config, end.epochs_done), spec=end.spec))
+            end.generator, target, export_metadata(end.config, end.epochs_done),
+            spec=end.config.generator_spec()))
         if end.phase == "final":
             end.note(f"Exported the generator after {end.epochs_done} epochs to {target}")
 

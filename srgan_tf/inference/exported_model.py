@@ -1,6 +1,7 @@
 """A loaded export (`ExportedModel`): its metadata, its `GeneratorSpec` and batched prediction
 on numpy arrays, from an export directory (`load_exported`).
 """
+import functools
 import json
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -30,9 +31,10 @@ class ExportedModel:
         self._functions = functions
         self._keep_alive = keep_alive  # signatures need their SavedModel object alive
 
-    @property
+    @functools.cached_property
     def spec(self) -> GeneratorSpec:
-        """The exported generator's description (see `spec_from_metadata`)."""
+        """The exported generator's description (see `spec_from_metadata`); read once, not on
+        every `predict` call."""
         return spec_from_metadata(self.metadata)
 
     @property

@@ -58,8 +58,7 @@ class PhaseEnd:
 
     phase: str
     generator: keras.Model  # a float32 copy, EMA weights where the run keeps them
-    spec: GeneratorSpec
-    config: ExperimentConfig
+    config: ExperimentConfig  # its generator_spec() describes `generator`
     epochs_done: int
     run_dir: Path
     note: Callable[[str], None]  # a line for the run's train.log (and the console)
@@ -184,8 +183,8 @@ def _phase_reporter(on_phase_end, model, config: ExperimentConfig, workspace):
         return None
 
     def report(phase: str, epochs_done: int) -> None:
-        on_phase_end(PhaseEnd(phase, model.generator_for_export(), config.generator_spec(),
-                              config, epochs_done, workspace.run_dir, workspace.note))
+        on_phase_end(PhaseEnd(phase, model.generator_for_export(), config, epochs_done,
+                              workspace.run_dir, workspace.note))
 
     return report
 

@@ -10,16 +10,20 @@ import dataclasses
 from pathlib import Path
 from typing import Optional
 
-from srgan_tf.config import (SELF_SUPERVISED_EPOCHS, SELF_SUPERVISED_STEPS, ExperimentConfig,
-                             preset)
+from srgan_tf.config import (SELF_SUPERVISED_EPOCHS, SELF_SUPERVISED_LEARNING_RATE,
+                             SELF_SUPERVISED_SCHEDULE, SELF_SUPERVISED_STEPS,
+                             SELF_SUPERVISED_WARMUP, ExperimentConfig, preset)
 from srgan_tf.data.self_supervised import self_supervised_dataset
 
 
 
 def self_supervised_config(model_factor: int, *, steps: Optional[int] = None,
                            epochs: int = SELF_SUPERVISED_EPOCHS, seed: int = 0,
-                           precision: str = "auto") -> ExperimentConfig:
-    """The `quick` networks as an anisotropic x`model_factor` model, generator-only training.
+                           precision: str = "auto",
+                           learning_rate: float = SELF_SUPERVISED_LEARNING_RATE,
+                           schedule: str = SELF_SUPERVISED_SCHEDULE) -> ExperimentConfig:
+    """The `quick` networks as an anisotropic x`model_factor` model, generator-only training
+    on pixel MSE at a warmed-up, cosine-decayed learning rate.
 
     Args:
         model_factor: the model's through-plane factor (2, 4 or 8).
@@ -28,6 +32,9 @@ def self_supervised_config(model_factor: int, *, steps: Optional[int] = None,
         epochs: epochs of the schedule.
         seed: random seed of the weights and the patch draws.
         precision: training precision ("auto": bf16 where the CPU has it).
+        learning_rate: the peak learning rate (the constant one with schedule "constant").
+        schedule: "cosine" (warm-up over SELF_SUPERVISED_WARMUP of the steps, then a cosine
+            decay to zero) or "constant".
     """
     steps = SELF_SUPERVISED_STEPS if steps is None else int(steps)
     if steps < 1 or epochs < 1:
@@ -41,6 +48,9 @@ def self_supervised_config(model_factor: int, *, steps: Optional[int] = None,
     config.train.steps_per_epoch = max(1, steps // config.train.pretrain_epochs)
     config.train.seed = int(seed)
     config.train.precision = precision
+    config.train.learning_rate = float(learning_rate)
+    config.train.learning_rate_schedule = schedule
+    config.train.warmup_fraction = SELF_SUPERVISED_WARMUP if schedule == "cosine" else 0.0
     return ExperimentConfig.from_dict(config.to_dict())
 
 

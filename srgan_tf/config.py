@@ -308,9 +308,9 @@ class TrainConfig:
     `bn_calibration_batches`: training batches over which the generator's batch-norm
     statistics are recomputed each epoch for inference (0 keeps Keras' moving averages).
     `learning_rate_schedule`: "constant", or "cosine": the generator's rate rises linearly to
-`learning_rate` over the first `warmup_fraction` of its steps, then decays to zero along a
-cosine at its last step (needs `steps_per_epoch`); the discriminator's stays constant.
-`precision`: float32, mixed_bfloat16, mixed_float16, or auto (mixed_bfloat16 on a CPU-only
+    `learning_rate` over the first `warmup_fraction` of its steps, then decays to zero along a
+    cosine at its last step (needs `steps_per_epoch`); the discriminator's stays constant.
+    `precision`: float32, mixed_bfloat16, mixed_float16, or auto (mixed_bfloat16 on a CPU-only
     machine with native bf16, else float32; the trainer records the resolved name).
     """
 

@@ -185,3 +185,13 @@ def test_shown_tools_are_installed_by_the_package():
     assert "tensorflow[and-cuda]" in setup
     variants = list(itertools.chain.from_iterable(_argv_variants(c) for _, c in COMMANDS))
     assert any("--precision" in argv for argv in variants if argv[:2] == ["srgan-tf", "infer"])
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_page_name)
+def test_numbers_name_their_machine(page):
+    """A measured number names the CPU and commit it was measured on (docs/benchmarks.md),
+    never an unnamed machine that the reader cannot identify."""
+    text = " ".join(page.read_text().split()).lower()
+    for phrase in ("this machine", "earlier machine", "today's machine", "this session",
+                   "the development machine", "on a loaded machine"):
+        assert phrase not in text, f"{_page_name(page)} says {phrase!r}: name the CPU and commit"

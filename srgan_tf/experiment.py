@@ -180,11 +180,31 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
         from srgan_tf.evaluation.run import evaluate_run
 
         metrics = evaluate_run(config, run_dir, result.export_dir)
-    print(f"\nRun directory: {run_dir}")
-    table = run_dir / "report.md"
-    if table.exists():
-        print(table.read_text())
+    print(last_words(run_dir, result.export_dir))
     return metrics
+
+
+def last_words(run_dir: Path, export_dir) -> str:
+    """What a finished run prints: report.md's results (title, data note, table; the protocol,
+    figures and configuration stay in report.md and config.json) and where the run's files are.
+
+    Args:
+        run_dir: the run directory.
+        export_dir: the final export, or None (a multi-worker run's other workers export nothing).
+    """
+    report = run_dir / "report.md"
+    lines = []
+    if report.is_file():  # evaluated: the report up to its protocol section
+        head = report.read_text().split("\n## Protocol", 1)[0].rstrip()
+        lines += ["", head]
+    lines += ["", f"Run directory: {run_dir}"]
+    if report.is_file():
+        lines.append(f"  report:       {report} (protocol, figures, configuration)")
+    lines.append(f"  config:       {run_dir / 'config.json'}")
+    if export_dir:
+        lines.append(f"  export:       {export_dir} (srgan-tf infer --model {export_dir} ...)")
+    lines.append(f"  TensorBoard:  tensorboard --logdir {run_dir / 'logs'}")
+    return "\n".join(lines)
 
 
 def experiment_parser(experiment: str, doc: str) -> argparse.ArgumentParser:

@@ -20,13 +20,16 @@ def cmd_sample(args):
 
 
 def cmd_prepare(args):
+    from srgan_tf.console import warn
     from srgan_tf.data.prepare import build_cache
     from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER
 
     series_filter = None if args.all_series else (args.series_filter or DEFAULT_SERIES_FILTER)
     summary = build_cache(args.input, args.output, series_filter=series_filter,
                           test_fraction=args.test_fraction, seed=args.seed, progress=True)
-    print(summary.text())
+    print(summary.text(warnings=False))
+    for message in summary.warnings:
+        warn(message)
 
 
 def cmd_info(args):

@@ -179,8 +179,8 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
 
         with SliceCache(cache) as opened:
             if not opened.series("test"):
-                print(f"Note: {cache} has no test patients: validation uses training slices, "
-                      "so its scores are optimistic.")
+                warn(f"{cache} has no test patients: validation uses training slices, so "
+                     "its scores are optimistic")
     from srgan_tf.training_run import train_and_export
 
     config.data.cache = str(cache)

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import keras
 import numpy as np
@@ -275,17 +274,17 @@ class _LearnedGain(keras.layers.Layer):
         return inputs * self.gain
 
 
-def test_unknown_layer_falls_back_with_one_warning_naming_it(tmp_path):
+def test_unknown_layer_falls_back_with_one_warning_naming_it(tmp_path, caplog):
     inputs = keras.Input((None, None, 1), name="lr")
     x = keras.layers.Conv2D(2, 3, padding="same", name="conv")(inputs)
     x = _LearnedGain(name="gain")(x)
     x = keras.layers.UpSampling2D((2, 1), name="up")(x)
     outputs = keras.layers.Conv2D(1, 1, name="out")(x)
     model = keras.Model(inputs, outputs)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caplog.at_level(logging.WARNING, logger="srgan_tf.user"):  # a user's warning line
         path = export_generator(model, tmp_path / "export", {}, spec=PLAIN_SPEC)
-    messages = [str(w.message) for w in caught if "serving graph" in str(w.message)]
+    messages = [record.getMessage() for record in caplog.records
+                if "serving graph" in record.getMessage()]
     assert len(messages) == 1, messages
     assert "'gain'" in messages[0] and "_LearnedGain has weights" in messages[0]
     assert "plain Keras model" in messages[0]

@@ -83,6 +83,9 @@ def test_prepare_skips_series_without_signal_or_with_non_finite_voxels(tmp_path,
     assert "Wrote 1 series" in printed.out
     assert "zeros.nii.gz: holds no signal: every voxel is 0" in printed.out
     assert f"holes.nii.gz: {HOLES}" in printed.out
+    # the summary's warnings are the command's own lines, on stderr
+    assert "srgan-tf prepare: warning: no test patients (only 1 patient)" in printed.err
+    assert "Warning:" not in printed.out
 
 
 @pytest.mark.parametrize("case", ["zeros", "holes"])

@@ -37,7 +37,8 @@ USER_ERRORS = (InputError, config_lib.ConfigError, FileNotFoundError, FileExists
 
 def run_main(parser: argparse.ArgumentParser, run, argv=None, *, check=None) -> int:
     """Every entry point's `main`: parse, start TensorFlow quietly, run, and turn the user's
-    errors into one line `<prog>: error: ...` (exit 2) and Ctrl-C into one line (exit 130).
+    errors into one line `<prog>: error: ...` (exit 2) and Ctrl-C into one line (exit 130);
+    `console.warn` messages print as `<prog>: warning: ...` lines.
 
     Args:
         parser: the entry point's parser. `set_defaults(prog=..., tensorflow=False)` on a

@@ -115,6 +115,13 @@ def test_infer_applies_the_same_rule_and_warns_on_little_signal(tmp_path, capsys
     assert f"srgan-tf infer: warning: {source}: only 192 of 6144 voxels" in printed.err
 
 
+def test_score_refuses_non_finite_voxels_with_their_count(tmp_path, capsys):
+    truth = write_nifti(_volume(_tissue()), tmp_path / "truth.nii.gz")
+    holes = write_nifti(_volume(_holes()), tmp_path / "sr.nii.gz")
+    code, printed = _run(["score", "--truth", truth, "--input", holes], capsys)
+    assert code == 2 and f"srgan-tf score: error: {holes}: {HOLES}" in printed.err
+
+
 @pytest.mark.parametrize("argv, words", [
     (["train", "--seed", "-1"], "--seed: must be an integer in [0, 4294967295]"),
     (["train", "--learning-rate", "1"], "--learning-rate: must be a number in (0, 1)"),

@@ -3,7 +3,7 @@
 - Non-finite voxels (NaN, ±Inf): refused, with their count. Setting them to 0 would cut holes
   that the networks ring around, and a silent fix would hide a broken conversion; `prepare`
   skips such a series (the count is its reason), `infer` and `self-supervised` stop before
-  any work.
+  any work; `score` refuses them in any of its volumes too.
 - No signal: a constant volume, or one where the background value fills the robust intensity
   range (at least 99% of voxels hold it): training would learn nothing and inference would
   return the background. Refused likewise.
@@ -31,13 +31,9 @@ def unusable_reason(array) -> Optional[str]:
     array = np.asarray(array)
     if array.size == 0:
         return f"holds no voxels (shape {array.shape})"
-    finite = np.isfinite(array)
-    if not finite.all():
-        nan = int(np.count_nonzero(np.isnan(array)))
-        count = int(array.size - np.count_nonzero(finite))
-        return (f"{count} of {array.size} voxels are not finite ({nan} NaN, {count - nan} "
-                "infinite); fix or mask them first (set to 0 they would be holes the "
-                "networks ring around)")
+    holes = non_finite_reason(array)
+    if holes:
+        return holes
     low, high = float(array.min()), float(array.max())
     if low == high:
         return f"holds no signal: every voxel is {low:g}"
@@ -50,6 +46,19 @@ def unusable_reason(array) -> Optional[str]:
         return (f"holds no signal: {array.size - above} of {array.size} voxels hold the "
                 f"background value {float(floor):g} and only {above} lie above it")
     return None
+
+
+def non_finite_reason(array) -> Optional[str]:
+    """The count of NaN and infinite voxels in words, or None when every voxel is finite."""
+    array = np.asarray(array)
+    finite = np.isfinite(array)
+    if finite.all():
+        return None
+    nan = int(np.count_nonzero(np.isnan(array)))
+    count = int(array.size - np.count_nonzero(finite))
+    return (f"{count} of {array.size} voxels are not finite ({nan} NaN, {count - nan} "
+            "infinite); fix or mask them first (set to 0 they would be holes the networks "
+            "ring around)")
 
 
 def little_signal(array) -> Optional[str]:

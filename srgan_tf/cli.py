@@ -20,13 +20,16 @@ def cmd_sample(args):
 
 
 def cmd_prepare(args):
+    from srgan_tf.console import warn
     from srgan_tf.data.prepare import build_cache
     from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER
 
     series_filter = None if args.all_series else (args.series_filter or DEFAULT_SERIES_FILTER)
     summary = build_cache(args.input, args.output, series_filter=series_filter,
                           test_fraction=args.test_fraction, seed=args.seed, progress=True)
-    print(summary.text())
+    print(summary.text(warnings=False))
+    for message in summary.warnings:
+        warn(message)
 
 
 def cmd_info(args):
@@ -75,7 +78,9 @@ def cmd_evaluate(args):
 
 def cmd_score(args):
     from srgan_tf.evaluation.volume_score import format_scores, score_files, write_scores_json
+    from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 
+    refuse_overwriting_inputs([args.truth, args.input, args.thick], {"--json": args.json})
     scores = score_files(args.truth, args.input, args.thick, all_slices=args.all_slices)
     print(format_scores(scores))
     if args.json:
@@ -124,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--output", required=True, help="folder to write (DICOM under OUTPUT/dicom)")
     sample.add_argument("--patients", type=number_type(int, RANGES["sample_patients"]), default=8,
                         help="synthetic patients")
-    sample.add_argument("--seed", type=int, default=0, help="seed of the phantoms")
+    sample.add_argument("--seed", type=number_type(int, RANGES["seed"]), default=0,
+                        help="seed of the phantoms")
 
     prepare = add_command(commands, "prepare", cmd_prepare, tensorflow=False,
                           help="DICOM tree or NIfTI files -> HDF5 slice cache")
@@ -135,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--all-series", action="store_true", help="take every MR series")
     prepare.add_argument("--test-fraction", type=number_type(float, Range(0, 1, high_inclusive=False)),
                          default=0.1, help="share of patients held out for testing, in [0, 1)")
-    prepare.add_argument("--seed", type=int, default=0, help="seed of the patient split")
+    prepare.add_argument("--seed", type=number_type(int, RANGES["seed"]), default=0,
+                         help="seed of the patient split")
 
     info = add_command(commands, "info", cmd_info, tensorflow=False,
                        help="patients, series, shapes, spacings and split of a cache")
@@ -209,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="images per inference call")
     selfsup.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",
                          help="inference precision (auto: bfloat16 where native)")
-    selfsup.add_argument("--seed", type=int, default=0, help="seed of weights and patch draws")
+    selfsup.add_argument("--seed", type=number_type(int, RANGES["seed"]), default=0,
+                         help="seed of weights and patch draws")
     selfsup.add_argument("--no-clip", action="store_true",
                          help="keep SR intensities outside the input's range")
 
@@ -230,8 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from srgan_tf.experiment import run_main
+    from srgan_tf.flag_checks import warn_about_flags
 
-    return run_main(build_parser(), lambda args: args.func(args), argv)
+    return run_main(build_parser(), lambda args: args.func(args), argv, check=warn_about_flags)
 
 
 if __name__ == "__main__":

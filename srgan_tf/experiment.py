@@ -13,7 +13,10 @@ from pathlib import Path
 from srgan_tf import config as config_lib
 from srgan_tf.arguments import (DEFAULT_SAMPLE_ROOT, HelpFormatter, add_experiment_arguments,
                                 config_from_args)
+from srgan_tf.console import command_warnings, warn
+from srgan_tf.flag_checks import config_warnings
 from srgan_tf.io.errors import InputError
+from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 
 log = logging.getLogger("srgan_tf")
 
@@ -34,7 +37,8 @@ USER_ERRORS = (InputError, config_lib.ConfigError, FileNotFoundError, FileExists
 
 def run_main(parser: argparse.ArgumentParser, run, argv=None, *, check=None) -> int:
     """Every entry point's `main`: parse, start TensorFlow quietly, run, and turn the user's
-    errors into one line `<prog>: error: ...` (exit 2) and Ctrl-C into one line (exit 130).
+    errors into one line `<prog>: error: ...` (exit 2) and Ctrl-C into one line (exit 130);
+    `console.warn` messages print as `<prog>: warning: ...` lines.
 
     Args:
         parser: the entry point's parser. `set_defaults(prog=..., tensorflow=False)` on a
@@ -51,9 +55,16 @@ def run_main(parser: argparse.ArgumentParser, run, argv=None, *, check=None) -> 
 
     runtime.quiet_tensorflow_logs()
     args = parser.parse_args(argv)
+    prog = getattr(args, "prog", None) or parser.prog
+    with command_warnings(prog):
+        return _run_parsed(parser, run, args, check, prog)
+
+
+def _run_parsed(parser, run, args, check, prog) -> int:
+    from srgan_tf import runtime
+
     if check is not None:
         check(parser, args)
-    prog = getattr(args, "prog", None) or parser.prog
     try:
         if getattr(args, "tensorflow", True):
             runtime.start_tensorflow()
@@ -154,6 +165,9 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
     `evaluate` is asked and the cache has no test patients.
     """
     run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
+    refuse_overwriting_inputs([config.data.cache], {"--output": run_dir})
+    for message in config_warnings(config):
+        warn(message)
     check_run_dir(run_dir, resume)
     using_sample = not config.data.cache
     cache = resolve_cache(config, sample_root)
@@ -166,8 +180,8 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
 
         with SliceCache(cache) as opened:
             if not opened.series("test"):
-                print(f"Note: {cache} has no test patients: validation uses training slices, "
-                      "so its scores are optimistic.")
+                warn(f"{cache} has no test patients: validation uses training slices, so "
+                     "its scores are optimistic")
     from srgan_tf.training_run import train_and_export
 
     config.data.cache = str(cache)

@@ -108,14 +108,8 @@ def plan_volume(volume, options: SelfSupervisedOptions, timings: Optional[Timing
     InputError for volumes this command cannot handle (before any training)."""
     from srgan_tf.data.acquisition import acquisition_from_volume, to_slice_first
     from srgan_tf.data.intensity import robust_range
-    from srgan_tf.io.errors import InputError
 
     timings = timings or Timings()
-    nonfinite = int(volume.source_tags.get("NonFiniteVoxels", 0) or 0)
-    if nonfinite or not np.isfinite(volume.array).all():
-        count = nonfinite or int((~np.isfinite(volume.array)).sum())
-        raise InputError(options.input, f"{count} non-finite (NaN/Inf) voxels; fix or mask them "
-                                        "first (they would ring through the super-resolved slices)")
     acquisition = acquisition_from_volume(volume, target_spacing=options.target_spacing,
                                           thickness=options.slice_thickness, source=options.input)
     _say(f"Input {options.input}: shape {volume.shape}, spacing "
@@ -140,14 +134,17 @@ def run_self_supervised(options: SelfSupervisedOptions) -> dict:
     """Run the whole command; returns a summary dict (also written to the work dir)."""
     from srgan_tf.inference.infer import check_output_locations, peak_rss_mb, read_input_volume
     from srgan_tf.io.nifti import nifti_stem
+    from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 
     started = time.perf_counter()
     timings = Timings()
     output = Path(options.output)
     dicom_output = Path(options.dicom_output) if options.dicom_output else None
-    check_output_locations(output, dicom_output)
     work_dir = Path(options.work_dir) if options.work_dir else output.with_name(
         nifti_stem(output) + "_work")
+    refuse_overwriting_inputs(self_supervised_inputs(options), {
+        "--output": output, "--dicom-output": dicom_output, "--work-dir": work_dir})
+    check_output_locations(output, dicom_output)
     _check_work_dir(work_dir)
 
     volume = timings.run("read", read_input_volume, options.input, "self-supervised")
@@ -178,6 +175,12 @@ def run_self_supervised(options: SelfSupervisedOptions) -> dict:
     }
     _write_report(work_dir, summary, plan.estimate, model)
     return summary
+
+
+def self_supervised_inputs(options: SelfSupervisedOptions) -> list:
+    """The paths the command reads: the volume, the --init-model export, a profile file."""
+    profile = None if options.slice_profile in ("auto", "box", "gaussian") else options.slice_profile
+    return [options.input, options.init_model, profile]
 
 
 def _check_work_dir(work_dir: Path) -> None:

@@ -19,8 +19,11 @@ from typing import Optional
 import numpy as np
 
 from srgan_tf.config import INFERENCE_MODE_OF, INFERENCE_MODES, INFERENCE_PRECISIONS
+from srgan_tf.console import warn
+from srgan_tf.data.usable_volume import check_usable
 from srgan_tf.io.errors import InputError, error_summary
 from srgan_tf.io.nifti import is_nifti_path, write_nifti
+from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 from srgan_tf.io.reader import read_volume
 from srgan_tf.runtime import native_bfloat16, start_tensorflow
 
@@ -61,6 +64,7 @@ def read_input_volume(input_path, mode: str = "through-plane"):
                                      "needs a volume of at least 2 slices")
     if min(volume.shape) < 1:
         raise InputError(input_path, f"empty volume (shape {volume.shape})")
+    check_usable(volume, input_path)  # non-finite voxels or no signal: refused
     return volume
 
 
@@ -218,6 +222,8 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Op
         raise ValueError(f"mode must be one of {MODES} or None. Received: {mode!r}")
     output_path = Path(output_path)
     dicom_output = Path(dicom_output) if dicom_output else None
+    refuse_overwriting_inputs([input_path, model_dir], {"--output": output_path,
+                                                        "--dicom-output": dicom_output})
     check_output_locations(output_path, dicom_output)
     start_tensorflow()
     from srgan_tf.inference.exported_model import load_exported
@@ -238,7 +244,7 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Op
 
         mismatch = degradation_warning(model.metadata, volume)
         if mismatch:
-            print(f"Warning: {mismatch}", file=sys.stderr, flush=True)
+            warn(mismatch)
     result = super_resolve_volume(model, volume, mode, batch_size=batch_size,
                                   memory_budget_mb=memory_budget_mb, precision=precision,
                                   progress=progress)

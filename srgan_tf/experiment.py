@@ -25,7 +25,7 @@ OFFLINE_WARNING = """
 WARNING: ImageNet VGG19 weights are not available ({reason}).
 The built-in-sample demo continues with the SRGAN-MSE variant (content loss = pixel MSE)
 instead of the paper's VGG54 content loss. This run's config.json, export metadata and
-report record content_loss = "mse". To train with VGG54, see the README ("VGG19 weights").
+report record content_loss = "mse". To train with VGG54, see docs/training.md ("VGG19 weights").
 ==============================================================================
 """
 

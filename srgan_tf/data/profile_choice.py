@@ -14,13 +14,13 @@ Both are combined in log standard deviation, where the errors are about symmetri
 - the header: a box of the header thickness (slice-selective excitation, prior BOX_PRIOR) or a
   Gaussian of that FWHM, each with uncertainty HEADER_UNCERTAINTY[source]; the hypothesis
   that explains the spectrum better (likelihood times prior) is used;
-- the choice: the inverse-variance mean of the two, with that hypothesis's shape.
+- the choice: the inverse-variance mean of the two, with that hypothesis's shape; a
+  disagreement beyond AGREE_Z combined uncertainties is reported (a warning line).
 
-The spectrum is not used when its fit is flat (no minimum inside the candidates, or the slabs
-disagree by more than FLAT_UNCERTAINTY): the header's box is used and the reason says so. A
-NIfTI's spacing is dropped as evidence when the spectrum lies more than OUTLIER_Z combined
-uncertainties from it (slices with a gap); a thickness from DICOM or the command line is never
-dropped, only reported as disagreeing beyond AGREE_Z.
+The spectrum is not used when its fit is flat (widths up to the narrowest or widest candidate
+fit about as well, or the slabs disagree by more than FLAT_UNCERTAINTY): the header's box is
+used and the reason says so. A NIfTI knows no thickness: its spacing stands in for it
+(contiguous slices) with a wider uncertainty; for slices with gaps, `--slice-thickness` says so.
 """
 import math
 from dataclasses import dataclass
@@ -34,7 +34,6 @@ HEADER_UNCERTAINTY = {"SliceThickness": 0.08, "--slice-thickness": 0.08, "spacin
 BOX_PRIOR = 0.6  # a slice-selective profile is box-like; a Gaussian of the same FWHM gets the rest
 FLAT_UNCERTAINTY = 0.3  # slab spread (log sd) above which the spectral fit counts as flat
 AGREE_Z = 2.0  # disagreement reported beyond this many combined uncertainties
-OUTLIER_Z = 2.5  # a NIfTI spacing further than this from the spectrum is not the thickness
 
 
 @dataclass
@@ -121,7 +120,9 @@ def choose_slice_profile(array, spacing, *, header_thickness: Optional[float] = 
     u_spectrum = math.hypot(spread, SPECTRUM_BIAS)
     measured = f"spectrum {estimate.profile.describe()} (sd {estimate.sigma_mm:.2f} mm +-{u_spectrum:.0%})"
     if estimate.at_edge or spread > FLAT_UNCERTAINTY:
-        why = "no minimum inside the candidate widths" if estimate.at_edge else \
+        low, high = estimate.interval_sigmas_mm
+        why = (f"widths of sd {low:.2f} to {high:.2f} mm fit about as well, up to the candidates' "
+               "edge") if estimate.at_edge else \
             f"the slabs of rows disagree by +-{spread:.0%}"
         return ProfileChoice(fallback, "header", f"{measured} is flat ({why}); falling back to a box "
                              f"of the {header}", header_thickness, header_source, estimate, u_spectrum)
@@ -135,21 +136,15 @@ def choose_slice_profile(array, spacing, *, header_thickness: Optional[float] = 
         hypotheses.append((prior * math.exp(-0.5 * z * z), shape, centre, z))
     _, shape, centre, _ = max(hypotheses)
     nearest = min(abs(h[3]) for h in hypotheses)
-    if header_source == "spacing" and nearest > OUTLIER_Z:
-        return ProfileChoice(estimate.profile, "spectrum", f"{measured}; the {header} lies "
-                             f"{nearest:.1f} uncertainties away (slices with a gap?), so the "
-                             "spectrum alone is used", header_thickness, header_source, estimate,
-                             u_spectrum, nearest,
-                             f"the slice spacing {header_thickness:.4g} mm does not look like the "
-                             f"thickness (spectrum: sd {estimate.sigma_mm:.2f} mm); pass "
-                             "--slice-thickness if you know it")
     weight = u_header ** -2 / (u_header ** -2 + u_spectrum ** -2)
     sigma = math.exp(weight * centre + (1 - weight) * log_sigma)
     profile = SliceProfile(shape, header_thickness).with_sigma(sigma)
     warning = None
     if nearest > AGREE_Z:
         warning = (f"the {header} and the volume's spectrum (sd {estimate.sigma_mm:.2f} mm) disagree "
-                   f"by {nearest:.1f} uncertainties; used {profile.describe()}")
+                   f"by {nearest:.1f} uncertainties; used {profile.describe()}"
+                   + ("; with gaps between the slices pass --slice-thickness" if header_source == "spacing"
+                      else ""))
     reason = (f"{measured} combined with a {shape} of the {header} (+-{u_header:.0%}, weight "
               f"{weight:.0%}): {profile.describe()}, sd {sigma:.2f} mm")
     return ProfileChoice(profile, "combined", reason, header_thickness, header_source, estimate,

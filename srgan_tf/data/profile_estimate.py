@@ -24,6 +24,10 @@ _MIN_SEGMENTS = 400
 # the through-plane segments are split into this many slabs along the rows; the spread of the
 # slabs' best widths gives the estimate's sampling uncertainty
 SLABS = 4
+# widths whose residual is within this fraction above the minimum fit about as well: when that
+# range reaches the narrowest or widest candidate, the fit has no minimum to speak of (white
+# noise: every width up to the spacing fits)
+FLAT_TOLERANCE = 0.5
 
 
 @dataclass
@@ -43,7 +47,9 @@ class ProfileEstimate:
             rows (each slab's through-plane spectrum against the whole volume's model).
         uncertainty: sampling uncertainty of log(standard deviation): the slabs' spread over
             sqrt(SLABS); the estimate's bias on real scans comes on top (`profile_choice`).
-        at_edge: the best width is the narrowest or widest candidate (the fit found no minimum).
+        interval_sigmas_mm: (low, high) standard deviations of the chosen shape whose residuals
+            are within FLAT_TOLERANCE of the minimum (contiguous around it).
+        at_edge: that interval reaches the narrowest or widest candidate: the fit is flat.
         slice_mm, pixel_mm, segment_length, segments: what was measured; seconds: time taken.
     """
 
@@ -58,6 +64,7 @@ class ProfileEstimate:
     fitted: np.ndarray
     slab_sigmas_mm: np.ndarray
     uncertainty: float
+    interval_sigmas_mm: Tuple[float, float]
     at_edge: bool
     slice_mm: float
     pixel_mm: float
@@ -76,6 +83,7 @@ class ProfileEstimate:
         for key in ("widths_mm", "scores"):
             data[key] = {shape: np.asarray(v).tolist() for shape, v in data[key].items()}
         data["sigma_mm"] = self.sigma_mm
+        data["interval_sigmas_mm"] = list(self.interval_sigmas_mm)
         for key in ("frequencies", "observed", "fitted", "slab_sigmas_mm"):
             data[key] = np.asarray(data[key]).tolist()
         return data
@@ -207,15 +215,24 @@ def _summarize(candidates, fits, box_margin) -> Dict:
 
 def _slab_spread(candidates, fits, chosen) -> Dict:
     """Each slab's best standard deviation among the chosen shape's candidates, their spread
-    (log) over sqrt(SLABS), and whether the whole fit's minimum is at the candidates' edge."""
+    (log) over sqrt(SLABS), the interval of about equally good widths and whether it reaches
+    the candidates' edge."""
     same = [i for i, c in enumerate(candidates) if c.shape == chosen.shape]
     sigmas = np.array([candidates[i].sigma_mm for i in same])
     slab_scores = np.array([fits[i][3] for i in same])  # [candidates, slabs]
     usable = np.isfinite(slab_scores).all(axis=0)
     best = sigmas[np.argmin(slab_scores[:, usable], axis=0)]
     spread = float(np.std(np.log(best), ddof=1)) if len(best) > 1 else float("inf")
-    edge = chosen.sigma_mm <= sigmas.min() * 1.0001 or chosen.sigma_mm >= sigmas.max() * 0.9999
-    return dict(slab_sigmas_mm=best, uncertainty=spread / math.sqrt(max(len(best), 1)), at_edge=bool(edge))
+    scores = np.array([fits[i][0] for i in same])
+    good = scores <= scores.min() * (1.0 + FLAT_TOLERANCE)
+    low = high = int(np.argmin(scores))
+    while low > 0 and good[low - 1]:
+        low -= 1
+    while high < len(good) - 1 and good[high + 1]:
+        high += 1
+    return dict(slab_sigmas_mm=best, uncertainty=spread / math.sqrt(max(len(best), 1)),
+                interval_sigmas_mm=(float(sigmas[low]), float(sigmas[high])),
+                at_edge=bool(low == 0 or high == len(good) - 1))
 
 
 def _through_plane_segments(volume, foreground, pixels, slice_mm, length, reach, max_segments, rng):

@@ -3,9 +3,12 @@
 It follows the SMORE/ESPRESO assumption that the object's statistics are about isotropic: the
 through-plane lines and the in-plane lines thickened with the right profile have the same power
 spectrum (details in its docstring). It pins down the profile's effective width (its standard
-deviation) to about 10-15% on real and synthetic volumes; box and Gaussian of equal standard
-deviation (box width ~1.47 x Gaussian FWHM) have nearly the same spectrum, so the shape is a near
-tie that a prior for the box (slice-selective excitation) breaks. numpy/scipy only.
+deviation) to about 10-15 % on synthetic volumes and MNI152, but only to 20-50 % on single-subject
+scans (noise, bias field, a coarser native in-plane resolution: benchmarks/bench_profile.py);
+box and Gaussian of equal standard deviation (box width ~1.47 x Gaussian FWHM) have nearly the
+same spectrum, so the shape is a near tie that a prior for the box (slice-selective excitation)
+breaks. Each estimate carries its confidence (slab spread, flat fit); `data.profile_choice`
+combines it with the header's thickness. numpy/scipy only.
 """
 import math
 import time

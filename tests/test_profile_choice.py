@@ -98,3 +98,23 @@ def test_unmeasurable_volume_falls_back_to_the_header():
     choice = choose_slice_profile(np.ones((3, 16, 16), np.float32), (4.0, 1.0, 1.0))
     assert choice.decision == "header" and choice.profile == SliceProfile("box", 4.0)
     assert "could not be measured" in choice.reason
+
+
+def test_the_command_reports_spectrum_header_and_choice(volume, capsys):
+    """`--slice-profile auto` hands the acquisition's thickness and its source to the choice, and
+    the choice goes to summary.json as JSON."""
+    import json
+
+    from srgan_tf.data.acquisition import acquisition_from_volume
+    from srgan_tf.io.volume import Volume
+    from srgan_tf.self_supervised_run import resolve_profile
+
+    thick = Volume(_perturbed_thick(volume, 0, SliceProfile("box", 3.0), 5.0, snr=20), (5.0, 1.0, 1.0),
+                   source_tags={"SliceThickness": "3.0"})
+    acquisition = acquisition_from_volume(thick)
+    profile, reason, choice = resolve_profile("auto", thick, acquisition, None, "in.nii.gz")
+    assert choice.header_source == "SliceThickness" and choice.header_thickness == 3.0
+    assert profile == choice.profile and reason == choice.reason
+    summary = json.loads(json.dumps(choice.to_dict()))
+    assert summary["header"]["thickness_mm"] == 3.0 and summary["decision"] in ("combined", "header")
+    assert summary["spectrum"]["sigma_mm"] > 0

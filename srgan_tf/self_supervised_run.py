@@ -62,8 +62,9 @@ def _say(text: str) -> None:
 
 
 def resolve_profile(option: str, volume, acquisition, intensity_range, source):
-    """(SliceProfile, reason, estimate or None) for `--slice-profile`."""
-    from srgan_tf.data.profile_estimate import estimate_slice_profile
+    """(SliceProfile, reason, ProfileChoice or None) for `--slice-profile`; "auto" combines the
+    volume's spectrum with the header's thickness (`data.profile_choice`)."""
+    from srgan_tf.data.profile_choice import choose_slice_profile
     from srgan_tf.data.slice_profile import SliceProfile, load_profile_file
     from srgan_tf.io.errors import InputError
 
@@ -72,14 +73,12 @@ def resolve_profile(option: str, volume, acquisition, intensity_range, source):
                 f"chosen with --slice-profile {option}; width = slice thickness "
                 f"{acquisition.thickness:.4g} mm (from {acquisition.thickness_source})", None)
     if option == "auto":
-        try:
-            estimate = estimate_slice_profile(volume.array, volume.spacing)
-        except ValueError as error:  # too few slices or too little tissue to measure a spectrum
-            return (SliceProfile("box", acquisition.thickness),
-                    f"could not be estimated ({str(error).split('. Received')[0]}); falling back "
-                    f"to a box of the slice thickness {acquisition.thickness:.4g} mm (from "
-                    f"{acquisition.thickness_source})", None)
-        return estimate.profile, f"estimated from the volume: {estimate.reason}", estimate
+        header = None if acquisition.thickness_source == "spacing" else acquisition.thickness
+        choice = choose_slice_profile(volume.array, volume.spacing, header_thickness=header,
+                                      header_source=acquisition.thickness_source)
+        if choice.warning:
+            _say(f"Warning: {choice.warning}")
+        return choice.profile, choice.reason, choice
     path = Path(option)
     if path.suffix.lower() != ".npy" or not path.is_file():
         raise InputError("--slice-profile", f"expected auto, box, gaussian or an existing .npy "
@@ -100,7 +99,7 @@ class VolumePlan:
     intensity_range: tuple
     profile: object  # data.slice_profile.SliceProfile
     reason: str
-    estimate: object = None  # data.profile_estimate.ProfileEstimate for "auto"
+    estimate: object = None  # data.profile_choice.ProfileChoice for "auto"
 
 
 def plan_volume(volume, options: SelfSupervisedOptions, timings: Optional[Timings] = None) -> VolumePlan:
@@ -168,6 +167,7 @@ def run_self_supervised(options: SelfSupervisedOptions) -> dict:
         "dicom_files": written["dicom_files"],
         "acquisition": acquisition.to_dict(),
         "slice_profile": profile.to_dict(), "slice_profile_reason": plan.reason,
+        "slice_profile_choice": plan.estimate.to_dict() if plan.estimate else None,
         "model_export": str(model.path), "clipped_to_input_range": written["clipped"],
         "work_dir": str(work_dir),
         "seconds": {**{k: round(v, 1) for k, v in timings.phases.items()}, "total": round(total, 1)},
@@ -300,10 +300,11 @@ def _write(sr, volume, acquisition, output, dicom_output):
             "clipped": clipped}
 
 
-def _write_report(work_dir: Path, summary: dict, estimate, model) -> None:
+def _write_report(work_dir: Path, summary: dict, choice, model) -> None:
     from srgan_tf.files import atomic_write_text
 
     figures = []
+    estimate = choice.estimate if choice is not None else None
     if estimate is not None:
         from srgan_tf.data.profile_estimate import plot_profile_estimate
 
@@ -332,6 +333,7 @@ def _write_report(work_dir: Path, summary: dict, estimate, model) -> None:
         f"gap {acquisition['gap']:.4g} mm.",
         f"- Slice profile: {summary['slice_profile']['shape']}, width {summary['slice_profile']['fwhm_mm']:.3g} mm "
         f"({summary['slice_profile_reason']}).",
+    ] + ([f"- Slice profile warning: {choice.warning}."] if choice is not None and choice.warning else []) + [
         f"- Intensities clipped to the input's range: {summary['clipped_to_input_range']}.",
         f"- Trained model: `{summary['model_export']}`.",
         "", "## Timings (s)", "",

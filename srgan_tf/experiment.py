@@ -39,7 +39,7 @@ def run_main(parser: argparse.ArgumentParser, run, argv=None, *, check=None) -> 
     Args:
         parser: the entry point's parser. `set_defaults(prog=..., tensorflow=False)` on a
             subcommand names it in messages and skips the TensorFlow start.
-        run: called with the parsed arguments.
+        run: called with the parsed arguments; an int it returns is the exit status.
         argv: arguments (default: sys.argv[1:]).
         check: optional `check(parser, args)` for parse-time checks across flags
             (it calls `parser.error`).
@@ -51,13 +51,14 @@ def run_main(parser: argparse.ArgumentParser, run, argv=None, *, check=None) -> 
 
     runtime.quiet_tensorflow_logs()
     args = parser.parse_args(argv)
+    runtime.set_threads(getattr(args, "threads", None))  # before any pool starts
     if check is not None:
         check(parser, args)
     prog = getattr(args, "prog", None) or parser.prog
     try:
         if getattr(args, "tensorflow", True):
             runtime.start_tensorflow()
-        run(args)
+        status = run(args)
     except USER_ERRORS as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
@@ -69,7 +70,7 @@ def run_main(parser: argparse.ArgumentParser, run, argv=None, *, check=None) -> 
             raise
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return status if type(status) is int else 0  # a batch run's own status (failed items)
 
 
 def default_run_dir(config: config_lib.ExperimentConfig) -> Path:

@@ -7,7 +7,10 @@ The run, phase by phase (each timed and printed):
 3. the slice profile: estimated from the volume (`--slice-profile auto`), or box/gaussian
    of the slice thickness, or a `.npy` file;
 4. training on the volume's own in-plane slices degraded with that profile
-   (`training.self_supervised`), exported to `<work dir>/model/export`;
+   (`training.self_supervised`), exported to `<work dir>/model/export`; the plan it was
+   trained for is `<work dir>/plan.json`, and a re-run whose plan matches reuses the model
+   (`trained_model`; `--retrain` trains anew). The cohort run (`cohort.runs`) calls the same
+   steps: plan, `trained_model` / `train_model` once per protocol, `apply_model` per volume;
 5. through-plane SR of both in-plane orientations, averaged (`inference.volume_sr`), then
    resampling along the slices onto the target grid, clipping to the input's range, and
    the input's empty support kept empty (`inference.slice_grid.keep_empty_support`);

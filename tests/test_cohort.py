@@ -21,7 +21,9 @@ from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["--slice-profile", "box", "--steps", "2", "--epochs", "1", "--threads", "1"]
+FAST = ["--slice-profile", "box", "--steps", "2", "--epochs", "1"]
+# --threads only in subprocesses: in this process it would cap the pools of later tests too
+SUBPROCESS = [*FAST, "--threads", "1"]
 
 
 def _volume(spacing=(3.0, 1.0, 1.0), shape=(8, 40, 32), seed=1):
@@ -84,6 +86,22 @@ def test_parts_come_from_flags_slurm_or_kubernetes_and_split_disjointly():
     items = list(range(11))
     parts = [share(items, Part(k, 3, "")) for k in range(3)]
     assert sorted(sum(parts, [])) == items and sum(len(p) for p in parts) == len(items)
+
+
+@pytest.mark.parametrize("command", ["train", "infer", "self-supervised", "evaluate", "prepare",
+                                     "score"])
+def test_every_computing_command_takes_threads(command, capsys):
+    from srgan_tf.cli import build_parser
+
+    parser = build_parser()
+    required = {"infer": ["--model", "m", "--input", "i", "--output", "o.nii.gz"],
+                "self-supervised": ["--input", "i", "--output", "o.nii.gz"],
+                "evaluate": ["--model", "m", "--cache", "c"], "prepare": ["--input", "i", "--output", "o"],
+                "score": ["--truth", "t", "--input", "i"]}.get(command, [])
+    assert parser.parse_args([command, *required, "--threads", "3"]).threads == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, *required, "--threads", "0"])
+    assert "--threads" in capsys.readouterr().err
 
 
 def _decision(key, factor=4, width=3.0, best=1.0, curve_width=3.0):
@@ -171,8 +189,7 @@ def test_infer_on_a_folder_loads_the_model_once(cohort_run, tmp_path, monkeypatc
         return real(model, mode, precision, volume, output_path, **kw)
 
     monkeypatch.setattr(infer, "infer_volume", failing)
-    code = _main("infer", "--model", export, "--input", root, "--output", tmp_path / "sr",
-                 "--threads", "1")
+    code = _main("infer", "--model", export, "--input", root, "--output", tmp_path / "sr")
     rows = _rows(tmp_path / "sr" / "cohort.csv")
     assert len(loads) == 1
     assert rows["p1.nii.gz"]["status"] == "done" and (tmp_path / "sr" / "site1" / "p1.nii.gz").is_file()
@@ -189,7 +206,7 @@ def _spawn(argv, log: Path):
 def test_sigkill_mid_run_then_a_re_run_completes(tmp_path):
     root = _cohort(tmp_path / "in", bad=False, other_protocol=False)  # one training: faster
     out = tmp_path / "out"
-    argv = ["self-supervised", "--input", root, "--output", out, *FAST]
+    argv = ["self-supervised", "--input", root, "--output", out, *SUBPROCESS]
     process = _spawn(argv, tmp_path / "killed.log")
     first = out / "site1" / "p1.nii.gz"  # after the DICOM series, in key order
     deadline = time.monotonic() + 240
@@ -216,7 +233,7 @@ def test_sigkill_mid_run_then_a_re_run_completes(tmp_path):
 def test_two_parts_at_once_into_one_folder_are_disjoint_complete_and_share_models(tmp_path):
     root = _cohort(tmp_path / "in", bad=False, other_protocol=False)
     out = tmp_path / "out"
-    processes = [_spawn(["self-supervised", "--input", root, "--output", out, *FAST,
+    processes = [_spawn(["self-supervised", "--input", root, "--output", out, *SUBPROCESS,
                          "--num-parts", 2, "--part-id", k], tmp_path / f"part{k}.log")
                  for k in range(2)]
     for k, process in enumerate(processes):
@@ -231,3 +248,18 @@ def test_two_parts_at_once_into_one_folder_are_disjoint_complete_and_share_model
     assert merged["p1.nii.gz"]["part"] != merged["p2.nii.gz"]["part"]
     logs = "".join((tmp_path / f"part{k}.log").read_text() for k in range(2))
     assert logs.count("training on") == 1  # one training per protocol, not per part
+
+
+def test_single_volume_re_run_reuses_a_model_trained_for_the_same_plan(tmp_path, capsys):
+    write_nifti(_volume(), tmp_path / "thick.nii.gz")
+    argv = ["self-supervised", "--input", tmp_path / "thick.nii.gz", "--output",
+            tmp_path / "sr.nii.gz", *FAST]
+    assert _main(*argv) == 0
+    assert "Reusing" not in capsys.readouterr().out
+    assert _main(*argv) == 0  # today's refusal is now a reuse
+    assert "Reusing the model trained for this plan" in capsys.readouterr().out
+    assert _main(*argv[:-4], "--steps", "3", "--epochs", "1") == 2  # another plan: refused
+    assert "differs in steps" in capsys.readouterr().err
+    assert _main(*argv[:-4], "--steps", "3", "--epochs", "1", "--retrain") == 0
+    plan = json.loads((tmp_path / "sr_work" / "plan.json").read_text())
+    assert plan["steps"] == 3 and "Reusing" not in capsys.readouterr().out

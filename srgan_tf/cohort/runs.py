@@ -106,6 +106,7 @@ def _plan_settings(options) -> dict:
 
 def _decide(volume: FoundVolume, options, ledger: Ledger):
     """The volume's Decision (cached in its ledger folder), or the InputError that skips it."""
+    from srgan_tf import runtime
     from srgan_tf.inference.infer import check_input_volume
     from srgan_tf.self_supervised_run import model_recipe, plan_volume
 
@@ -120,6 +121,7 @@ def _decide(volume: FoundVolume, options, ledger: Ledger):
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         pass
     volume_options = dataclasses.replace(options, input=str(volume.source))
+    runtime.start_tensorflow()  # quietly, before planning imports it (a re-run never does)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             image = check_input_volume(volume.read(), volume.source, "self-supervised")
@@ -230,7 +232,6 @@ def run_cohort_self_supervised(options, part: Part) -> int:
     root, out, work = _prepare_folders(options.input, options.output, options.work_dir)
     volumes, problems, mine = _discover(root, out, part, options.progress)
     ledger = Ledger(work)
-    runtime.start_tensorflow()  # planning imports it (the training-pixel geometry)
     found = {v.key: v for v in volumes}
     decisions = {}
     mine_keys = {v.key for v in mine}
@@ -264,6 +265,7 @@ def run_cohort_self_supervised(options, part: Part) -> int:
                 raise decision
             check_output_locations(nifti, dicom)
             if protocol.name not in models:
+                runtime.start_tensorflow()
                 with contextlib.redirect_stdout(sys.__stdout__):  # training lines show
                     models[protocol.name] = _protocol_model(protocol, work, found, decisions, quiet)
             image = volume.read()

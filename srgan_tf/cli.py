@@ -118,7 +118,7 @@ def cmd_self_supervised(args):
     if part is not None:
         from srgan_tf.cohort.runs import run_cohort_self_supervised
 
-        return run_cohort_self_supervised(options, part)
+        return run_cohort_self_supervised(options, part, train_only=args.train_only)
     summary = run_self_supervised(options)
     print(f"Wrote {summary['output']} (shape {tuple(summary['output_shape'])}, spacing "
           f"{tuple(summary['output_spacing_mm'])} mm)"
@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     selfsup.add_argument("--no-clip", action="store_true",
                          help="keep SR intensities outside the input's range")
     add_cohort_arguments(selfsup)
+    selfsup.add_argument("--train-only", action="store_true", help="with an input folder: plan "
+                         "every volume and train every protocol's model, write no outputs (then "
+                         "run the parts, which reuse them)")
     add_threads_argument(selfsup)
 
     score = add_command(commands, "score", cmd_score, tensorflow=False,

@@ -263,3 +263,18 @@ def test_single_volume_re_run_reuses_a_model_trained_for_the_same_plan(tmp_path,
     assert _main(*argv[:-4], "--steps", "3", "--epochs", "1", "--retrain") == 0
     plan = json.loads((tmp_path / "sr_work" / "plan.json").read_text())
     assert plan["steps"] == 3 and "Reusing" not in capsys.readouterr().out
+
+
+def test_train_only_trains_each_protocol_once_and_parts_then_reuse_it(tmp_path, capsys):
+    root = _cohort(tmp_path / "in", bad=False, other_protocol=False)
+    out = tmp_path / "out"
+    argv = ["self-supervised", "--input", root, "--output", out, *FAST]
+    assert _main(*argv, "--train-only") == 0
+    assert "training on 24 slices of 3 volume(s)" in capsys.readouterr().out
+    assert not list(out.rglob("*.nii.gz")) and not (out / "cohort.csv").exists()
+    export = next((out / "srgan-tf-work" / "models").iterdir()) / "model" / "export"
+    stamp = (export / "metadata.json").stat().st_mtime_ns
+    assert _main(*argv, "--num-parts", "2", "--part-id", "1") == 0  # p1 only
+    assert (out / "site1" / "p1.nii.gz").is_file() and not (out / "site1" / "p2.nii.gz").exists()
+    assert (export / "metadata.json").stat().st_mtime_ns == stamp  # reused, not retrained
+    assert Path(_rows(out / "cohort.csv")["p1.nii.gz"]["model"]).resolve() == export.resolve()

@@ -222,9 +222,10 @@ def _protocol_model(protocol: Protocol, work: Path, found, decisions, options):
         lock.release()
 
 
-def run_cohort_self_supervised(options, part: Part) -> int:
+def run_cohort_self_supervised(options, part: Part, train_only: bool = False) -> int:
     """`srgan-tf self-supervised --input FOLDER --output OUT_FOLDER`; the exit status (1 when
-    a volume failed for a reason other than its input)."""
+    a volume failed for a reason other than its input). `train_only`: plan every volume and
+    train every protocol's model, then stop (the parts then only apply them)."""
     from srgan_tf import runtime
     from srgan_tf.inference.infer import check_output_locations
     from srgan_tf.self_supervised_run import Timings, apply_model
@@ -245,6 +246,11 @@ def run_cohort_self_supervised(options, part: Part) -> int:
         f"{p.name} ({len(p.members)} volumes)" for p in protocols), flush=True)
     models = {}
     quiet = dataclasses.replace(options, progress=False)
+    if train_only:  # step 1 of the many-machines recipe: every protocol's model, no outputs
+        runtime.start_tensorflow()
+        for protocol in protocols:
+            _protocol_model(protocol, work, found, decisions, quiet)
+        return 0
 
     def handle(volume: FoundVolume) -> dict:
         nifti, dicom = output_paths(out, volume.key, options.dicom_output)

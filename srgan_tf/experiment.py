@@ -43,7 +43,7 @@ def run_main(parser: argparse.ArgumentParser, run, argv=None, *, check=None) -> 
     Args:
         parser: the entry point's parser. `set_defaults(prog=..., tensorflow=False)` on a
             subcommand names it in messages and skips the TensorFlow start.
-        run: called with the parsed arguments.
+        run: called with the parsed arguments; an int it returns is the exit status.
         argv: arguments (default: sys.argv[1:]).
         check: optional `check(parser, args)` for parse-time checks across flags
             (it calls `parser.error`).
@@ -63,12 +63,13 @@ def run_main(parser: argparse.ArgumentParser, run, argv=None, *, check=None) -> 
 def _run_parsed(parser, run, args, check, prog) -> int:
     from srgan_tf import runtime
 
+    runtime.set_threads(getattr(args, "threads", None))  # before any pool starts
     if check is not None:
         check(parser, args)
     try:
         if getattr(args, "tensorflow", True):
             runtime.start_tensorflow()
-        run(args)
+        status = run(args)
     except USER_ERRORS as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
@@ -80,7 +81,7 @@ def _run_parsed(parser, run, args, check, prog) -> int:
             raise
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return status if type(status) is int else 0  # a batch run's own status (failed items)
 
 
 def default_run_dir(config: config_lib.ExperimentConfig) -> Path:

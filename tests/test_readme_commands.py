@@ -53,6 +53,7 @@ def _argv_variants(command: str):
     `a|b` alternative used at least once."""
     command = command.replace("\\|", "|")
     command = re.sub(r"<[^<>]*>", "1", command)  # <run>, <dicom series dir | .nii.gz>
+    command = re.sub(r"\$\{?[A-Za-z_]\w*\}?", "1", command)  # "$SLURM_CPUS_PER_TASK" in a job script
     command = command.replace("[", " ").replace("]", " ").replace("...", " ")
     # DIR, N, EXPORT, PATH: a value that parses as a path, an integer and a number alike.
     tokens = ["1" if re.fullmatch(r"[A-Z][A-Z_]*", token) else token
@@ -158,7 +159,8 @@ def _known_flags() -> set:
 
 
 # Programs other than srgan-tf whose commands the pages show inline (e.g. `git rev-parse --short`).
-OTHER_TOOLS = {"git", "lscpu", "pip", "nvidia-smi", "tensorboard"}
+OTHER_TOOLS = {"git", "lscpu", "pip", "nvidia-smi", "tensorboard", "sbatch", "#SBATCH",
+               "perturb.py"}  # the last: the realmr kit's script
 
 
 @pytest.mark.parametrize("page", PAGES, ids=_page_name)

@@ -28,6 +28,7 @@ from srgan_tf.config import SLICE_PROFILES, ConfigError, Range
 from srgan_tf.arguments import (HelpFormatter, add_experiment_arguments, config_from_args,
                                 number_type)
 from srgan_tf.experiment import default_run_dir, resolve_cache, run_experiment, run_main
+from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 
 # Heavy modules (TensorFlow, the evaluation layer) are imported inside functions: --help and a
 # bad flag answer at once.
@@ -202,6 +203,7 @@ def run(args):
     using_sample = not config.data.cache
     cache = resolve_cache(config, args.sample_root)
     run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
+    refuse_overwriting_inputs([config.data.cache, args.model, args.hr_dir], {"--output": run_dir})
     run_dir.mkdir(parents=True, exist_ok=True)
     hr_dir = args.hr_dir or (Path(args.sample_root) / "hr" if using_sample else None)
     series, hr_paths = test_data(cache, hr_dir, args.max_volumes)

@@ -34,6 +34,7 @@ import numpy as np
 from srgan_tf import config as config_lib
 from srgan_tf.arguments import add_experiment_arguments, config_from_args
 from srgan_tf.experiment import run_experiment
+from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 
 COLUMNS = ("psnr", "ssim", "hfen", "background_pct", "stripe_pct", "stripe2_pct")
 
@@ -211,6 +212,7 @@ def main(argv=None):
     from srgan_tf.io.reader import read_volume
 
     args = parse_args(argv)
+    refuse_overwriting_inputs([*args.train, *args.test, args.split], {"--work": args.work})
     if args.split:
         train_volumes, test_volumes = split_volume(args.split)
     else:

@@ -52,6 +52,14 @@ def default_mode(experiment: str) -> str:
     return "iso" if experiment == config_lib.EXPERIMENT_OF_MODE["iso"] else "aniso"
 
 
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """--threads: the CPU threads of every computing pool (`runtime.set_threads`)."""
+    parser.add_argument("--threads", type=number_type(int, config_lib.Range(1)),
+                        help="CPU threads for TensorFlow's intra- and inter-op pools, OpenMP, "
+                             "BLAS and OpenCV (default: all cores); e.g. 4 volumes x 4 threads "
+                             "on a 16-core node")
+
+
 DEFAULT_SCALE = 4
 # What --resume may change in a run's config.json: how training goes on, not what it learns from.
 RESUME_MAY_CHANGE = {("data", "memory_budget_mb"), ("loss", "vgg_weights")}
@@ -81,6 +89,7 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) -
                              "config.json (only training-schedule flags may change)")
     parser.add_argument("--sample-root", default=str(DEFAULT_SAMPLE_ROOT),
                         help="where the built-in sample is generated and cached")
+    add_threads_argument(parser)
     group = parser.add_argument_group("config overrides (default: the preset's value, shown "
                                       "as quick / paper)")
     presets = [config_lib.preset(name, experiment=experiment, mode=mode)

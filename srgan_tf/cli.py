@@ -20,13 +20,16 @@ def cmd_sample(args):
 
 
 def cmd_prepare(args):
+    from srgan_tf.console import warn
     from srgan_tf.data.prepare import build_cache
     from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER
 
     series_filter = None if args.all_series else (args.series_filter or DEFAULT_SERIES_FILTER)
     summary = build_cache(args.input, args.output, series_filter=series_filter,
                           test_fraction=args.test_fraction, seed=args.seed, progress=True)
-    print(summary.text())
+    print(summary.text(warnings=False))
+    for message in summary.warnings:
+        warn(message)
 
 
 def cmd_info(args):
@@ -53,9 +56,31 @@ def cmd_export(args):
     print(f"Exported SavedModel to {path}")
 
 
+def _cohort_part(args):
+    """The `cohort.parts.Part` of a folder-to-folder run, or None for one volume (a NIfTI
+    output name, today's single-volume form)."""
+    from srgan_tf.cohort.parts import resolve_part
+    from srgan_tf.io.errors import InputError
+    from srgan_tf.io.nifti import is_nifti_path
+
+    if is_nifti_path(args.output) or not Path(args.input).is_dir():
+        if args.num_parts is not None or args.part_id is not None:
+            raise InputError("--num-parts", "splits a folder of volumes; give --output a folder")
+        return None
+    return resolve_part(args.num_parts, args.part_id)
+
+
 def cmd_infer(args):
     from srgan_tf.inference.infer import run_infer
 
+    part = _cohort_part(args)
+    if part is not None:
+        from srgan_tf.cohort.runs import run_cohort_infer
+
+        return run_cohort_infer(args.model, args.input, args.output, part,
+                                dicom_output=args.dicom_output, mode=args.mode,
+                                batch_size=args.batch_size, precision=args.precision,
+                                clip_to_input_range=not args.no_clip)
     summary = run_infer(args.model, args.input, args.output, dicom_output=args.dicom_output,
                         mode=args.mode, batch_size=args.batch_size, precision=args.precision,
                         clip_to_input_range=not args.no_clip, progress=True)
@@ -75,7 +100,9 @@ def cmd_evaluate(args):
 
 def cmd_score(args):
     from srgan_tf.evaluation.volume_score import format_scores, score_files, write_scores_json
+    from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 
+    refuse_overwriting_inputs([args.truth, args.input, args.thick], {"--json": args.json})
     scores = score_files(args.truth, args.input, args.thick, all_slices=args.all_slices)
     print(format_scores(scores))
     if args.json:
@@ -85,19 +112,38 @@ def cmd_score(args):
 def cmd_self_supervised(args):
     from srgan_tf.self_supervised_run import SelfSupervisedOptions, run_self_supervised
 
-    summary = run_self_supervised(SelfSupervisedOptions(
+    options = SelfSupervisedOptions(
         input=args.input, output=args.output, dicom_output=args.dicom_output,
         work_dir=args.work_dir, slice_profile=args.slice_profile,
         slice_thickness=args.slice_thickness, target_spacing=args.target_spacing,
         init_model=args.init_model, steps=args.steps, epochs=args.epochs,
         batch_size=args.batch_size, precision=args.precision, seed=args.seed,
-        clip=not args.no_clip, progress=True))
+        clip=not args.no_clip, progress=True, retrain=args.retrain)
+    part = _cohort_part(args)
+    if part is not None:
+        from srgan_tf.cohort.runs import run_cohort_self_supervised
+
+        return run_cohort_self_supervised(options, part, train_only=args.train_only)
+    summary = run_self_supervised(options)
     print(f"Wrote {summary['output']} (shape {tuple(summary['output_shape'])}, spacing "
           f"{tuple(summary['output_spacing_mm'])} mm)"
           + (f" and {summary['dicom_files']} DICOM files in {summary['dicom_output']}"
              if summary["dicom_output"] else ""))
     print("Times (s): " + ", ".join(f"{k} {v}" for k, v in summary["seconds"].items()))
     print(f"Report, trained model and figures: {summary['work_dir']}")
+
+
+def add_cohort_arguments(parser) -> None:
+    """--num-parts/--part-id of a folder-to-folder run."""
+    from srgan_tf.arguments import number_type
+    from srgan_tf.config import Range
+
+    parser.add_argument("--num-parts", type=number_type(int, Range(1)),
+                        help="with an input folder: split its volumes into this many parts "
+                             "(default: a SLURM array's task count, else 1)")
+    parser.add_argument("--part-id", type=number_type(int, Range(0)),
+                        help="which part this process runs, from 0 (default: SLURM_ARRAY_TASK_ID"
+                             " - SLURM_ARRAY_TASK_MIN, or a Kubernetes JOB_COMPLETION_INDEX)")
 
 
 def add_command(commands, name: str, func, help: str, tensorflow: bool = True):
@@ -113,7 +159,7 @@ def add_command(commands, name: str, func, help: str, tensorflow: bool = True):
 def build_parser() -> argparse.ArgumentParser:
     from srgan_tf.config import (INFERENCE_MODES, INFERENCE_PRECISIONS, RANGES,
                                  SELF_SUPERVISED_EPOCHS, SELF_SUPERVISED_STEPS, Range)
-    from srgan_tf.arguments import add_experiment_arguments, number_type
+    from srgan_tf.arguments import add_experiment_arguments, add_threads_argument, number_type
 
     parser = argparse.ArgumentParser(prog="srgan-tf", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"srgan-tf {__version__}")
@@ -124,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--output", required=True, help="folder to write (DICOM under OUTPUT/dicom)")
     sample.add_argument("--patients", type=number_type(int, RANGES["sample_patients"]), default=8,
                         help="synthetic patients")
-    sample.add_argument("--seed", type=int, default=0, help="seed of the phantoms")
+    sample.add_argument("--seed", type=number_type(int, RANGES["seed"]), default=0,
+                        help="seed of the phantoms")
 
     prepare = add_command(commands, "prepare", cmd_prepare, tensorflow=False,
                           help="DICOM tree or NIfTI files -> HDF5 slice cache")
@@ -135,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--all-series", action="store_true", help="take every MR series")
     prepare.add_argument("--test-fraction", type=number_type(float, Range(0, 1, high_inclusive=False)),
                          default=0.1, help="share of patients held out for testing, in [0, 1)")
-    prepare.add_argument("--seed", type=int, default=0, help="seed of the patient split")
+    prepare.add_argument("--seed", type=number_type(int, RANGES["seed"]), default=0,
+                         help="seed of the patient split")
+    add_threads_argument(prepare)
 
     info = add_command(commands, "info", cmd_info, tensorflow=False,
                        help="patients, series, shapes, spacings and split of a cache")
@@ -155,9 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     infer = add_command(commands, "infer", cmd_infer, tensorflow=False,  # started after its checks
                         help="super-resolve a volume (DICOM series dir or NIfTI) with an export")
     infer.add_argument("--model", required=True, help="export directory (SavedModel + metadata.json)")
-    infer.add_argument("--input", required=True, help="DICOM series folder, .nii or .nii.gz")
-    infer.add_argument("--output", required=True, help="output NIfTI (.nii or .nii.gz)")
-    infer.add_argument("--dicom-output", help="also write a derived DICOM series into this new folder")
+    infer.add_argument("--input", required=True, help="DICOM series folder, .nii or .nii.gz; or "
+                       "a folder of volumes (NIfTI files, DICOM series) with an output folder")
+    infer.add_argument("--output", required=True, help="output NIfTI (.nii or .nii.gz), or an "
+                       "output folder mirroring an input folder (with cohort.csv)")
+    infer.add_argument("--dicom-output", help="also write a derived DICOM series into this new "
+                       "folder (a cohort: one series per volume, mirroring the input tree)")
     infer.add_argument("--mode", choices=INFERENCE_MODES, default=None,
                        help="through-plane: anisotropic model along the slices (Exp. 3); "
                             "in-plane: isotropic model on each slice (default: the one the "
@@ -170,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--no-clip", action="store_true",
                        help="keep SR intensities outside the input's range (default: clipped to "
                             "it, so magnitude images never go negative)")
+    add_cohort_arguments(infer)
+    add_threads_argument(infer)
 
     evaluate = add_command(commands, "evaluate", cmd_evaluate,
                            help="score an exported model and bicubic on a cache")
@@ -178,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=("train", "test"), help="patients scored")
     evaluate.add_argument("--output", help="directory for metrics.json and report.md "
                                            "(default: the export's parent)")
+    add_threads_argument(evaluate)
     evaluate.add_argument("--max-slices-per-patient", type=number_type(int, Range(1)),
                           help="score at most this many slices per patient (default: all)")
 
@@ -186,11 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="make one thick-slice volume near-isotropic with no training data: learn from its "
              "own in-plane slices degraded with its slice profile, then super-resolve through "
              "the plane")
-    selfsup.add_argument("--input", required=True, help="DICOM series folder, .nii or .nii.gz")
-    selfsup.add_argument("--output", required=True, help="output NIfTI (.nii or .nii.gz)")
-    selfsup.add_argument("--dicom-output", help="also write a derived DICOM series into this new folder")
-    selfsup.add_argument("--work-dir", help="trained model, report and figures (default: "
-                         "<output name>_work next to the output)")
+    selfsup.add_argument("--input", required=True, help="DICOM series folder, .nii or .nii.gz; "
+                         "or a folder of volumes (NIfTI files, DICOM series) with an output folder")
+    selfsup.add_argument("--output", required=True, help="output NIfTI (.nii or .nii.gz), or an "
+                         "output folder mirroring an input folder (with cohort.csv)")
+    selfsup.add_argument("--dicom-output", help="also write a derived DICOM series into this new "
+                         "folder (a cohort: one series per volume, mirroring the input tree)")
+    selfsup.add_argument("--work-dir", help="trained model(s), reports, figures; a re-run reuses "
+                         "a model trained for the same plan (default: <output name>_work next to "
+                         "the output; a cohort: OUT_FOLDER/srgan-tf-work)")
+    selfsup.add_argument("--retrain", action="store_true", help="one volume: train a new model "
+                         "even if the work dir holds one")
     selfsup.add_argument("--slice-profile", default="auto", metavar="{auto,box,gaussian,FILE.npy}",
                          help="auto: estimated from the volume; box or gaussian: of the slice "
                               "thickness; FILE.npy: 1-D weights sampled at the in-plane spacing")
@@ -209,9 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="images per inference call")
     selfsup.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",
                          help="inference precision (auto: bfloat16 where native)")
-    selfsup.add_argument("--seed", type=int, default=0, help="seed of weights and patch draws")
+    selfsup.add_argument("--seed", type=number_type(int, RANGES["seed"]), default=0,
+                         help="seed of weights and patch draws")
     selfsup.add_argument("--no-clip", action="store_true",
                          help="keep SR intensities outside the input's range")
+    add_cohort_arguments(selfsup)
+    selfsup.add_argument("--train-only", action="store_true", help="with an input folder: plan "
+                         "every volume and train every protocol's model, write no outputs (then "
+                         "run the parts, which reuse them)")
+    add_threads_argument(selfsup)
 
     score = add_command(commands, "score", cmd_score, tensorflow=False,
                         help="PSNR, SSIM and HFEN of a volume against its isotropic truth, whole "
@@ -225,13 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--all-slices", action="store_true", help="with --thick, score every truth "
                        "slice, extrapolated ones included")
     score.add_argument("--json", help="also write the scores here as JSON")
+    add_threads_argument(score)
     return parser
 
 
 def main(argv=None) -> int:
     from srgan_tf.experiment import run_main
+    from srgan_tf.flag_checks import warn_about_flags
 
-    return run_main(build_parser(), lambda args: args.func(args), argv)
+    return run_main(build_parser(), lambda args: args.func(args), argv, check=warn_about_flags)
 
 
 if __name__ == "__main__":

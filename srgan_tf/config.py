@@ -166,17 +166,22 @@ class Range:
         return value == value  # NaN is in no range
 
     def text(self) -> str:
+        low, high = _number_text(self.low), _number_text(self.high)
         if self.low is not None and self.high is not None:
-            return (f"in {'[' if self.low_inclusive else '('}{self.low:g}, "
-                    f"{self.high:g}{']' if self.high_inclusive else ')'}")
+            return (f"in {'[' if self.low_inclusive else '('}{low}, "
+                    f"{high}{']' if self.high_inclusive else ')'}")
         if self.low is not None:
-            return f"{'>=' if self.low_inclusive else '>'} {self.low:g}"
+            return f"{'>=' if self.low_inclusive else '>'} {low}"
         if self.high is not None:
-            return f"{'<=' if self.high_inclusive else '<'} {self.high:g}"
+            return f"{'<=' if self.high_inclusive else '<'} {high}"
         return "any number"
 
 
-POSITIVE = Range(0, low_inclusive=False)
+def _number_text(value) -> str:
+    """Integers in full (a seed's 4294967295, not 4.29497e+09); other numbers as %g."""
+    return str(value) if isinstance(value, int) else f"{value:g}" if value is not None else ""
+
+
 # Allowed values of every numeric knob, by field name (unique across the sections); the
 # `--flag` parsers and `ExperimentConfig` validation both read this table.
 RANGES = {
@@ -187,7 +192,8 @@ RANGES = {
     "min_foreground": Range(0, 1),
     "sample_patients": Range(2),  # one patient leaves none for testing
     "val_slices": Range(0),
-    "slice_thickness_ratio": POSITIVE,
+    # a slice thicker than 3 slice spacings is not an MR slice stack
+    "slice_thickness_ratio": Range(0, 3, low_inclusive=False),
     "num_residual_blocks": Range(1),
     "filters": Range(1),
     "discriminator_filters": Range(1),
@@ -197,11 +203,12 @@ RANGES = {
     "ema_decay": Range(0, 1, high_inclusive=False),
     "pretrain_epochs": Range(0),
     "adversarial_epochs": Range(0),
-    "learning_rate": POSITIVE,
+    "learning_rate": Range(0, 1, low_inclusive=False, high_inclusive=False),  # Adam at 1 diverges
     "warmup_fraction": Range(0, 1, high_inclusive=False),
     "beta_1": Range(0, 1, high_inclusive=False),
     "steps_per_epoch": Range(1),  # None (not 0) means "the whole split"
     "bn_calibration_batches": Range(0),
+    "seed": Range(0, 2 ** 32 - 1),  # NumPy's and TensorFlow's seeds are unsigned 32-bit
 }
 
 

@@ -13,7 +13,10 @@ from pathlib import Path
 from srgan_tf import config as config_lib
 from srgan_tf.arguments import (DEFAULT_SAMPLE_ROOT, HelpFormatter, add_experiment_arguments,
                                 config_from_args)
+from srgan_tf.console import command_warnings, warn
+from srgan_tf.flag_checks import config_warnings
 from srgan_tf.io.errors import InputError
+from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 
 log = logging.getLogger("srgan_tf")
 
@@ -22,7 +25,7 @@ OFFLINE_WARNING = """
 WARNING: ImageNet VGG19 weights are not available ({reason}).
 The built-in-sample demo continues with the SRGAN-MSE variant (content loss = pixel MSE)
 instead of the paper's VGG54 content loss. This run's config.json, export metadata and
-report record content_loss = "mse". To train with VGG54, see the README ("VGG19 weights").
+report record content_loss = "mse". To train with VGG54, see docs/training.md ("VGG19 weights").
 ==============================================================================
 """
 
@@ -34,12 +37,13 @@ USER_ERRORS = (InputError, config_lib.ConfigError, FileNotFoundError, FileExists
 
 def run_main(parser: argparse.ArgumentParser, run, argv=None, *, check=None) -> int:
     """Every entry point's `main`: parse, start TensorFlow quietly, run, and turn the user's
-    errors into one line `<prog>: error: ...` (exit 2) and Ctrl-C into one line (exit 130).
+    errors into one line `<prog>: error: ...` (exit 2) and Ctrl-C into one line (exit 130);
+    `console.warn` messages print as `<prog>: warning: ...` lines.
 
     Args:
         parser: the entry point's parser. `set_defaults(prog=..., tensorflow=False)` on a
             subcommand names it in messages and skips the TensorFlow start.
-        run: called with the parsed arguments.
+        run: called with the parsed arguments; an int it returns is the exit status.
         argv: arguments (default: sys.argv[1:]).
         check: optional `check(parser, args)` for parse-time checks across flags
             (it calls `parser.error`).
@@ -51,13 +55,21 @@ def run_main(parser: argparse.ArgumentParser, run, argv=None, *, check=None) -> 
 
     runtime.quiet_tensorflow_logs()
     args = parser.parse_args(argv)
+    prog = getattr(args, "prog", None) or parser.prog
+    with command_warnings(prog):
+        return _run_parsed(parser, run, args, check, prog)
+
+
+def _run_parsed(parser, run, args, check, prog) -> int:
+    from srgan_tf import runtime
+
+    runtime.set_threads(getattr(args, "threads", None))  # before any pool starts
     if check is not None:
         check(parser, args)
-    prog = getattr(args, "prog", None) or parser.prog
     try:
         if getattr(args, "tensorflow", True):
             runtime.start_tensorflow()
-        run(args)
+        status = run(args)
     except USER_ERRORS as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
@@ -69,7 +81,7 @@ def run_main(parser: argparse.ArgumentParser, run, argv=None, *, check=None) -> 
             raise
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return status if type(status) is int else 0  # a batch run's own status (failed items)
 
 
 def default_run_dir(config: config_lib.ExperimentConfig) -> Path:
@@ -154,6 +166,9 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
     `evaluate` is asked and the cache has no test patients.
     """
     run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
+    refuse_overwriting_inputs([config.data.cache], {"--output": run_dir})
+    for message in config_warnings(config):
+        warn(message)
     check_run_dir(run_dir, resume)
     using_sample = not config.data.cache
     cache = resolve_cache(config, sample_root)
@@ -166,8 +181,8 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
 
         with SliceCache(cache) as opened:
             if not opened.series("test"):
-                print(f"Note: {cache} has no test patients: validation uses training slices, "
-                      "so its scores are optimistic.")
+                warn(f"{cache} has no test patients: validation uses training slices, so "
+                     "its scores are optimistic")
     from srgan_tf.training_run import train_and_export
 
     config.data.cache = str(cache)
@@ -180,11 +195,31 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
         from srgan_tf.evaluation.run import evaluate_run
 
         metrics = evaluate_run(config, run_dir, result.export_dir)
-    print(f"\nRun directory: {run_dir}")
-    table = run_dir / "report.md"
-    if table.exists():
-        print(table.read_text())
+    print(last_words(run_dir, result.export_dir))
     return metrics
+
+
+def last_words(run_dir: Path, export_dir) -> str:
+    """What a finished run prints: report.md's results (title, data note, table; the protocol,
+    figures and configuration stay in report.md and config.json) and where the run's files are.
+
+    Args:
+        run_dir: the run directory.
+        export_dir: the final export, or None (a multi-worker run's other workers export nothing).
+    """
+    report = run_dir / "report.md"
+    lines = []
+    if report.is_file():  # evaluated: the report up to its protocol section
+        head = report.read_text().split("\n## Protocol", 1)[0].rstrip()
+        lines += ["", head]
+    lines += ["", f"Run directory: {run_dir}"]
+    if report.is_file():
+        lines.append(f"  report:       {report} (protocol, figures, configuration)")
+    lines.append(f"  config:       {run_dir / 'config.json'}")
+    if export_dir:
+        lines.append(f"  export:       {export_dir} (srgan-tf infer --model {export_dir} ...)")
+    lines.append(f"  TensorBoard:  tensorboard --logdir {run_dir / 'logs'}")
+    return "\n".join(lines)
 
 
 def experiment_parser(experiment: str, doc: str) -> argparse.ArgumentParser:

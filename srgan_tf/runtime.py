@@ -19,6 +19,49 @@ STARTUP_NOISE = re.compile(
     r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.)$"
 )
 _started = False
+# Environment variables that size the numpy/BLAS, OpenMP and TensorFlow thread pools: each
+# library reads its own when it starts, so `set_threads` sets them all before any starts.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "NUMEXPR_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+_threads = None
+
+
+def set_threads(count) -> None:
+    """Use at most `count` CPU threads for the computing pools: TensorFlow's intra-op pool
+    (one op's work split) and inter-op pool (ops run side by side), OpenMP, BLAS and OpenCV.
+    None leaves every library's default (all cores). Call before TensorFlow starts (the
+    entry points call it first thing); pools that already started keep their size, except
+    OpenCV's and, with threadpoolctl installed, BLAS's, which are resized here."""
+    global _threads
+    if count is None:
+        return
+    _threads = int(count)
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(_threads)
+    try:
+        import cv2
+
+        cv2.setNumThreads(_threads)
+    except ImportError:
+        pass
+    try:  # numpy may be imported already (its BLAS pool read the environment then)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(_threads)
+    except ImportError:
+        pass
+    if "tensorflow" in sys.modules:
+        _apply_tensorflow_threads(sys.modules["tensorflow"])
+
+
+def _apply_tensorflow_threads(tf) -> None:
+    if _threads is None:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(_threads)
+    except RuntimeError:  # TensorFlow's context exists already: its pools keep their size
+        pass
 
 
 def quiet_tensorflow_logs() -> None:
@@ -47,6 +90,7 @@ def start_tensorflow():
     with contextlib.nullcontext() if verbose else _filtered_stderr():
         import tensorflow as tf
 
+        _apply_tensorflow_threads(tf)  # before the device query creates the context
         tf.config.list_physical_devices()  # cuInit happens here, inside the filter
     try:  # absl's Python logger repeats TensorFlow-internal notes (untraced functions, ...)
         from absl import logging as absl_logging

@@ -7,7 +7,10 @@ The run, phase by phase (each timed and printed):
 3. the slice profile: estimated from the volume (`--slice-profile auto`), or box/gaussian
    of the slice thickness, or a `.npy` file;
 4. training on the volume's own in-plane slices degraded with that profile
-   (`training.self_supervised`), exported to `<work dir>/model/export`;
+   (`training.self_supervised`), exported to `<work dir>/model/export`; the plan it was
+   trained for is `<work dir>/plan.json`, and a re-run whose plan matches reuses the model
+   (`trained_model`; `--retrain` trains anew). The cohort run (`cohort.runs`) calls the same
+   steps: plan, `trained_model` / `train_model` once per protocol, `apply_model` per volume;
 5. through-plane SR of both in-plane orientations, averaged (`inference.volume_sr`), then
    resampling along the slices onto the target grid, clipping to the input's range, and
    the input's empty support kept empty (`inference.slice_grid.keep_empty_support`);
@@ -43,6 +46,10 @@ class SelfSupervisedOptions:
     seed: int = 0
     clip: bool = True
     progress: bool = True
+    retrain: bool = False
+
+
+PLAN_FILE = "plan.json"  # beside a trained model: the recipe it was trained for
 
 
 @dataclass
@@ -62,8 +69,10 @@ def _say(text: str) -> None:
 
 
 def resolve_profile(option: str, volume, acquisition, intensity_range, source):
-    """(SliceProfile, reason, estimate or None) for `--slice-profile`."""
-    from srgan_tf.data.profile_estimate import estimate_slice_profile
+    """(SliceProfile, reason, ProfileChoice or None) for `--slice-profile`; "auto" combines the
+    volume's spectrum with the header's thickness (`data.profile_choice`)."""
+    from srgan_tf.console import warn
+    from srgan_tf.data.profile_choice import choose_slice_profile
     from srgan_tf.data.slice_profile import SliceProfile, load_profile_file
     from srgan_tf.io.errors import InputError
 
@@ -72,14 +81,12 @@ def resolve_profile(option: str, volume, acquisition, intensity_range, source):
                 f"chosen with --slice-profile {option}; width = slice thickness "
                 f"{acquisition.thickness:.4g} mm (from {acquisition.thickness_source})", None)
     if option == "auto":
-        try:
-            estimate = estimate_slice_profile(volume.array, volume.spacing)
-        except ValueError as error:  # too few slices or too little tissue to measure a spectrum
-            return (SliceProfile("box", acquisition.thickness),
-                    f"could not be estimated ({str(error).split('. Received')[0]}); falling back "
-                    f"to a box of the slice thickness {acquisition.thickness:.4g} mm (from "
-                    f"{acquisition.thickness_source})", None)
-        return estimate.profile, f"estimated from the volume: {estimate.reason}", estimate
+        header = None if acquisition.thickness_source == "spacing" else acquisition.thickness
+        choice = choose_slice_profile(volume.array, volume.spacing, header_thickness=header,
+                                      header_source=acquisition.thickness_source)
+        if choice.warning:
+            warn(choice.warning)
+        return choice.profile, choice.reason, choice
     path = Path(option)
     if path.suffix.lower() != ".npy" or not path.is_file():
         raise InputError("--slice-profile", f"expected auto, box, gaussian or an existing .npy "
@@ -100,7 +107,7 @@ class VolumePlan:
     intensity_range: tuple
     profile: object  # data.slice_profile.SliceProfile
     reason: str
-    estimate: object = None  # data.profile_estimate.ProfileEstimate for "auto"
+    estimate: object = None  # data.profile_choice.ProfileChoice for "auto"
 
 
 def plan_volume(volume, options: SelfSupervisedOptions, timings: Optional[Timings] = None) -> VolumePlan:
@@ -108,14 +115,8 @@ def plan_volume(volume, options: SelfSupervisedOptions, timings: Optional[Timing
     InputError for volumes this command cannot handle (before any training)."""
     from srgan_tf.data.acquisition import acquisition_from_volume, to_slice_first
     from srgan_tf.data.intensity import robust_range
-    from srgan_tf.io.errors import InputError
 
     timings = timings or Timings()
-    nonfinite = int(volume.source_tags.get("NonFiniteVoxels", 0) or 0)
-    if nonfinite or not np.isfinite(volume.array).all():
-        count = nonfinite or int((~np.isfinite(volume.array)).sum())
-        raise InputError(options.input, f"{count} non-finite (NaN/Inf) voxels; fix or mask them "
-                                        "first (they would ring through the super-resolved slices)")
     acquisition = acquisition_from_volume(volume, target_spacing=options.target_spacing,
                                           thickness=options.slice_thickness, source=options.input)
     _say(f"Input {options.input}: shape {volume.shape}, spacing "
@@ -130,88 +131,84 @@ def plan_volume(volume, options: SelfSupervisedOptions, timings: Optional[Timing
     return VolumePlan(acquisition, slice_first, intensity_range, profile, reason, estimate)
 
 
-def train_volume_model(plan: VolumePlan, options: SelfSupervisedOptions, work_dir: Path):
-    """Train and export the self-supervised model of a planned volume; the loaded export."""
-    return _train(plan.slice_first, plan.acquisition, plan.profile, plan.intensity_range,
-                  options, Path(work_dir))
-
-
-def run_self_supervised(options: SelfSupervisedOptions) -> dict:
-    """Run the whole command; returns a summary dict (also written to the work dir)."""
-    from srgan_tf.inference.infer import check_output_locations, peak_rss_mb, read_input_volume
-    from srgan_tf.io.nifti import nifti_stem
-
-    started = time.perf_counter()
-    timings = Timings()
-    output = Path(options.output)
-    dicom_output = Path(options.dicom_output) if options.dicom_output else None
-    check_output_locations(output, dicom_output)
-    work_dir = Path(options.work_dir) if options.work_dir else output.with_name(
-        nifti_stem(output) + "_work")
-    _check_work_dir(work_dir)
-
-    volume = timings.run("read", read_input_volume, options.input, "self-supervised")
-    plan = plan_volume(volume, options, timings)
-    acquisition, profile = plan.acquisition, plan.profile
-    from srgan_tf import runtime
-
-    _make_work_dir(work_dir)  # only now: a refused input leaves nothing behind
-    runtime.start_tensorflow()  # after every check: bad input never waits for TensorFlow
-    model = timings.run("training", train_volume_model, plan, options, work_dir)
-    sr = timings.run("super-resolution", _super_resolve, model, plan.slice_first, acquisition,
-                     plan.intensity_range, profile, options)
-    written = timings.run("writing", _write, sr, volume, acquisition, output, dicom_output)
-    total = time.perf_counter() - started
-    summary = {
-        "input": str(options.input), "input_shape": list(volume.shape),
-        "input_spacing_mm": [round(s, 6) for s in volume.spacing],
-        "output": str(output), "output_shape": list(written["shape"]),
-        "output_spacing_mm": [round(s, 6) for s in written["spacing"]],
-        "dicom_output": str(dicom_output) if dicom_output else None,
-        "dicom_files": written["dicom_files"],
-        "acquisition": acquisition.to_dict(),
-        "slice_profile": profile.to_dict(), "slice_profile_reason": plan.reason,
-        "model_export": str(model.path), "clipped_to_input_range": written["clipped"],
-        "work_dir": str(work_dir),
-        "seconds": {**{k: round(v, 1) for k, v in timings.phases.items()}, "total": round(total, 1)},
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-    }
-    _write_report(work_dir, summary, plan.estimate, model)
-    return summary
-
-
-def _check_work_dir(work_dir: Path) -> None:
-    from srgan_tf.io.errors import InputError
-
-    if work_dir.exists() and not work_dir.is_dir():
-        raise InputError(work_dir, "--work-dir exists and is not a folder")
-    model_dir = work_dir / "model"
-    if model_dir.exists() and any(model_dir.iterdir()):
-        raise InputError(work_dir, "already holds a trained model (model/); choose a new "
-                                   "--work-dir or remove that folder")
-
-
-def _make_work_dir(work_dir: Path) -> None:
-    from srgan_tf.io.errors import InputError
-
-    try:
-        work_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(work_dir, f"cannot create the work folder ({error.strerror or error})") from None
-
-
-def _train(slice_first, acquisition, profile, intensity_range, options, work_dir):
-    from srgan_tf.data.self_supervised import profile_taps, training_pixel_mm, training_slices
-    from srgan_tf.inference.exported_model import load_exported
+def training_config(acquisition, options: SelfSupervisedOptions):
+    """The training config of a model for volumes of this acquisition."""
     from srgan_tf.config import SELF_SUPERVISED_EPOCHS
-    from srgan_tf.training.self_supervised import self_supervised_config, train_on_volume
+    from srgan_tf.training.self_supervised import self_supervised_config
+
+    return self_supervised_config(acquisition.model_factor, steps=options.steps,
+                                  epochs=options.epochs or SELF_SUPERVISED_EPOCHS, seed=options.seed)
+
+
+def volume_training_slices(plan: VolumePlan, config) -> np.ndarray:
+    """The planned volume's in-plane slices as training images (training pixels, [-1, 1])."""
+    from srgan_tf.data.self_supervised import training_slices
+
+    return training_slices(plan.slice_first.array, plan.acquisition, plan.intensity_range,
+                           config.data.min_foreground, config.data.train_size)
+
+
+def model_recipe(plan: VolumePlan, options: SelfSupervisedOptions) -> dict:
+    """What a trained model depends on (JSON-ready): the training geometry, the slice
+    profile and the training settings."""
+    from srgan_tf.data.self_supervised import training_pixel_mm
+
+    return json.loads(json.dumps({
+        "model_factor": plan.acquisition.model_factor,
+        "training_pixel_mm": round(training_pixel_mm(plan.acquisition), 6),
+        "in_plane_spacing_mm": [round(s, 6) for s in plan.acquisition.in_plane_spacing],
+        "slice_profile": plan.profile.to_dict(), "steps": options.steps,
+        "epochs": options.epochs, "seed": options.seed, "init_model": options.init_model}))
+
+
+def trained_model(model_dir: Path, recipe: dict, train, *, retrain: bool = False):
+    """The model of `recipe` in `model_dir`: reused when a finished one was trained for the
+    same recipe (`plan.json`), else trained by `train(model_dir / "model")`.
+
+    A model of another recipe (or of a version that wrote no plan.json) is refused unless
+    `retrain`; a training that was interrupted (plan.json, no finished export) starts over.
+
+    Returns:
+        (loaded export, True when it was reused).
+    """
+    import shutil
+
+    from srgan_tf.files import atomic_write_text
+    from srgan_tf.inference.exported_model import load_exported
+    from srgan_tf.io.errors import InputError
+
+    recipe = json.loads(json.dumps(recipe))
+    plan_file, run_dir = Path(model_dir) / PLAN_FILE, Path(model_dir) / "model"
+    export = run_dir / "export"
+    if plan_file.is_file() and not retrain:
+        saved = json.loads(plan_file.read_text())
+        if saved == recipe and (export / "metadata.json").is_file():
+            _say(f"Reusing the model trained for this plan: {export} (--retrain trains a new one)")
+            return load_exported(export), True
+        if saved != recipe:
+            changed = sorted(k for k in set(saved) | set(recipe) if saved.get(k) != recipe.get(k))
+            raise InputError(model_dir, f"holds a model trained for another plan (it differs in "
+                                        f"{', '.join(changed)}); pass --retrain to replace it, "
+                                        "or choose a new --work-dir")
+    elif run_dir.exists() and any(run_dir.iterdir()) and not retrain:
+        raise InputError(model_dir, "already holds a trained model (model/) without the plan.json "
+                                    "it was trained for; pass --retrain to replace it, or choose "
+                                    "a new --work-dir")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    atomic_write_text(plan_file, json.dumps(recipe, indent=2) + "\n")
+    return train(run_dir), False
+
+
+def train_model(images, acquisition, profile, options: SelfSupervisedOptions, run_dir: Path):
+    """Train and export a self-supervised model on `images` (one volume's training slices, or
+    the pooled slices of several volumes of one acquisition); the loaded export."""
+    from srgan_tf.data.self_supervised import profile_taps, training_pixel_mm
+    from srgan_tf.inference.exported_model import load_exported
+    from srgan_tf.training.self_supervised import train_on_volume
     from srgan_tf.training_run import RunExporter
 
-    config = self_supervised_config(acquisition.model_factor, steps=options.steps,
-                                    epochs=options.epochs or SELF_SUPERVISED_EPOCHS, seed=options.seed)
+    config = training_config(acquisition, options)
     pixel = training_pixel_mm(acquisition)
-    images = training_slices(slice_first.array, acquisition, intensity_range,
-                             config.data.min_foreground, config.data.train_size)
     taps = profile_taps(profile, acquisition.model_factor, pixel)
     _say(f"Training: {len(images)} in-plane slices of {images.shape[1]}x{images.shape[2]} "
          f"pixels of {pixel:.4g} mm, x{acquisition.model_factor} height-only, "
@@ -223,9 +220,97 @@ def _train(slice_first, acquisition, profile, intensity_range, options, work_dir
         _say(f"Fine-tuning {options.init_model} ({config.model.num_residual_blocks} blocks x "
              f"{config.model.filters} filters) on this volume")
     exporter = RunExporter()
-    train_on_volume(images, taps, config, work_dir / "model", progress=options.progress,
+    train_on_volume(images, taps, config, Path(run_dir), progress=options.progress,
                     initial_weights=initial, on_phase_end=exporter)
     return load_exported(exporter.written["final"])
+
+
+def apply_model(model, plan: VolumePlan, volume, options: SelfSupervisedOptions, output: Path,
+                dicom_output: Optional[Path], timings: Timings) -> dict:
+    """Super-resolve a planned volume with a trained model and write its outputs; returns
+    `{"shape", "spacing", "dicom_files", "clipped"}` of what was written."""
+    sr = timings.run("super-resolution", _super_resolve, model, plan.slice_first,
+                     plan.acquisition, plan.intensity_range, plan.profile, options)
+    return timings.run("writing", _write, sr, volume, plan.acquisition, output, dicom_output)
+
+
+def run_self_supervised(options: SelfSupervisedOptions) -> dict:
+    """Run the whole command; returns a summary dict (also written to the work dir)."""
+    from srgan_tf.files import DirectoryLock, DirectoryLocked
+    from srgan_tf.inference.infer import check_output_locations, peak_rss_mb, read_input_volume
+    from srgan_tf.io.errors import InputError
+    from srgan_tf.io.nifti import nifti_stem
+    from srgan_tf.io.paths_guard import refuse_overwriting_inputs
+
+    started = time.perf_counter()
+    timings = Timings()
+    output = Path(options.output)
+    dicom_output = Path(options.dicom_output) if options.dicom_output else None
+    work_dir = Path(options.work_dir) if options.work_dir else output.with_name(
+        nifti_stem(output) + "_work")
+    refuse_overwriting_inputs(self_supervised_inputs(options), {
+        "--output": output, "--dicom-output": dicom_output, "--work-dir": work_dir})
+    check_output_locations(output, dicom_output)
+    if work_dir.exists() and not work_dir.is_dir():
+        raise InputError(work_dir, "--work-dir exists and is not a folder")
+
+    volume = timings.run("read", read_input_volume, options.input, "self-supervised")
+    plan = plan_volume(volume, options, timings)
+    acquisition, profile = plan.acquisition, plan.profile
+    from srgan_tf import runtime
+
+    _make_work_dir(work_dir)  # only now: a refused input leaves nothing behind
+    try:
+        lock = DirectoryLock(work_dir).acquire()
+    except DirectoryLocked as error:
+        raise InputError(work_dir, f"in use by another run ({error.holder})") from None
+    try:
+        runtime.start_tensorflow()  # after every check: bad input never waits for TensorFlow
+        recipe = {"input": str(Path(options.input).resolve()), **model_recipe(plan, options),
+                  "intensity_range": [float(v) for v in plan.intensity_range]}
+
+        def train(run_dir):
+            images = volume_training_slices(plan, training_config(acquisition, options))
+            return train_model(images, acquisition, profile, options, run_dir)
+
+        model, _ = timings.run("training", trained_model, work_dir, recipe, train,
+                               retrain=options.retrain)
+        written = apply_model(model, plan, volume, options, output, dicom_output, timings)
+        total = time.perf_counter() - started
+        summary = {
+            "input": str(options.input), "input_shape": list(volume.shape),
+            "input_spacing_mm": [round(s, 6) for s in volume.spacing],
+            "output": str(output), "output_shape": list(written["shape"]),
+            "output_spacing_mm": [round(s, 6) for s in written["spacing"]],
+            "dicom_output": str(dicom_output) if dicom_output else None,
+            "dicom_files": written["dicom_files"],
+            "acquisition": acquisition.to_dict(),
+            "slice_profile": profile.to_dict(), "slice_profile_reason": plan.reason,
+            "slice_profile_choice": plan.estimate.to_dict() if plan.estimate else None,
+            "model_export": str(model.path), "clipped_to_input_range": written["clipped"],
+            "work_dir": str(work_dir),
+            "seconds": {**{k: round(v, 1) for k, v in timings.phases.items()}, "total": round(total, 1)},
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
+        write_report(work_dir, summary, plan.estimate)
+    finally:
+        lock.release()
+    return summary
+
+
+def self_supervised_inputs(options: SelfSupervisedOptions) -> list:
+    """The paths the command reads: the volume, the --init-model export, a profile file."""
+    profile = None if options.slice_profile in ("auto", "box", "gaussian") else options.slice_profile
+    return [options.input, options.init_model, profile]
+
+
+def _make_work_dir(work_dir: Path) -> None:
+    from srgan_tf.io.errors import InputError
+
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(work_dir, f"cannot create the work folder ({error.strerror or error})") from None
 
 
 def _initial_weights(init_model, config):
@@ -297,10 +382,13 @@ def _write(sr, volume, acquisition, output, dicom_output):
             "clipped": clipped}
 
 
-def _write_report(work_dir: Path, summary: dict, estimate, model) -> None:
+def write_report(work_dir: Path, summary: dict, choice) -> None:
+    """report.md, summary.json and figures (profile estimate, loss) of a run in `work_dir`;
+    `choice` is the run's ProfileChoice (or None when the profile was given)."""
     from srgan_tf.files import atomic_write_text
 
     figures = []
+    estimate = choice.estimate if choice is not None else None
     if estimate is not None:
         from srgan_tf.data.profile_estimate import plot_profile_estimate
 
@@ -308,7 +396,7 @@ def _write_report(work_dir: Path, summary: dict, estimate, model) -> None:
         figures.append("slice_profile.png")
         atomic_write_text(work_dir / "slice_profile_estimate.json",
                           json.dumps(estimate.to_dict(), indent=2) + "\n")
-    history = work_dir / "model" / "history.csv"
+    history = Path(summary["model_export"]).parent / "history.csv"
     if history.is_file():
         _plot_history(history, work_dir / "loss.png")
         figures.append("loss.png")
@@ -329,6 +417,7 @@ def _write_report(work_dir: Path, summary: dict, estimate, model) -> None:
         f"gap {acquisition['gap']:.4g} mm.",
         f"- Slice profile: {summary['slice_profile']['shape']}, width {summary['slice_profile']['fwhm_mm']:.3g} mm "
         f"({summary['slice_profile_reason']}).",
+    ] + ([f"- Slice profile warning: {choice.warning}."] if choice is not None and choice.warning else []) + [
         f"- Intensities clipped to the input's range: {summary['clipped_to_input_range']}.",
         f"- Trained model: `{summary['model_export']}`.",
         "", "## Timings (s)", "",

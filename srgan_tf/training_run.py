@@ -14,6 +14,7 @@ from pathlib import Path
 
 from srgan_tf.config import ExperimentConfig
 from srgan_tf.inference.export import METADATA_FILE, clear_interrupted, export_generator
+from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 from srgan_tf.training.trainer import PhaseEnd, TrainResult, restore_generator, train
 
 EXPORT_DIRS = {"pretrain": "export_pretrain", "final": "export"}
@@ -67,6 +68,9 @@ def export_from_checkpoint(run_dir, output_dir) -> Path:
         run_dir: a run directory from `train` (config.json and checkpoints/).
         output_dir: export directory to write.
     """
+    run_dir = Path(run_dir)
+    refuse_overwriting_inputs([run_dir / "config.json", run_dir / "checkpoints"],
+                              {"--output": output_dir}, replaced=["--output"])
     generator, spec, config, epochs_done = restore_generator(run_dir)
     return Path(export_generator(generator, Path(output_dir), export_metadata(config, epochs_done),
                                  spec=spec))

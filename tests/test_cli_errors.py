@@ -86,7 +86,7 @@ def _cases():
         "train no epochs": (lambda d: ["train", "--pretrain-epochs", "0", "--adversarial-epochs", "0"],
                             ["--pretrain-epochs", "--adversarial-epochs"]),
         "train learning rate -1": (lambda d: ["train", "--learning-rate", "-1"],
-                                   ["--learning-rate", "> 0"]),
+                                   ["--learning-rate", "in (0, 1)"]),
         "train learning rate nan": (lambda d: ["train", "--learning-rate", "nan"],
                                     ["--learning-rate"]),
         "train steps per epoch 0": (lambda d: ["train", "--steps-per-epoch", "0"],

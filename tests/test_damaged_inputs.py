@@ -13,7 +13,7 @@ from srgan_tf.data.cache import SliceCache
 from srgan_tf.data.prepare import build_cache
 from srgan_tf.io.dicom import read_dicom_tree
 from srgan_tf.io.dicom_write import write_dicom_series
-from srgan_tf.io.errors import InputError, InputWarning
+from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import read_nifti
 from srgan_tf.io.partial_files import partial_path, remove_stale_partials
 from srgan_tf.io.reader import read_volume
@@ -156,21 +156,21 @@ def _nifti(path, array):
     return path
 
 
-def test_non_finite_nifti_voxels_are_counted_and_reported(tmp_path):
-    array = np.ones((16, 16, 4), np.float32)
+def test_non_finite_nifti_voxels_skip_the_series_with_their_count(tmp_path):
+    array = np.random.default_rng(0).uniform(1, 2, (16, 16, 4)).astype(np.float32)
     array[0, :3, 0] = np.nan
     array[1, 0, 1] = np.inf
-    path = _nifti(tmp_path / "holes.nii.gz", array)
-    with pytest.warns(InputWarning, match=r"holes.nii.gz: 4 of 1024 voxels .*3 NaN, 1 infinite"):
-        volume = read_nifti(path)
-    assert volume.source_tags["NonFiniteVoxels"] == 4 and np.isfinite(volume.array).all()
+    folder = tmp_path / "nifti"
+    folder.mkdir()
+    path = _nifti(folder / "holes.nii.gz", array)
+    _nifti(folder / "ok.nii.gz", np.where(np.isfinite(array), array, 1.0))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a finite file warns nothing
-        finite = read_nifti(_nifti(tmp_path / "ok.nii", np.zeros((16, 16, 4))))
-    assert "NonFiniteVoxels" not in finite.source_tags
-    with pytest.warns(InputWarning):
-        summary = build_cache(path, tmp_path / "cache.h5", progress=False)
-    assert "4 NaN/infinite voxel(s) were set to 0" in summary.text()
+        warnings.simplefilter("error")  # the reader neither warns nor changes a voxel
+        volume = read_nifti(path)
+    assert np.count_nonzero(~np.isfinite(volume.array)) == 4
+    summary = build_cache(folder, tmp_path / "cache.h5", progress=False)
+    assert [item.patient_id for item in summary.written] == ["ok"]
+    assert "4 of 1024 voxels are not finite (3 NaN, 1 infinite)" in summary.text()
 
 
 def test_one_patient_warns_and_bad_test_fraction_raises(tmp_path):

@@ -129,7 +129,15 @@ def test_exp2_run_holds_what_the_user_reads_and_resume_trains_nothing(exp2_run, 
     argv = ["--cache", str(training_cache), *TINY, "--content-loss", "mse", "--output",
             str(run_dir), "--resume", "--degradation", "bicubic"]  # Table 1's Exp. 2 protocol
     assert script("exp2_aniso").main(argv) == 0
-    assert "Epoch " not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Epoch " not in printed
+    # The last words: the results table and where the run's files are; the protocol and the
+    # configuration stay in report.md and config.json.
+    assert "| Metric |" in printed and "PSNR" in printed
+    assert f"Run directory: {run_dir}" in printed
+    assert f"tensorboard --logdir {run_dir / 'logs'}" in printed
+    assert str(run_dir / "export") in printed and str(run_dir / "report.md") in printed
+    assert "## Protocol" not in printed and '"content_loss"' not in printed
     assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == checkpoints
     assert read_history(run_dir / "history.csv") == history
     after = load_exported(run_dir / "export")

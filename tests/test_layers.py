@@ -12,12 +12,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "srgan_tf"
 # DESIGN.md's import order; a module imports only from its own layer or earlier ones.
 LAYERS = ("base", "io", "data", "models", "training", "inference", "evaluation", "entry")
 TOP_LEVEL = {"__init__": "base", "config": "base", "runtime": "base", "files": "base",
+             "console": "base",
              "cli": "entry", "experiment": "entry", "self_supervised_run": "entry",
-             "arguments": "entry",
+             "arguments": "entry", "flag_checks": "entry",
              # train() plus the exports at its phase ends: joins training and inference
              "training_run": "entry",
              # Table 1 trains one run per column through run_experiment: beside experiment.py
-             "table1": "entry"}
+             "table1": "entry",
+             # folders of volumes through the self-supervised and infer runs: beside them
+             "cohort": "entry"}
 
 # (importer, imported) module pairs that still point upward, each waiting for a move. Empty:
 # keep it so; a new upward edge means the importing code belongs in a higher layer.

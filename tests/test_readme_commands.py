@@ -1,4 +1,4 @@
-"""Every command the README shows exists and parses: `srgan-tf <cmd> ...` and
+"""Every command the README and docs/*.md show exists and parses: `srgan-tf <cmd> ...` and
 `python experiments/<x>.py ...` lines of code blocks and inline code, and every `--flag`
 mentioned inline. Parsers only: no TensorFlow is imported.
 """
@@ -15,17 +15,30 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+# The README and every page under docs/ (the user's documentation).
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _page_name(page: Path) -> str:
+    return page.relative_to(ROOT).as_posix()
+
+
+def _prose(text: str) -> str:
+    """The text without its code blocks."""
+    return re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.M | re.S)
 
 
 def _segments():
-    """(where, command text) of every srgan-tf / experiments command the README shows."""
-    text = README.read_text()
+    """(where, command text) of every srgan-tf / experiments command the pages show; `where`
+    names the page and says code block or inline code."""
     found = []
-    for block in re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.M | re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            found += [("code block", part) for part in line.split("&&")]
-    prose = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.M | re.S)
-    found += [("inline code", span) for span in re.findall(r"`([^`\n]+)`", prose)]
+    for page in PAGES:
+        text, name = page.read_text(), _page_name(page)
+        for block in re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.M | re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                found += [(f"{name}, code block", part) for part in line.split("&&")]
+        found += [(f"{name}, inline code", span)
+                  for span in re.findall(r"`([^`\n]+)`", _prose(text))]
     commands = []
     for where, part in found:
         part = re.sub(r"\s#.*$", "", part).strip()  # shell comment
@@ -40,6 +53,7 @@ def _argv_variants(command: str):
     `a|b` alternative used at least once."""
     command = command.replace("\\|", "|")
     command = re.sub(r"<[^<>]*>", "1", command)  # <run>, <dicom series dir | .nii.gz>
+    command = re.sub(r"\$\{?[A-Za-z_]\w*\}?", "1", command)  # "$SLURM_CPUS_PER_TASK" in a job script
     command = command.replace("[", " ").replace("]", " ").replace("...", " ")
     # DIR, N, EXPORT, PATH: a value that parses as a path, an integer and a number alike.
     tokens = ["1" if re.fullmatch(r"[A-Z][A-Z_]*", token) else token
@@ -70,20 +84,21 @@ def _cli_parser():
 
 
 def _parse(parser, argv, shown):
+    """`shown`: where and what the page shows, e.g. "README.md, code block shows `...`"."""
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
         try:
             parser.parse_args(argv)
         except SystemExit as error:
             if error.code:
-                pytest.fail(f"README shows `{shown}`, which does not parse "
+                pytest.fail(f"{shown}, which does not parse "
                             f"({argv}): {stderr.getvalue().strip().splitlines()[-1]}")
 
 
 COMMANDS = _segments()
 
 
-def test_the_readme_shows_commands():
+def test_the_pages_show_commands():
     texts = " ".join(command for _, command in COMMANDS)
     assert "srgan-tf infer" in texts and "experiments/exp2_aniso.py" in texts
 
@@ -96,36 +111,38 @@ def _check_flags(parser, argv, shown):
         if not token.startswith("--"):
             continue
         if token not in actions:
-            pytest.fail(f"README shows `{shown}`, but {parser.prog} has no {token} flag")
+            pytest.fail(f"{shown}, but {parser.prog} has no {token} flag")
         value = argv[index + 1] if index + 1 < len(argv) else None
         choices = actions[token].choices
         if choices and value is not None and not value.startswith("-"):
             if value not in map(str, choices):
-                pytest.fail(f"README shows `{shown}`, but {token} takes "
+                pytest.fail(f"{shown}, but {token} takes "
                             f"{', '.join(map(str, choices))}, not {value!r}")
 
 
-@pytest.mark.parametrize("where, command", COMMANDS, ids=[c for _, c in COMMANDS])
-def test_readme_command_exists_and_parses(where, command):
+@pytest.mark.parametrize("where, command", COMMANDS, ids=[f"{w}: {c}" for w, c in COMMANDS])
+def test_shown_command_exists_and_parses(where, command):
     """Code blocks must parse as shown; inline fragments must name existing flags."""
-    check = _parse if where == "code block" else _check_flags
+    block = where.endswith("code block")
+    check = _parse if block else _check_flags
+    shown = f"{where} shows `{command}`"
     for argv in _argv_variants(command):
         if argv[0] == "srgan-tf":
             registered = _subcommands(_cli_parser())
             name = argv[1] if len(argv) > 1 else None
             if name not in registered:
-                pytest.fail(f"README ({where}) shows `srgan-tf {name}`, but srgan_tf/cli.py "
+                pytest.fail(f"{where} shows `srgan-tf {name}`, but srgan_tf/cli.py "
                             f"registers no {name!r} subcommand (registered: "
                             f"{', '.join(sorted(registered))})")
-            if where == "code block":
-                _parse(_cli_parser(), argv[1:], command)
+            if block:
+                _parse(_cli_parser(), argv[1:], shown)
             else:
-                _check_flags(registered[name], argv[2:], command)
+                _check_flags(registered[name], argv[2:], shown)
         else:
             name = Path(argv[0]).stem
             if not (ROOT / "experiments" / f"{name}.py").is_file():
-                pytest.fail(f"README ({where}) shows `{argv[0]}`, which does not exist")
-            check(_script_parser(name), argv[1:], command)
+                pytest.fail(f"{where} shows `{argv[0]}`, which does not exist")
+            check(_script_parser(name), argv[1:], shown)
 
 
 def _known_flags() -> set:
@@ -141,19 +158,26 @@ def _known_flags() -> set:
     return flags
 
 
-def test_every_flag_the_readme_mentions_exists():
-    prose = re.sub(r"^```[^\n]*\n.*?^```", "", README.read_text(), flags=re.M | re.S)
+# Programs other than srgan-tf whose commands the pages show inline (e.g. `git rev-parse --short`).
+OTHER_TOOLS = {"git", "lscpu", "pip", "nvidia-smi", "tensorboard", "sbatch", "#SBATCH",
+               "perturb.py"}  # the last: the realmr kit's script
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_page_name)
+def test_every_flag_a_page_mentions_exists(page):
     mentioned = set()
-    for span in re.findall(r"`([^`\n]+)`", prose):
+    for span in re.findall(r"`([^`\n]+)`", _prose(page.read_text())):
+        if span.split()[0] in OTHER_TOOLS:  # their flags, not ours
+            continue
         mentioned |= set(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", span))
     missing = sorted(mentioned - _known_flags())
-    assert not missing, f"README mentions flags that no parser defines: {missing}"
+    assert not missing, f"{_page_name(page)} mentions flags that no parser defines: {missing}"
 
 
-def test_readme_tools_are_installed_by_the_package():
+def test_shown_tools_are_installed_by_the_package():
     """`tensorboard --logdir runs/` needs tensorboard in the requirements (TF no longer
     depends on it); `pip install -e ".[gpu]"` needs the extra."""
-    text = README.read_text()
+    text = "\n".join(page.read_text() for page in PAGES)
     requirements = (ROOT / "requirements.txt").read_text()
     if "tensorboard --logdir" in text:
         assert re.search(r"^tensorboard\b", requirements, flags=re.M)
@@ -163,3 +187,13 @@ def test_readme_tools_are_installed_by_the_package():
     assert "tensorflow[and-cuda]" in setup
     variants = list(itertools.chain.from_iterable(_argv_variants(c) for _, c in COMMANDS))
     assert any("--precision" in argv for argv in variants if argv[:2] == ["srgan-tf", "infer"])
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_page_name)
+def test_numbers_name_their_machine(page):
+    """A measured number names the CPU and commit it was measured on (docs/benchmarks.md),
+    never an unnamed machine that the reader cannot identify."""
+    text = " ".join(page.read_text().split()).lower()
+    for phrase in ("this machine", "earlier machine", "today's machine", "this session",
+                   "the development machine", "on a loaded machine"):
+        assert phrase not in text, f"{_page_name(page)} says {phrase!r}: name the CPU and commit"

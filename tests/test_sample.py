@@ -96,7 +96,7 @@ def test_complete_dataset_is_reused_and_incomplete_one_regenerated(tmp_path):
     write_sample_dataset(root, patients=1, seed=0, progress=False, matrix=32, slices=4)
     assert [f.stat().st_mtime_ns for f in sorted(root.glob("dicom/*/*/*/*.dcm"))] == stamps
 
-    (root / MARKER).unlink()  # as if the run had been killed before the end
+    (root / MARKER).write_text("{}")  # as a run killed before the end leaves it (written first)
     write_sample_dataset(root, patients=1, seed=0, progress=False, matrix=32, slices=4)
     assert (root / MARKER).is_file()
     again = sorted(root.glob("dicom/*/*/*/*.dcm"))

@@ -13,7 +13,16 @@ output grid. All come from the volume's geometry:
 - the model's factor is the smallest power of two (2, 4, 8: the generator's x2 sub-pixel
   stages) at least the target factor; its output spacing (slice spacing / model factor) is
   at most the target spacing, and the output is resampled along the slice axis onto the
-  target grid (the in-plane spacing, or a chosen one), which covers the input slab.
+  target grid (the in-plane spacing, or a chosen one), which covers the input slab;
+- when the in-plane spacing is beyond the x8 model's reach (clinical series: 6.5 mm slices at
+  0.78 mm, factor 8.3; 5 mm at 0.45 mm, factor 11), the default output spacing is the finest
+  the x8 model reaches, slice spacing / 8, and the description says so; an explicit
+  `--target-spacing` beyond it is refused.
+
+Numbers that cannot be meant are refused before any work (one line, `InputError`): a
+thickness above MAX_THICKNESS_RATIO x the slice spacing or below MIN_THICKNESS_RATIO x, a
+target spacing finer than half the in-plane pixel. Unusual but usable ones give warnings
+(`Acquisition.warnings`, printed with the description).
 """
 import math
 from dataclasses import asdict, dataclass
@@ -27,6 +36,12 @@ from srgan_tf.io.volume import Volume
 MIN_FACTOR = 1.5  # below this, through-plane SR gains too little to be worth a model
 MAX_MODEL_FACTOR = 8  # the generator's x2 sub-pixel stages: 2, 4 or 8
 ISOTROPY_TOLERANCE = 0.05  # relative spacing difference below which two axes count as equal
+# a slice thicker than 3 spacings (each point in 3+ slices) or thinner than a fifth of the spacing
+# (80 % of the anatomy never imaged) is a typing error rather than a protocol
+MAX_THICKNESS_RATIO, MIN_THICKNESS_RATIO = 3.0, 0.2
+# usable but unusual: strong overlap or a gap wider than the slice (less to recover)
+WARN_THICKNESS_RATIOS = (0.5, 1.5)
+MIN_TARGET_FRACTION = 0.5  # a target spacing finer than half the in-plane pixel adds no detail
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,9 @@ class Acquisition:
         factor: slice spacing / finest in-plane spacing (any real >= MIN_FACTOR).
         target_spacing: output slice spacing in mm.
         model_factor: upsampling factor of the model (2, 4 or 8, at least the target factor).
+        target_source: why that target spacing: "--target-spacing", "in-plane spacing", or
+            "x8 reach" (the in-plane spacing needs a model above x8).
+        warnings: one line each for unusual but usable inputs.
     """
 
     slice_axis: int
@@ -52,6 +70,8 @@ class Acquisition:
     factor: float
     target_spacing: float
     model_factor: int
+    target_source: str = "in-plane spacing"
+    warnings: Tuple[str, ...] = ()
 
     @property
     def gap(self) -> float:
@@ -73,11 +93,15 @@ class Acquisition:
                 f"{self.in_plane_spacing[1]:.4g} mm; factor {self.factor:.4g}; thickness "
                 f"{self.thickness:.4g} mm (from {self.thickness_source}{gap}); output slice "
                 f"spacing {self.target_spacing:.4g} mm (model x{self.model_factor}"
-                f"{'' if math.isclose(self.target_factor, self.model_factor, rel_tol=1e-6) else ', then resampled along the slices'})")
+                f"{'' if math.isclose(self.target_factor, self.model_factor, rel_tol=1e-6) else ', then resampled along the slices'})"
+                + (f"; factor {self.factor:.3g} is beyond the x{MAX_MODEL_FACTOR} model, so the output "
+                   f"spacing is the finest it reaches (slice spacing / {MAX_MODEL_FACTOR}); choose "
+                   "another with --target-spacing" if self.target_source == "x8 reach" else "")
+                + "".join(f"\nWarning: {w}" for w in self.warnings))
 
     def to_dict(self) -> dict:
         values = asdict(self)
-        values.update(gap=self.gap, target_factor=self.target_factor)
+        values.update(gap=self.gap, target_factor=self.target_factor, warnings=list(self.warnings))
         return values
 
 
@@ -129,28 +153,76 @@ def acquisition_from_volume(volume: Volume, *, target_spacing: Optional[float] =
     if spacing[axis] / second - 1 < ISOTROPY_TOLERANCE:
         raise InputError(source, f"two axes share the largest spacing ({tuple(round(s, 4) for s in spacing)} "
                                  "mm): the low-resolution axis is ambiguous")
-    target = finest if target_spacing is None else float(target_spacing)
-    if not (math.isfinite(target) and 0 < target < spacing[axis]):
-        raise InputError("--target-spacing", f"must be > 0 and below the slice spacing "
-                                             f"{spacing[axis]:.4g} mm. Received: {target_spacing}")
-    target_factor = float(spacing[axis] / target)
+    slice_spacing = float(spacing[axis])
+    if target_spacing is None:
+        target, target_source = finest, "in-plane spacing"
+        if slice_spacing / finest > MAX_MODEL_FACTOR + 1e-6:
+            target, target_source = slice_spacing / MAX_MODEL_FACTOR, "x8 reach"
+    else:
+        target, target_source = _checked_target(target_spacing, slice_spacing, finest), "--target-spacing"
+    target_factor = slice_spacing / target
     model_factor = 2
     while model_factor < target_factor - 1e-6:
         model_factor *= 2
     if model_factor > MAX_MODEL_FACTOR:
-        raise InputError(source if target_spacing is None else "--target-spacing",
-                         f"factor {target_factor:.3g} needs a model above x{MAX_MODEL_FACTOR}; "
-                         "choose a coarser --target-spacing")
+        raise InputError("--target-spacing", f"{target:.4g} mm is factor {target_factor:.3g} of the "
+                                             f"{slice_spacing:.4g} mm slices, beyond the x{MAX_MODEL_FACTOR} "
+                                             f"model; the finest it reaches is {slice_spacing / MAX_MODEL_FACTOR:.4g} mm")
+    warnings = []
     if thickness is not None:
-        chosen, origin = float(thickness), "--slice-thickness"
-        if not (math.isfinite(chosen) and chosen > 0):
-            raise InputError("--slice-thickness", f"must be > 0 mm. Received: {thickness}")
+        chosen, origin = _checked_thickness(thickness, slice_spacing), "--slice-thickness"
     else:
         chosen, origin = _dicom_thickness(volume), "SliceThickness"
         if chosen is None:
-            chosen, origin = float(spacing[axis]), "spacing"
-    return Acquisition(axis, float(spacing[axis]), (float(spacing[others[0]]), float(spacing[others[1]])),
-                       chosen, origin, factor, target, model_factor)
+            chosen, origin = slice_spacing, "spacing"
+        elif not MIN_THICKNESS_RATIO <= chosen / slice_spacing <= MAX_THICKNESS_RATIO:
+            warnings.append(f"the DICOM SliceThickness {chosen:.4g} mm is {chosen / slice_spacing:.2g} x "
+                            f"the slice spacing {slice_spacing:.4g} mm; check it, or pass --slice-thickness")
+    ratio = chosen / slice_spacing
+    if ratio < WARN_THICKNESS_RATIOS[0]:
+        warnings.append(f"slice thickness {chosen:.4g} mm leaves gaps of {slice_spacing - chosen:.3g} mm "
+                        f"between slices ({ratio:.2g} x the spacing): tissue in the gaps was never "
+                        "imaged, expect less gain")
+    elif ratio > WARN_THICKNESS_RATIOS[1]:
+        warnings.append(f"slice thickness {chosen:.4g} mm is {ratio:.2g} x the slice spacing "
+                        f"{slice_spacing:.4g} mm (strongly overlapping slices)")
+    if target_factor < MIN_FACTOR:
+        warnings.append(f"target spacing {target:.4g} mm is only {target_factor:.2g} x finer than the "
+                        "slices: little to gain over interpolation")
+    return Acquisition(axis, slice_spacing, (float(spacing[others[0]]), float(spacing[others[1]])),
+                       chosen, origin, factor, target, model_factor, target_source, tuple(warnings))
+
+
+def _checked_target(value, slice_spacing: float, finest: float) -> float:
+    """--target-spacing if it can be meant: positive, below the slice spacing, and not finer
+    than MIN_TARGET_FRACTION of the in-plane pixel."""
+    target = float(value)
+    if not (math.isfinite(target) and 0 < target < slice_spacing):
+        raise InputError("--target-spacing", f"must be > 0 and below the slice spacing "
+                                             f"{slice_spacing:.4g} mm. Received: {value}")
+    if target < MIN_TARGET_FRACTION * finest:
+        raise InputError("--target-spacing", f"{target:.4g} mm is finer than half the in-plane pixel "
+                                             f"({finest:.4g} mm): no detail to add there. Received: {value}")
+    return target
+
+
+def _checked_thickness(value, slice_spacing: float) -> float:
+    """--slice-thickness if it can be meant: within MIN_THICKNESS_RATIO..MAX_THICKNESS_RATIO x
+    the slice spacing."""
+    thickness = float(value)
+    if not (math.isfinite(thickness) and thickness > 0):
+        raise InputError("--slice-thickness", f"must be > 0 mm. Received: {value}")
+    ratio = thickness / slice_spacing
+    if ratio > MAX_THICKNESS_RATIO:
+        raise InputError("--slice-thickness", f"{thickness:.4g} mm is {ratio:.3g} x the slice spacing "
+                                              f"{slice_spacing:.4g} mm (more than {MAX_THICKNESS_RATIO:g} x: "
+                                              "each point would lie in that many slices). Received: "
+                                              f"{value}")
+    if ratio < MIN_THICKNESS_RATIO:
+        raise InputError("--slice-thickness", f"{thickness:.4g} mm is {ratio:.2g} x the slice spacing "
+                                              f"{slice_spacing:.4g} mm (below {MIN_THICKNESS_RATIO:g} x: most "
+                                              f"of the anatomy would never be imaged). Received: {value}")
+    return thickness
 
 
 def to_slice_first(volume: Volume, axis: int) -> Volume:

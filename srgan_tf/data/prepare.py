@@ -26,9 +26,11 @@ from srgan_tf.data.intensity import robust_range
 from srgan_tf.data.prepare_summary import (PrepareSummary, WrittenSeries,
                                            no_test_patients_warning)
 from srgan_tf.data.split import split_patients
+from srgan_tf.data.usable_volume import unusable_reason
 from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER
 from srgan_tf.io.dicom_series import MissingSlice, PartialSeries
 from srgan_tf.io.errors import InputError
+from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 from srgan_tf.io.partial_files import partial_path, remove_stale_partials
 from srgan_tf.io.volume import Volume
 
@@ -132,10 +134,9 @@ def _encode(item) -> _Encoded:
     array = np.asarray(volume.array, dtype=np.float32)
     if missing:
         array = array[item.kept_indices()]
-    if 0 in array.shape:
-        raise InputError(_source(volume), f"empty volume of shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise InputError(_source(volume), "volume contains NaN or infinite intensities")
+    reason = unusable_reason(array)  # non-finite voxels, no signal: skipped with the reason
+    if reason:
+        raise InputError(_source(volume), reason)
     encoded = uint16_encoding(array)
     if encoded is None:
         return _Encoded(volume, array, 1.0, 0.0, robust_range(array), missing)
@@ -217,10 +218,6 @@ def _write_all(handle: h5py.File, items, summary: PrepareSummary, progress: bool
                 seen_uids[volume.series_uid] = key
             summary.written.append(WrittenSeries(volume.patient_id, key, tuple(dataset.shape),
                                                  len(item.missing)))
-            count = int(volume.source_tags.get("NonFiniteVoxels", 0) or 0)
-            if count:
-                summary.warnings.append(f"{_source(volume)}: {count} NaN/infinite voxel(s) "
-                                        "were set to 0 (holes in the image)")
             summary.slices += dataset.shape[0]
             bar.update(dataset.shape[0])
 
@@ -232,8 +229,7 @@ def _check_output(input_path: Path, output: Path) -> None:
     """InputError unless the cache can be written at `output` (checked before any work)."""
     if output.is_dir():
         raise InputError(output, "is a directory; expected the path of the cache file to write")
-    if output.exists() and output.resolve() == input_path.resolve():
-        raise InputError(output, "is the input; the cache needs a file name of its own")
+    refuse_overwriting_inputs([input_path], {"--output": output})
     existing = next(folder for folder in (output.parent, *output.parent.parents)
                     if folder.exists() or folder == Path(folder.anchor))
     if existing.exists() and not existing.is_dir():

@@ -29,8 +29,9 @@ class PrepareSummary:
     def slices_per_second(self) -> float:
         return self.slices / self.seconds if self.seconds > 0 else 0.0
 
-    def text(self) -> str:
-        """End-of-run report: every written series and every skipped item with its reason."""
+    def text(self, warnings: bool = True) -> str:
+        """End-of-run report: every written series and every skipped item with its reason,
+        then the warnings (`warnings=False`: the command prints them as its warning lines)."""
         patients = len({item.patient_id for item in self.written})
         lines = [f"Wrote {len(self.written)} series ({self.slices} slices, {patients} patients) "
                  f"to {self.output} in {self.seconds:.1f} s "
@@ -42,7 +43,7 @@ class PrepareSummary:
                      f"patients (test: {', '.join(self.split['test']) or 'none'}).")
         lines.append(f"Skipped {len(self.skipped)} item(s)" + (":" if self.skipped else "."))
         lines += [f"  {error}" for error in self.skipped]
-        lines += [f"Warning: {warning}" for warning in self.warnings]
+        lines += [f"Warning: {warning}" for warning in self.warnings if warnings]
         return "\n".join(lines)
 
 

@@ -3,9 +3,12 @@
 It follows the SMORE/ESPRESO assumption that the object's statistics are about isotropic: the
 through-plane lines and the in-plane lines thickened with the right profile have the same power
 spectrum (details in its docstring). It pins down the profile's effective width (its standard
-deviation) to about 10-15% on real and synthetic volumes; box and Gaussian of equal standard
-deviation (box width ~1.47 x Gaussian FWHM) have nearly the same spectrum, so the shape is a near
-tie that a prior for the box (slice-selective excitation) breaks. numpy/scipy only.
+deviation) to about 10-15 % on synthetic volumes and MNI152, but only to 20-50 % on single-subject
+scans (noise, bias field, a coarser native in-plane resolution: benchmarks/bench_profile.py);
+box and Gaussian of equal standard deviation (box width ~1.47 x Gaussian FWHM) have nearly the
+same spectrum, so the shape is a near tie that a prior for the box (slice-selective excitation)
+breaks. Each estimate carries its confidence (slab spread, flat fit); `data.profile_choice`
+combines it with the header's thickness. numpy/scipy only.
 """
 import math
 import time
@@ -21,6 +24,13 @@ from srgan_tf.data.slice_profile import (SliceProfile, output_count, positive_nu
 # segment lengths (thick samples) tried, longest first: 16 keeps enough segments in small volumes
 _LENGTHS = (16, 12, 8)
 _MIN_SEGMENTS = 400
+# the through-plane segments are split into this many slabs along the rows; the spread of the
+# slabs' best widths gives the estimate's sampling uncertainty
+SLABS = 4
+# widths whose residual is within this fraction above the minimum fit about as well: when that
+# range reaches the narrowest or widest candidate, the fit has no minimum to speak of (white
+# noise: every width up to the spacing fits)
+FLAT_TOLERANCE = 0.5
 
 
 @dataclass
@@ -36,6 +46,13 @@ class ProfileEstimate:
         frequencies: cycles/mm of the spectra below (the fitted band only).
         observed, fitted: through-plane power spectrum and the chosen candidate's model spectrum
             (gain and noise floor applied), on `frequencies`.
+        slab_sigmas_mm: the chosen shape's best standard deviation in each of `SLABS` slabs of
+            rows (each slab's through-plane spectrum against the whole volume's model).
+        uncertainty: sampling uncertainty of log(standard deviation): the slabs' spread over
+            sqrt(SLABS); the estimate's bias on real scans comes on top (`profile_choice`).
+        interval_sigmas_mm: (low, high) standard deviations of the chosen shape whose residuals
+            are within FLAT_TOLERANCE of the minimum (contiguous around it).
+        at_edge: that interval reaches the narrowest or widest candidate: the fit is flat.
         slice_mm, pixel_mm, segment_length, segments: what was measured; seconds: time taken.
     """
 
@@ -48,11 +65,19 @@ class ProfileEstimate:
     frequencies: np.ndarray
     observed: np.ndarray
     fitted: np.ndarray
+    slab_sigmas_mm: np.ndarray
+    uncertainty: float
+    interval_sigmas_mm: Tuple[float, float]
+    at_edge: bool
     slice_mm: float
     pixel_mm: float
     segment_length: int
     segments: Dict[str, int]
     seconds: float
+
+    @property
+    def sigma_mm(self) -> float:
+        return self.profile.sigma_mm
 
     def to_dict(self) -> Dict:
         """JSON-ready summary (lists instead of arrays)."""
@@ -60,7 +85,9 @@ class ProfileEstimate:
         data["profile"] = self.profile.to_dict()
         for key in ("widths_mm", "scores"):
             data[key] = {shape: np.asarray(v).tolist() for shape, v in data[key].items()}
-        for key in ("frequencies", "observed", "fitted"):
+        data["sigma_mm"] = self.sigma_mm
+        data["interval_sigmas_mm"] = list(self.interval_sigmas_mm)
+        for key in ("frequencies", "observed", "fitted", "slab_sigmas_mm"):
             data[key] = np.asarray(data[key]).tolist()
         return data
 
@@ -141,9 +168,17 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
     bins = np.arange(length // 2 + 1) / length * 2.0  # fractions of Nyquist
     keep = (bins >= band[0]) & (bins <= band[1])
 
+    # slabs of rows holding equal numbers of segments
+    slab = np.argsort(np.argsort(through[2], kind="stable")) * SLABS // len(through[2])
+
     def evaluate(candidate):
-        observed = _through_power(candidate, through, (row_mm, col_mm), slice_mm / pixel_mm, reach)[keep]
-        return _fit(observed, _model_power(candidate, lines, length)[keep], noise_floor) + (observed,)
+        groups = _through_power(candidate, through[:2], (row_mm, col_mm), slice_mm / pixel_mm, reach,
+                                slab)[:, keep]
+        counts = np.bincount(slab, minlength=SLABS)[:, None]
+        observed = (groups * counts).sum(0) / counts.sum()
+        model = _model_power(candidate, lines, length)[keep]
+        slab_scores = [_fit(g, model, noise_floor)[0] if n else np.inf for g, n in zip(groups, counts[:, 0])]
+        return _fit(observed, model, noise_floor) + (observed, slab_scores)
 
     fits = [evaluate(c) for c in candidates]
     if refine:  # a 2.5% grid around each shape's best of the 5% grid
@@ -153,7 +188,9 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
             candidates += extra
             fits += [evaluate(c) for c in extra]
     order = np.argsort([c.fwhm_mm for c in candidates], kind="stable")
-    estimate = _summarize([candidates[i] for i in order], [fits[i] for i in order], box_margin)
+    candidates, fits = [candidates[i] for i in order], [fits[i] for i in order]
+    estimate = _summarize(candidates, fits, box_margin)
+    estimate.update(_slab_spread(candidates, fits, estimate["profile"]))
     return ProfileEstimate(**estimate, frequencies=bins[keep] / (2.0 * slice_mm), slice_mm=slice_mm,
                            pixel_mm=pixel_mm, segment_length=length,
                            segments={"through": len(through[0]), "inplane": sum(len(d[0]) for d in lines)},
@@ -179,6 +216,28 @@ def _summarize(candidates, fits, box_margin) -> Dict:
                 best_widths_mm=best_widths, observed=fits[best][2], fitted=fits[best][1])
 
 
+def _slab_spread(candidates, fits, chosen) -> Dict:
+    """Each slab's best standard deviation among the chosen shape's candidates, their spread
+    (log) over sqrt(SLABS), the interval of about equally good widths and whether it reaches
+    the candidates' edge."""
+    same = [i for i, c in enumerate(candidates) if c.shape == chosen.shape]
+    sigmas = np.array([candidates[i].sigma_mm for i in same])
+    slab_scores = np.array([fits[i][3] for i in same])  # [candidates, slabs]
+    usable = np.isfinite(slab_scores).all(axis=0)
+    best = sigmas[np.argmin(slab_scores[:, usable], axis=0)]
+    spread = float(np.std(np.log(best), ddof=1)) if len(best) > 1 else float("inf")
+    scores = np.array([fits[i][0] for i in same])
+    good = scores <= scores.min() * (1.0 + FLAT_TOLERANCE)
+    low = high = int(np.argmin(scores))
+    while low > 0 and good[low - 1]:
+        low -= 1
+    while high < len(good) - 1 and good[high + 1]:
+        high += 1
+    return dict(slab_sigmas_mm=best, uncertainty=spread / math.sqrt(max(len(best), 1)),
+                interval_sigmas_mm=(float(sigmas[low]), float(sigmas[high])),
+                at_edge=bool(low == 0 or high == len(good) - 1))
+
+
 def _through_plane_segments(volume, foreground, pixels, slice_mm, length, reach, max_segments, rng):
     """Segments of `length` along axis 0 whose voxels and in-plane neighbours (one slice spacing
     either side) are foreground, with the row and col patches around each for the cross-blur
@@ -196,14 +255,15 @@ def _through_plane_segments(volume, foreground, pixels, slice_mm, length, reach,
     offsets = np.arange(-reach, reach + 1)[None, None, :]
     row_patch = volume[depth, reflect_index(index[:, 1, None, None] + offsets, rows), index[:, 2, None, None]]
     col_patch = volume[depth, index[:, 1, None, None], reflect_index(index[:, 2, None, None] + offsets, cols)]
-    return row_patch.astype(np.float32), col_patch.astype(np.float32)
+    return row_patch.astype(np.float32), col_patch.astype(np.float32), index[:, 1]
 
 
-def _through_power(profile, through, pixels, step, reach):
+def _through_power(profile, through, pixels, step, reach, groups):
     """Spectrum of the through-plane segments blurred with `profile` along rows, and along cols
     (averaged): the cross-blur that in-plane lines of a thick volume carry along axis 0. The blur
     uses the sub-pixel phases at which the thick samples sit (`step` may be non-integer), so that a
-    box of 4 pixels is the same 4-tap mean here as in the thickening."""
+    box of 4 pixels is the same 4-tap mean here as in the thickening. One spectrum per group
+    (`groups`: the group of each segment, 0..SLABS-1)."""
     phases = np.unique(np.round(np.mod(np.arange(64) * step + (step - 1) / 2.0, 1.0), 2) % 1.0)
     phases = phases[np.linspace(0, len(phases) - 1, min(len(phases), 3)).round().astype(int)]
     total = 0.0
@@ -215,8 +275,9 @@ def _through_power(profile, through, pixels, step, reach):
         kernels[rows[inside], positions[inside] + reach] = weights[inside]
         kernels /= kernels.sum(axis=1, keepdims=True)
         blurred = (patch.reshape(-1, patch.shape[-1]) @ kernels.T).reshape(patch.shape[0], -1, len(phases))
-        total = total + _power(np.moveaxis(blurred, 2, 1).reshape(-1, blurred.shape[1])) * len(phases)
-    return total / (len(through) * len(phases))
+        total = total + _power(np.moveaxis(blurred, 2, 1).reshape(-1, blurred.shape[1]),
+                               np.repeat(groups, len(phases)))
+    return total / len(through)
 
 
 def _inplane_segments(volume, foreground, axis, pixel_mm, slice_mm, length, max_segments, rng):
@@ -246,11 +307,18 @@ def _inplane_segments(volume, foreground, axis, pixel_mm, slice_mm, length, max_
     return lines[used].astype(np.float32), segment_line, segment_start[pick], pixel_mm, step
 
 
-def _power(segments):
-    """Mean Hann-windowed power spectrum of mean-removed segments [n, length]."""
+def _power(segments, groups=None):
+    """Mean Hann-windowed power spectrum of mean-removed segments [n, length]; with `groups`
+    (group of each segment, 0..SLABS-1), one mean per group [SLABS, bins] (empty groups: 1)."""
     window = np.hanning(segments.shape[1] + 2)[1:-1]
     centred = (segments - segments.mean(axis=1, keepdims=True)) * window
-    return np.mean(np.abs(np.fft.rfft(centred, axis=1)) ** 2, axis=0)
+    power = np.abs(np.fft.rfft(centred, axis=1)) ** 2
+    if groups is None:
+        return np.mean(power, axis=0)
+    sums = np.zeros((SLABS, power.shape[1]))
+    np.add.at(sums, groups, power)
+    counts = np.bincount(groups, minlength=SLABS)[:, None]
+    return np.where(counts > 0, sums / np.maximum(counts, 1), 1.0)
 
 
 def _model_power(profile, directions, length):

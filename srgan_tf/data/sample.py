@@ -227,6 +227,20 @@ def _is_complete(output_dir: Path, request: dict) -> bool:
         return False
 
 
+def _refuse_foreign_data(output_dir: Path) -> None:
+    """InputError when `output_dir` holds a dicom/ or hr/ folder this module did not write
+    (no marker): regenerating the sample replaces both, and they may be the user's data."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError(output_dir, "--output is a file; the sample needs a folder")
+    if (output_dir / MARKER).exists():
+        return
+    for name in ("dicom", "hr"):
+        if (output_dir / name).exists():
+            raise InputError(output_dir / name, f"--output {output_dir} holds a {name}/ folder "
+                             "that `srgan-tf sample` did not write, and writing the sample "
+                             f"replaces {name}/: choose a new or empty --output")
+
+
 def write_sample_dataset(output_dir, patients: int = 8, seed: int = 0, progress: bool = True,
                          *, matrix=None, slices=None) -> Path:
     """Write the synthetic prostate T2 dataset, or reuse a complete one made with the same settings.
@@ -259,11 +273,12 @@ def write_sample_dataset(output_dir, patients: int = 8, seed: int = 0, progress:
     request = _request(int(patients), int(seed), matrix, slices)
     if _is_complete(output_dir, request):
         return output_dir
-    for name in (MARKER, "sample.json"):
-        (output_dir / name).unlink(missing_ok=True)
+    _refuse_foreign_data(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / MARKER).write_text("{}")  # ours from now on, though not complete
+    (output_dir / "sample.json").unlink(missing_ok=True)
     for name in ("dicom", "hr"):  # leftovers of an interrupted run would add stray series
         shutil.rmtree(output_dir / name, ignore_errors=True)
-    output_dir.mkdir(parents=True, exist_ok=True)
     records = []
     for index in tqdm(range(int(patients)), desc="sample data", unit="patient",
                       disable=not progress):

@@ -111,6 +111,27 @@ class SliceProfile:
         weights = weights[np.abs(positions) <= reach]
         return weights / weights.sum()
 
+    @property
+    def sigma_mm(self) -> float:
+        """Standard deviation of the profile in mm: the one width a through-plane spectrum pins
+        down whatever the shape (a box of width w and a Gaussian of FWHM ~0.68 w share it)."""
+        if self.shape == "box":
+            return self.fwhm_mm / math.sqrt(12.0)
+        if self.shape == "gaussian":
+            return self.fwhm_mm / _FWHM_PER_SIGMA
+        samples = np.asarray(self.samples)
+        positions = (np.arange(len(samples)) - (len(samples) - 1) / 2.0) * self.sample_spacing_mm
+        mean = float(np.sum(samples * positions))
+        # each sample is a uniform cell: add its own variance
+        return math.sqrt(float(np.sum(samples * (positions - mean) ** 2)) + self.sample_spacing_mm ** 2 / 12.0)
+
+    def with_sigma(self, sigma_mm: float) -> "SliceProfile":
+        """The same shape (box or gaussian) scaled to standard deviation `sigma_mm`."""
+        if self.shape == "file":
+            raise ValueError("A profile read from a file keeps its samples; it cannot be rescaled. "
+                             f"Received: {self.describe()}")
+        return SliceProfile(self.shape, self.fwhm_mm * positive_number("sigma_mm", sigma_mm) / self.sigma_mm)
+
     def describe(self) -> str:
         if self.shape == "box":
             return f"box, full width {self.fwhm_mm:.2f} mm"

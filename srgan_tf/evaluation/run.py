@@ -5,6 +5,7 @@ from typing import Optional
 
 from srgan_tf.evaluation.evaluate import evaluate_model
 from srgan_tf.evaluation.report import write_report
+from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 
 PRETRAIN_EXPORT = "export_pretrain"  # the generator after the MSE phase (SRResNet)
 TITLES = {"exp1": "Experiment 1: isotropic SR", "exp2": "Experiment 2: anisotropic SR (height only)"}
@@ -38,10 +39,11 @@ def evaluate_export(model_dir, cache, *, split: str = "test", output_dir: Option
     from srgan_tf.config import ExperimentConfig
     from srgan_tf.inference.exported_model import load_exported
 
+    output_dir = Path(output_dir) if output_dir else Path(model_dir).resolve().parent
+    refuse_overwriting_inputs([model_dir, cache], {"--output": output_dir})
     exported = load_exported(model_dir)
     config_dict = exported.metadata.get("config") or {}
     data_config = ExperimentConfig.from_dict(config_dict).data if config_dict else None
-    output_dir = Path(output_dir) if output_dir else Path(model_dir).resolve().parent
     metrics = evaluate_model(exported, cache, split=split, data_config=data_config,
                              max_slices_per_patient=max_slices_per_patient, output_dir=output_dir,
                              figures=figures, progress=True)

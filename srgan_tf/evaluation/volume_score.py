@@ -33,6 +33,7 @@ from typing import Mapping, NamedTuple, Optional, Tuple
 import numpy as np
 from scipy import ndimage
 
+from srgan_tf.data.usable_volume import non_finite_reason
 from srgan_tf.evaluation.metrics import psnr_from_mse
 from srgan_tf.files import atomic_write_text
 from srgan_tf.io.errors import InputError
@@ -282,9 +283,16 @@ def score_volumes(truth: Volume, inputs: Mapping[str, Volume], thick: Optional[V
 
 
 def score_files(truth, sr, thick=None, *, all_slices: bool = False) -> dict:
-    """`score_volumes` on files (DICOM series folders or NIfTI); the input is labelled "input"."""
-    scores = score_volumes(read_volume(truth), {"input": read_volume(sr)},
-                           read_volume(thick) if thick is not None else None,
+    """`score_volumes` on files (DICOM series folders or NIfTI); the input is labelled "input".
+    A volume with NaN or infinite voxels is refused (InputError with their count), as every
+    command refuses it."""
+    volumes = {}
+    for name, path in (("truth", truth), ("input", sr), ("thick", thick)):
+        volumes[name] = None if path is None else read_volume(path)
+        holes = None if path is None else non_finite_reason(volumes[name].array)
+        if holes:
+            raise InputError(path, holes)
+    scores = score_volumes(volumes["truth"], {"input": volumes["input"]}, volumes["thick"],
                            all_slices=all_slices)
     scores["files"] = {"truth": str(truth), "input": str(sr),
                        "thick": None if thick is None else str(thick)}

@@ -19,8 +19,11 @@ from typing import Optional
 import numpy as np
 
 from srgan_tf.config import INFERENCE_MODE_OF, INFERENCE_MODES, INFERENCE_PRECISIONS
+from srgan_tf.console import warn
+from srgan_tf.data.usable_volume import check_usable
 from srgan_tf.io.errors import InputError, error_summary
 from srgan_tf.io.nifti import is_nifti_path, write_nifti
+from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 from srgan_tf.io.reader import read_volume
 from srgan_tf.runtime import native_bfloat16, start_tensorflow
 
@@ -56,11 +59,18 @@ def read_input_volume(input_path, mode: str = "through-plane"):
         raise
     except Exception as error:  # a reader failure the io layer did not classify: still one line
         raise InputError(input_path, f"cannot read a volume ({error_summary(error)})") from None
+    return check_input_volume(volume, input_path, mode)
+
+
+def check_input_volume(volume, input_path, mode: str = "through-plane"):
+    """`volume` when `mode` can use it (through-plane and self-supervised SR need at least 2
+    slices), else InputError naming `input_path`."""
     if mode in ("through-plane", "self-supervised") and volume.shape[0] < 2:
         raise InputError(input_path, f"a single slice (shape {volume.shape}); through-plane SR "
                                      "needs a volume of at least 2 slices")
     if min(volume.shape) < 1:
         raise InputError(input_path, f"empty volume (shape {volume.shape})")
+    check_usable(volume, input_path)  # non-finite voxels or no signal: refused
     return volume
 
 
@@ -214,14 +224,28 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Op
         >>> run_infer("runs/exp2/export", "t2_tse_tra/", "sr.nii.gz", dicom_output="sr_dicom")
     """
     started = time.perf_counter()
-    if mode is not None and mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES} or None. Received: {mode!r}")
     output_path = Path(output_path)
     dicom_output = Path(dicom_output) if dicom_output else None
+    refuse_overwriting_inputs([input_path, model_dir], {"--output": output_path,
+                                                        "--dicom-output": dicom_output})
     check_output_locations(output_path, dicom_output)
+    model, mode, precision = load_for_inference(model_dir, mode, precision)
+    volume = read_input_volume(input_path, mode)
+    summary = infer_volume(model, mode, precision, volume, output_path, dicom_output=dicom_output,
+                           batch_size=batch_size, memory_budget_mb=memory_budget_mb,
+                           clip_to_input_range=clip_to_input_range, progress=progress)
+    return {"input": str(input_path), **summary,
+            "seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def load_for_inference(model_dir, mode: Optional[str] = None, precision: str = "auto"):
+    """(loaded export, mode, precision) for `run_infer` / `infer_volume`: the mode the export's
+    metadata names unless given, checked against the model; "auto" precision resolved."""
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES} or None. Received: {mode!r}")
     start_tensorflow()
     from srgan_tf.inference.exported_model import load_exported
-    from srgan_tf.inference.volume_sr import check_mode, super_resolve_volume
+    from srgan_tf.inference.volume_sr import check_mode
 
     model = load_exported(model_dir)
     if mode is None:
@@ -230,15 +254,25 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Op
             raise InputError(model_dir, f"the export's metadata names no known model mode "
                                         f"(mode {model.mode!r}, not iso or aniso): pass --mode")
     check_mode(model, mode, model_dir)
-    precision = resolve_precision(precision, model)
-    volume = read_input_volume(input_path, mode)
+    return model, mode, resolve_precision(precision, model)
+
+
+def infer_volume(model, mode: str, precision: str, volume, output_path, *, dicom_output=None,
+                 batch_size: int = 8, memory_budget_mb: float = 2048,
+                 clip_to_input_range: bool = True, progress: bool = True) -> dict:
+    """Super-resolve a read volume with a loaded export and write the outputs (whose locations
+    the caller checked); the summary of `run_infer` without input, seconds and memory."""
+    from srgan_tf.inference.volume_sr import super_resolve_volume
+
+    output_path = Path(output_path)
+    dicom_output = Path(dicom_output) if dicom_output else None
     mismatch = None
     if mode == "through-plane":
         from srgan_tf.inference.degradation_check import degradation_warning
 
         mismatch = degradation_warning(model.metadata, volume)
         if mismatch:
-            print(f"Warning: {mismatch}", file=sys.stderr, flush=True)
+            warn(mismatch)
     result = super_resolve_volume(model, volume, mode, batch_size=batch_size,
                                   memory_budget_mb=memory_budget_mb, precision=precision,
                                   progress=progress)
@@ -250,7 +284,6 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Op
                    f"({outside / max(result.volume.array.size, 1):.2%})")
     dicom_files = write_outputs(result.volume, volume, output_path, dicom_output)
     return {
-        "input": str(input_path),
         "input_shape": list(volume.shape),
         "input_spacing_mm": [round(s, 6) for s in volume.spacing],
         "output": str(output_path),
@@ -265,6 +298,4 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Op
         "degradation_warning": mismatch,
         "batches": result.batches,
         "tiles_per_image": result.tiles_per_image,
-        "seconds": round(time.perf_counter() - started, 3),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
     }

@@ -5,13 +5,13 @@ A layer the translation does not know makes `ServingModule` fall back to the Ker
 itself (float32 signature only) and warn once, naming the layer and the reason.
 """
 import contextlib
-import warnings
 from typing import Dict
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from srgan_tf.console import warn
 from srgan_tf.inference.introspection import policy_name
 from srgan_tf.models.layers import OneChannelConv2D
 
@@ -279,8 +279,8 @@ class ServingModule(tf.Module):
         super().__init__(name="srgan_tf_generator")
         self.graph, reason = _translate(generator)
         if self.graph is None:
-            warnings.warn(f"serving graph falls back to the plain Keras model (float32 "
-                          f"signature only, batch norm not folded): {reason}", stacklevel=3)
+            warn(f"serving graph falls back to the plain Keras model (float32 signature only, "
+                 f"batch norm not folded): {reason}")
         if self.graph is not None:
             self.model_variables = self.graph.variables  # tracked: saved with the functions
             self.serve = self._function(lambda lr: self.graph(lr, tf.float32))

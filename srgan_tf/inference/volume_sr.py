@@ -4,7 +4,10 @@ Through-plane (paper, Section 3, third experiment): the anisotropic model (scale
 upsamples the image height, so it is applied to the through-plane images whose height is the
 slice axis, in both directions: volume[:, r, :] (slices x cols, a coronal image for an axial
 acquisition) and volume[:, :, c] (slices x rows, sagittal). Each set is stacked back into a
-(slices*s, rows, cols) volume and the two are averaged.
+(slices*s, rows, cols) volume and the two are averaged. The slice axis is padded by
+half-sample reflection (the degradation's border rule) by the model's receptive field before
+the model sees it, and the padding's output cropped: the convolutions' own zero padding is
+mid-grey in the normalised range (background -1) and left bands at the first and last slices.
 In-plane: an isotropic model (s, s) applied slice by slice -> (slices, rows*s, cols*s).
 """
 from dataclasses import dataclass, field
@@ -118,27 +121,31 @@ class _Streamer:
 def _through_plane(model, normalized, keep_directions, bar_factory, **stream):
     slices, rows, cols = normalized.shape
     scale = model.scale_hw[0]
-    coronal = _Streamer(model, (slices, cols), tile_axes=(1,), **stream)
-    sagittal = _Streamer(model, (slices, rows), tile_axes=(1,), **stream)
+    pad = model.receptive_field[0]
+    padded = np.pad(normalized, ((pad, pad), (0, 0), (0, 0)), mode="symmetric")
+    keep = slice(pad * scale, (pad + slices) * scale)  # output rows of the real slices
+    coronal = _Streamer(model, (slices + 2 * pad, cols), tile_axes=(1,), **stream)
+    sagittal = _Streamer(model, (slices + 2 * pad, rows), tile_axes=(1,), **stream)
     total = np.empty((slices * scale, rows, cols), np.float32)
     directions = {}
     with bar_factory(coronal.batches(rows) + sagittal.batches(cols)) as bar:
         target = np.empty_like(total) if keep_directions else total
 
         def put_coronal(start, stop, sr):
-            target[:, start:stop, :] = sr.transpose(1, 0, 2)
+            target[:, start:stop, :] = sr[:, keep].transpose(1, 0, 2)
 
-        coronal.run(rows, lambda a, b: normalized[:, a:b, :].transpose(1, 0, 2), put_coronal, bar)
+        coronal.run(rows, lambda a, b: padded[:, a:b, :].transpose(1, 0, 2), put_coronal, bar)
         if keep_directions:
             directions["coronal"], target = target, np.empty_like(total)
 
         def put_sagittal(start, stop, sr):
             if keep_directions:
-                target[:, :, start:stop] = sr.transpose(1, 2, 0)
+                target[:, :, start:stop] = sr[:, keep].transpose(1, 2, 0)
             else:  # accumulate into the coronal result: no second full-size volume
-                target[:, :, start:stop] += sr.transpose(1, 2, 0)
+                target[:, :, start:stop] += sr[:, keep].transpose(1, 2, 0)
 
-        sagittal.run(cols, lambda a, b: normalized[:, :, a:b].transpose(2, 0, 1), put_sagittal, bar)
+        sagittal.run(cols, lambda a, b: padded[:, :, a:b].transpose(2, 0, 1), put_sagittal, bar)
+        del padded
         if keep_directions:
             directions["sagittal"] = target
             np.add(directions["coronal"], directions["sagittal"], out=total)

@@ -19,7 +19,3 @@ def error_summary(error: Exception) -> str:
     """"TypeName: message" on one line, for the reason of an InputError caused by `error`."""
     return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
-
-class InputWarning(UserWarning):
-    """Input that was used, but changed or in part: the message names the file and what
-    happened (e.g. NaN voxels set to 0), so a caller can filter these warnings or show them."""

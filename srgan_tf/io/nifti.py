@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from srgan_tf.io.errors import InputError, InputWarning, error_summary
+from srgan_tf.io.errors import InputError, error_summary
 from srgan_tf.io.volume import Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -114,9 +114,8 @@ def read_nifti(path) -> Volume:
 
     Spacing comes from the affine's column norms and the direction from its normalised
     columns, so `read_nifti(write_nifti(v, p))` reproduces array, spacing, origin and
-    direction. Non-finite (NaN, infinite) voxels are set to 0; when there are any, an
-    `InputWarning` names the file and their count, which `source_tags["NonFiniteVoxels"]`
-    also holds (the key is absent for a finite file).
+    direction. Voxel values are returned as stored, NaN and infinite ones included: what a
+    command does with them is `data.usable_volume`'s one rule (refused, with their count).
 
     Args:
         path: a .nii or .nii.gz file; its name (without suffix) becomes the patient id.
@@ -138,16 +137,7 @@ def read_nifti(path) -> Volume:
         raise InputError(path, f"has a degenerate affine (voxel size {spacing.tolist()} mm)")
     description = bytes(header["descrip"].item()).split(b"\0")[0].decode("ascii", "replace").strip()
     array = np.ascontiguousarray(data.transpose(2, 1, 0))
-    source_tags = {}
-    nonfinite = ~np.isfinite(array)
-    if nonfinite.any():
-        nan = int(np.count_nonzero(np.isnan(array)))
-        source_tags["NonFiniteVoxels"] = count = int(np.count_nonzero(nonfinite))
-        array[nonfinite] = 0.0
-        warnings.warn(InputWarning(f"{path}: {count} of {array.size} voxels are not finite "
-                                   f"({nan} NaN, {count - nan} infinite); they were set to 0"),
-                      stacklevel=2)
     return Volume(array=array, spacing=tuple(spacing), origin=tuple(index_to_lps[:3, 3]),
                   direction=(axes / spacing).T, patient_id=nifti_stem(path),
                   series_description=description or nifti_stem(path), modality="MR",
-                  source_paths=[str(path)], source_tags=source_tags)
+                  source_paths=[str(path)])

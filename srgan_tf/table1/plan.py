@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence
 
 from srgan_tf import arguments
 from srgan_tf import config as config_lib
+from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 from srgan_tf.runtime import training_precision
 
 SETTINGS = ("iso-x4", "iso-x8", "aniso-x4", "aniso-x8")
@@ -113,6 +114,7 @@ def plan_table1(preset_name: Optional[str] = None, *, cache=None, output_dir=Non
     """
     preset_name = preset_name or ("paper" if cache else "quick")
     output_dir = Path(output_dir or Path("runs") / f"table1-{preset_name}")
+    refuse_overwriting_inputs([cache], {"--output": output_dir})
     runs = []
     for setting in settings:
         mode, scale = parse_setting(setting)

@@ -1,0 +1,101 @@
+"""Volumes of one acquisition protocol, so they share one trained model.
+
+Two volumes share a protocol when their models would learn the same mapping: the same model
+factor, slice spacing and in-plane spacing (within 1%), and the same slice profile within its
+uncertainty. For an estimated profile (`--slice-profile auto`) that uncertainty is the
+estimator's own: the other volume's profile fits this volume's through-plane spectrum within
+`PROFILE_MARGIN` of the best fit (the margin within which the estimator itself calls a box and
+a Gaussian a tie), both ways. A profile given by flag or file must match in shape and width.
+
+Groups are formed in the volumes' sorted order: each volume joins the first group whose first
+volume (the seed) it matches, so every part of a split run forms the same groups; the seed's
+profile is the group's.
+"""
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+SPACING_TOLERANCE = 0.01  # relative
+PROFILE_MARGIN = 0.10  # relative spectral residual, as profile_estimate's box_margin
+GIVEN_PROFILE_TOLERANCE = 0.02  # relative width, for profiles that were not estimated
+
+
+@dataclass
+class Decision:
+    """What planning decided about one volume, JSON-ready (cached in the work folder)."""
+
+    key: str
+    acquisition: dict  # Acquisition.to_dict()
+    profile: dict  # SliceProfile.to_dict()
+    reason: str
+    intensity_range: List[float]
+    curves: Optional[Dict[str, Dict[str, List[float]]]] = None  # shape -> widths, scores
+    best_score: Optional[float] = None
+    recipe: dict = field(default_factory=dict)  # self_supervised_run.model_recipe
+
+
+def _close(a: float, b: float, tolerance: float) -> bool:
+    return math.isclose(a, b, rel_tol=tolerance)
+
+
+def _fits(decision: Decision, profile: dict) -> bool:
+    """`profile` explains `decision`'s volume within the estimate's margin."""
+    curve = (decision.curves or {}).get(profile["shape"])
+    if curve is None or decision.best_score is None:
+        return False
+    widths, scores = np.asarray(curve["widths"]), np.asarray(curve["scores"])
+    if not widths[0] <= profile["fwhm_mm"] <= widths[-1]:
+        return False
+    return float(np.interp(profile["fwhm_mm"], widths, scores)) <= decision.best_score * (1 + PROFILE_MARGIN)
+
+
+def same_protocol(a: Decision, b: Decision) -> bool:
+    """Whether one model serves both volumes (see the module docstring)."""
+    qa, qb = a.acquisition, b.acquisition
+    if qa["model_factor"] != qb["model_factor"]:
+        return False
+    if not _close(qa["slice_spacing"], qb["slice_spacing"], SPACING_TOLERANCE):
+        return False
+    if not all(_close(x, y, SPACING_TOLERANCE)
+               for x, y in zip(sorted(qa["in_plane_spacing"]), sorted(qb["in_plane_spacing"]))):
+        return False
+    ra, rb = dict(a.recipe), dict(b.recipe)
+    for recipe in (ra, rb):  # compared above, with tolerances
+        for name in ("slice_profile", "training_pixel_mm", "in_plane_spacing_mm"):
+            recipe.pop(name, None)
+    if ra != rb:  # other training settings
+        return False
+    if a.curves is not None and b.curves is not None:
+        return _fits(a, b.profile) and _fits(b, a.profile)
+    return (a.profile["shape"] == b.profile["shape"] and a.profile.get("samples") == b.profile.get("samples")
+            and _close(a.profile["fwhm_mm"], b.profile["fwhm_mm"], GIVEN_PROFILE_TOLERANCE))
+
+
+@dataclass
+class Protocol:
+    """One group: its seed's decision, its members' keys, its model folder's name."""
+
+    seed: Decision
+    members: List[str]
+
+    @property
+    def name(self) -> str:
+        profile, factor = self.seed.profile, self.seed.acquisition["model_factor"]
+        digest = hashlib.sha1(json.dumps(self.seed.recipe, sort_keys=True).encode()).hexdigest()[:8]
+        return f"x{factor}-{profile['shape']}{profile['fwhm_mm']:.2f}mm-{digest}"
+
+
+def group_protocols(decisions: List[Decision]) -> List[Protocol]:
+    """Protocols of the planned volumes, in sorted key order (see the module docstring)."""
+    groups: List[Protocol] = []
+    for decision in sorted(decisions, key=lambda d: d.key):
+        home = next((g for g in groups if same_protocol(g.seed, decision)), None)
+        if home is None:
+            groups.append(Protocol(decision, [decision.key]))
+        else:
+            home.members.append(decision.key)
+    return groups

@@ -1,0 +1,151 @@
+"""The slice profile a run uses: the spectral estimate combined with what the header says.
+
+A volume's own spectra (`profile_estimate.estimate_slice_profile`) pin down the profile's
+standard deviation, but on single-subject scans not to better than about 20 %: the object is not
+quite isotropic (a brain's left-right lines differ from its front-back ones), and a native
+in-plane resolution coarser than the pixel reads as a narrower profile. The header is the other
+evidence: DICOM SliceThickness (or `--slice-thickness`) is the nominal full width of the
+profile, a NIfTI's slice spacing is the thickness only when the slices are contiguous.
+
+Both are combined in log standard deviation, where the errors are about symmetric:
+
+- the spectrum: the estimate's standard deviation, with the uncertainty
+  sqrt(slab spread^2 + SPECTRUM_BIAS^2) (sampling plus its measured bias on real scans);
+- the header: a box of the header thickness (slice-selective excitation, prior BOX_PRIOR) or a
+  Gaussian of that FWHM, each with uncertainty HEADER_UNCERTAINTY[source]; the hypothesis
+  that explains the spectrum better (likelihood times prior) is used;
+- the choice: the inverse-variance mean of the two, with that hypothesis's shape; a
+  disagreement beyond AGREE_Z combined uncertainties is reported (a warning line).
+
+The spectrum is not used when its fit is flat (widths up to the narrowest or widest candidate
+fit about as well, or the slabs disagree by more than FLAT_UNCERTAINTY): the header's box is
+used and the reason says so. A NIfTI knows no thickness: its spacing stands in for it
+(contiguous slices) with a wider uncertainty; for slices with gaps, `--slice-thickness` says so.
+"""
+import math
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+from srgan_tf.data.profile_estimate import ProfileEstimate, estimate_slice_profile
+from srgan_tf.data.slice_profile import SliceProfile
+
+SPECTRUM_BIAS = 0.2  # log-sd error of the spectral estimate on perturbed real MR (bench_profile.py)
+HEADER_UNCERTAINTY = {"SliceThickness": 0.08, "--slice-thickness": 0.08, "spacing": 0.15}
+BOX_PRIOR = 0.6  # a slice-selective profile is box-like; a Gaussian of the same FWHM gets the rest
+FLAT_UNCERTAINTY = 0.3  # slab spread (log sd) above which the spectral fit counts as flat
+AGREE_Z = 2.0  # disagreement reported beyond this many combined uncertainties
+
+
+@dataclass
+class ProfileChoice:
+    """What `choose_slice_profile` decided (printed, and written to summary.json).
+
+    Attributes:
+        profile: the profile the run uses.
+        decision: "combined" (spectrum and header), "spectrum" (header dropped), "header" (the
+            spectrum was flat or could not be measured).
+        reason: one line saying what was chosen and why.
+        header_thickness, header_source: the header's thickness in mm and where it came from
+            ("SliceThickness", "--slice-thickness" or "spacing").
+        estimate: the spectral estimate (None when it could not be made).
+        spectrum_uncertainty: relative uncertainty of the spectral standard deviation (log),
+            None without an estimate.
+        disagreement: |spectrum - header| in combined uncertainties (the nearer header shape);
+            None without a usable estimate.
+        warning: a one-line note when spectrum and header disagree, else None.
+    """
+
+    profile: SliceProfile
+    decision: str
+    reason: str
+    header_thickness: float
+    header_source: str
+    estimate: Optional[ProfileEstimate] = None
+    spectrum_uncertainty: Optional[float] = None
+    disagreement: Optional[float] = None
+    warning: Optional[str] = None
+
+    @property
+    def sigma_mm(self) -> float:
+        return self.profile.sigma_mm
+
+    def to_dict(self) -> Dict:
+        """JSON-ready summary (the estimate's curves stay in slice_profile_estimate.json)."""
+        estimate = self.estimate
+        return {
+            "profile": self.profile.to_dict(), "sigma_mm": self.sigma_mm, "decision": self.decision,
+            "reason": self.reason, "warning": self.warning,
+            "header": {"thickness_mm": self.header_thickness, "source": self.header_source,
+                       "box_sigma_mm": self.header_thickness / math.sqrt(12.0)},
+            "spectrum": None if estimate is None else {
+                "profile": estimate.profile.to_dict(), "sigma_mm": estimate.sigma_mm,
+                "uncertainty": self.spectrum_uncertainty,
+                "sampling_uncertainty": estimate.uncertainty, "at_edge": estimate.at_edge,
+                "slab_sigmas_mm": [float(v) for v in estimate.slab_sigmas_mm]},
+            "disagreement_z": self.disagreement,
+        }
+
+
+def choose_slice_profile(array, spacing, *, header_thickness: Optional[float] = None,
+                         header_source: str = "SliceThickness", estimate: Optional[ProfileEstimate] = None,
+                         **estimate_options) -> ProfileChoice:
+    """The slice profile of a thick-slice volume (slice axis 0) from its spectra and its header.
+
+    Args:
+        array, spacing: the volume, slice axis first, and its (slice, row, col) spacing in mm.
+        header_thickness: the nominal slice thickness in mm; None: the slice spacing, as a
+            NIfTI gives it (then `header_source` is "spacing").
+        header_source: "SliceThickness", "--slice-thickness" or "spacing".
+        estimate: a spectral estimate of this volume already made (else one is made here).
+        estimate_options: passed to `estimate_slice_profile`.
+
+    Example:
+        choice = choose_slice_profile(volume.array, volume.spacing, header_thickness=6.5)
+        print(choice.reason)
+    """
+    if header_thickness is None:
+        header_thickness, header_source = float(spacing[0]), "spacing"
+    if header_source not in HEADER_UNCERTAINTY:
+        raise ValueError(f"header_source must be one of {', '.join(HEADER_UNCERTAINTY)}. "
+                         f"Received: {header_source!r}")
+    header = f"{header_source} {header_thickness:.4g} mm"
+    fallback = SliceProfile("box", header_thickness)
+    try:
+        estimate = estimate or estimate_slice_profile(array, spacing, **estimate_options)
+    except ValueError as error:  # too few slices or too little tissue to measure a spectrum
+        return ProfileChoice(fallback, "header", f"the spectrum could not be measured "
+                             f"({str(error).split('. Received')[0]}); a box of the {header}",
+                             header_thickness, header_source)
+    spread = estimate.uncertainty
+    u_spectrum = math.hypot(spread, SPECTRUM_BIAS)
+    measured = f"spectrum {estimate.profile.describe()} (sd {estimate.sigma_mm:.2f} mm +-{u_spectrum:.0%})"
+    if estimate.at_edge or spread > FLAT_UNCERTAINTY:
+        low, high = estimate.interval_sigmas_mm
+        why = (f"widths of sd {low:.2f} to {high:.2f} mm fit about as well, up to the candidates' "
+               "edge") if estimate.at_edge else \
+            f"the slabs of rows disagree by +-{spread:.0%}"
+        return ProfileChoice(fallback, "header", f"{measured} is flat ({why}); falling back to a box "
+                             f"of the {header}", header_thickness, header_source, estimate, u_spectrum)
+    u_header = HEADER_UNCERTAINTY[header_source]
+    u_both = math.hypot(u_spectrum, u_header)
+    log_sigma = math.log(estimate.sigma_mm)
+    hypotheses = []
+    for shape, prior in (("box", BOX_PRIOR), ("gaussian", 1.0 - BOX_PRIOR)):
+        centre = math.log(SliceProfile(shape, header_thickness).sigma_mm)
+        z = (log_sigma - centre) / u_both
+        hypotheses.append((prior * math.exp(-0.5 * z * z), shape, centre, z))
+    _, shape, centre, _ = max(hypotheses)
+    nearest = min(abs(h[3]) for h in hypotheses)
+    weight = u_header ** -2 / (u_header ** -2 + u_spectrum ** -2)
+    sigma = math.exp(weight * centre + (1 - weight) * log_sigma)
+    profile = SliceProfile(shape, header_thickness).with_sigma(sigma)
+    warning = None
+    if nearest > AGREE_Z:
+        warning = (f"the {header} and the volume's spectrum (sd {estimate.sigma_mm:.2f} mm) disagree "
+                   f"by {nearest:.1f} uncertainties; used {profile.describe()}"
+                   + ("; with gaps between the slices pass --slice-thickness" if header_source == "spacing"
+                      else ""))
+    reason = (f"{measured} combined with a {shape} of the {header} (+-{u_header:.0%}, weight "
+              f"{weight:.0%}): {profile.describe()}, sd {sigma:.2f} mm")
+    return ProfileChoice(profile, "combined", reason, header_thickness, header_source, estimate,
+                         u_spectrum, nearest, warning)

@@ -1,0 +1,120 @@
+"""The run's slice profile: the spectral estimate on perturbed synthetic volumes (noise, bias field,
+each array axis, a gap), combined with the header's thickness, and the fallback when the
+spectrum is flat. Small synthetic volumes with about isotropic statistics (not MR)."""
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from srgan_tf.data.profile_choice import choose_slice_profile
+from srgan_tf.data.slice_profile import SliceProfile, degrade_lines
+
+TOLERANCE = 0.10  # relative error of the chosen profile's standard deviation
+
+
+def _textured(size=96, seed=0):
+    """Blobs with soft edges inside a ball (about isotropic), 1 mm voxels."""
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.standard_normal((size,) * 3).astype(np.float32), 1.5)
+    grid = (np.arange(size) - (size - 1) / 2) / (0.47 * size)
+    radius = np.sqrt(grid[:, None, None] ** 2 + grid[None, :, None] ** 2 + grid[None, None, :] ** 2)
+    ball = np.clip((1.0 - radius) * 0.47 * size + 0.5, 0.0, 1.0)
+    return ((3.0 + np.tanh(2.0 * field / field.std())) * ball).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def volume():
+    return _textured()
+
+
+def _perturbed_thick(volume, axis, profile, spacing, snr=0.0, bias=0.0, seed=1):
+    """A bias field and Rician noise on the 1 mm volume, then thick slices along `axis`; returned
+    slice axis first, as the command hands it to the estimate."""
+    rng = np.random.default_rng(seed)
+    out = volume.astype(np.float64)
+    if bias:
+        grids = np.meshgrid(*[np.linspace(-1, 1, n) for n in out.shape], indexing="ij", sparse=True)
+        out = out * (1.0 + bias * (0.6 * grids[0] - 0.3 * grids[1] * grids[2] + 0.4 * grids[2] ** 2))
+    if snr:
+        sigma = out[out > 0.5].mean() / snr
+        out = np.hypot(out + rng.normal(0, sigma, out.shape), rng.normal(0, sigma, out.shape))
+    thick = degrade_lines(np.moveaxis(out.astype(np.float32), axis, -1), profile, spacing, 1.0)
+    return np.ascontiguousarray(np.moveaxis(thick, -1, 0))
+
+
+@pytest.mark.parametrize("axis,profile,spacing,snr,bias,header", [
+    (0, SliceProfile("box", 4.0), 4.0, 20, 0.2, None),
+    (1, SliceProfile("box", 3.0), 3.0, 30, 0.0, None),
+    (2, SliceProfile("gaussian", 4.0), 4.0, 15, 0.3, None),
+    (2, SliceProfile("box", 5.2), 5.2, 10, 0.2, None),  # non-integer factor, low SNR
+    (1, SliceProfile("box", 3.6), 5.0, 20, 0.2, 3.6),  # gap: DICOM SliceThickness 3.6 mm
+])
+def test_choice_holds_on_perturbed_volumes(volume, axis, profile, spacing, snr, bias, header):
+    thick = _perturbed_thick(volume, axis, profile, spacing, snr, bias)
+    choice = choose_slice_profile(thick, (spacing, 1.0, 1.0), header_thickness=header)
+    assert choice.sigma_mm == pytest.approx(profile.sigma_mm, rel=TOLERANCE), choice.reason
+    assert choice.decision in ("combined", "header") and choice.spectrum_uncertainty > 0, choice.reason
+    summary = choice.to_dict()
+    assert summary["spectrum"]["uncertainty"] == choice.spectrum_uncertainty
+    assert summary["header"]["source"] == ("spacing" if header is None else "SliceThickness")
+
+
+def test_header_thickness_is_used_and_a_disagreement_said(volume):
+    thick = _perturbed_thick(volume, 0, SliceProfile("box", 4.0), 4.0, snr=20)
+    alone = choose_slice_profile(thick, (4.0, 1.0, 1.0))
+    wrong = choose_slice_profile(thick, (4.0, 1.0, 1.0), header_thickness=9.0, estimate=alone.estimate)
+    assert wrong.header_thickness == 9.0 and "SliceThickness 9 mm" in wrong.reason
+    assert wrong.decision == "combined"  # a DICOM thickness is never dropped, only questioned
+    assert alone.sigma_mm < wrong.sigma_mm < SliceProfile("box", 9.0).sigma_mm
+    assert wrong.warning and "disagree" in wrong.warning and wrong.disagreement > 2.0
+    assert alone.warning is None
+
+
+def test_a_nifti_spacing_far_from_the_spectrum_is_questioned(volume):
+    thick = _perturbed_thick(volume, 0, SliceProfile("box", 3.0), 6.0, snr=30)
+    choice = choose_slice_profile(thick, (6.0, 1.0, 1.0))
+    assert choice.header_source == "spacing"
+    if choice.decision == "combined" and choice.disagreement > 2.0:
+        assert "--slice-thickness" in choice.warning
+    given = choose_slice_profile(thick, (6.0, 1.0, 1.0), header_thickness=3.0,
+                                 header_source="--slice-thickness", estimate=choice.estimate)
+    # the given thickness is the profile's full width (box) or FWHM (Gaussian): the spectrum of
+    # a slice with a gap cannot always tell which (see docs/slice-profile.md)
+    assert given.profile.fwhm_mm == pytest.approx(3.0, rel=TOLERANCE), given.reason
+    assert "--slice-thickness 3 mm" in given.reason
+
+
+def test_flat_spectrum_falls_back_to_the_header(volume):
+    """White noise has the same spectrum whatever the profile: no minimum to find."""
+    noise = np.random.default_rng(5).uniform(2.0, 3.0, (24, 96, 96)).astype(np.float32)
+    grid = (np.arange(96) - 47.5) / 45.0
+    noise *= (grid[:, None] ** 2 + grid[None, :] ** 2 < 1.0)  # a disc of noise in every slice
+    choice = choose_slice_profile(noise, (4.0, 1.0, 1.0), header_thickness=3.5)
+    assert choice.decision == "header" and "falling back" in choice.reason, choice.reason
+    assert choice.profile == SliceProfile("box", 3.5)
+    assert choice.estimate is not None
+
+
+def test_unmeasurable_volume_falls_back_to_the_header():
+    choice = choose_slice_profile(np.ones((3, 16, 16), np.float32), (4.0, 1.0, 1.0))
+    assert choice.decision == "header" and choice.profile == SliceProfile("box", 4.0)
+    assert "could not be measured" in choice.reason
+
+
+def test_the_command_reports_spectrum_header_and_choice(volume, capsys):
+    """`--slice-profile auto` hands the acquisition's thickness and its source to the choice, and
+    the choice goes to summary.json as JSON."""
+    import json
+
+    from srgan_tf.data.acquisition import acquisition_from_volume
+    from srgan_tf.io.volume import Volume
+    from srgan_tf.self_supervised_run import resolve_profile
+
+    thick = Volume(_perturbed_thick(volume, 0, SliceProfile("box", 3.0), 5.0, snr=20), (5.0, 1.0, 1.0),
+                   source_tags={"SliceThickness": "3.0"})
+    acquisition = acquisition_from_volume(thick)
+    profile, reason, choice = resolve_profile("auto", thick, acquisition, None, "in.nii.gz")
+    assert choice.header_source == "SliceThickness" and choice.header_thickness == 3.0
+    assert profile == choice.profile and reason == choice.reason
+    summary = json.loads(json.dumps(choice.to_dict()))
+    assert summary["header"]["thickness_mm"] == 3.0 and summary["decision"] in ("combined", "header")
+    assert summary["spectrum"]["sigma_mm"] > 0

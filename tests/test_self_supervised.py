@@ -212,3 +212,46 @@ def test_bad_inputs_fail_before_training_with_one_line(tmp_path, capsys, case):
     assert code == 2
     assert err.startswith("srgan-tf self-supervised: error:") and "Traceback" not in err
     assert not output.exists() and not (tmp_path / "work").exists()
+
+
+def test_self_supervised_config_warms_up_then_decays_the_rate_to_zero():
+    from srgan_tf.config import SELF_SUPERVISED_LEARNING_RATE, SELF_SUPERVISED_STEPS
+    from srgan_tf.training.self_supervised import self_supervised_config
+    from srgan_tf.training.trainer import generator_learning_rate
+
+    config = self_supervised_config(4, steps=200, epochs=2)
+    assert config.train.pretrain_epochs * config.train.steps_per_epoch == 200
+    assert config.train.learning_rate_schedule == "cosine" and config.loss.pixel_loss == "mse"
+    rate = generator_learning_rate(config)
+    values = [float(rate(step)) for step in (0, 5, 10, 105, 199, 200)]
+    warmup = round(config.train.warmup_fraction * 200)
+    assert values[0] < values[1] < float(rate(warmup)) == pytest.approx(SELF_SUPERVISED_LEARNING_RATE)
+    assert values[3] == pytest.approx(SELF_SUPERVISED_LEARNING_RATE / 2, rel=0.05)
+    assert values[-1] == pytest.approx(0.0, abs=1e-9) and values[-2] < 1e-6
+    constant = self_supervised_config(4, schedule="constant", learning_rate=2e-4)
+    assert generator_learning_rate(constant) == 2e-4
+    assert self_supervised_config(2).train.pretrain_epochs * \
+        self_supervised_config(2).train.steps_per_epoch == SELF_SUPERVISED_STEPS
+
+
+def test_schedule_and_pixel_loss_are_checked():
+    from srgan_tf.config import ConfigError, ExperimentConfig
+
+    with pytest.raises(ConfigError, match="steps_per_epoch"):
+        ExperimentConfig.from_dict({"train": {"learning_rate_schedule": "cosine"}})
+    with pytest.raises(ConfigError, match="learning_rate_schedule"):
+        ExperimentConfig.from_dict({"train": {"learning_rate_schedule": "step", "steps_per_epoch": 3}})
+    with pytest.raises(ConfigError, match="pixel_loss"):
+        ExperimentConfig.from_dict({"loss": {"pixel_loss": "l2"}})
+
+
+def test_pixel_losses():
+    import tensorflow as tf
+
+    from srgan_tf.training.srgan import CHARBONNIER_EPSILON, pixel_loss
+
+    hr, sr = tf.zeros([1, 2, 2, 1]), tf.constant([0.0, 0.5, -0.5, 1.0], shape=[1, 2, 2, 1])
+    assert float(pixel_loss("mse", hr, sr)) == pytest.approx((0.25 + 0.25 + 1) / 4)
+    assert float(pixel_loss("l1", hr, sr)) == pytest.approx(0.5)
+    expected = np.mean(np.sqrt(np.array([0, 0.25, 0.25, 1.0]) + CHARBONNIER_EPSILON ** 2))
+    assert float(pixel_loss("charbonnier", hr, sr)) == pytest.approx(expected, rel=1e-5)

@@ -120,15 +120,16 @@ class SRGAN(keras.Model):
         return self._logs(PHASE_LOGS[self._phase])
 
     def _pretrain_step(self, lr, hr):
-        """Generator alone on pixel MSE (paper: 20 epochs before the discriminator joins)."""
+        """Generator alone on a pixel loss (paper: MSE, 20 epochs before the discriminator joins)."""
         generator = self.generator
         with tf.GradientTape() as tape:
             sr = tf.cast(generator(lr, training=True), tf.float32)
             pixel_mse = tf.reduce_mean(tf.square(hr - sr))
-            scaled = self.g_optimizer.scale_loss(_per_replica(pixel_mse))
+            loss = pixel_loss(self.loss_config.pixel_loss, hr, sr, pixel_mse)
+            scaled = self.g_optimizer.scale_loss(_per_replica(loss))
         gradients = tape.gradient(scaled, generator.trainable_variables)
         self.g_optimizer.apply(gradients, generator.trainable_variables)
-        self._track(g_loss=pixel_mse, pixel_mse=pixel_mse, psnr=_mean_psnr(hr, sr))
+        self._track(g_loss=loss, pixel_mse=pixel_mse, psnr=_mean_psnr(hr, sr))
 
     def _adversarial_step(self, lr, hr):
         """One forward pass feeds both updates (simultaneous GAN step): D first, then G."""
@@ -230,6 +231,20 @@ def clone_model_with(model, *, weights=None, dtype=None, synchronized_bn=None) -
     clone = keras.models.clone_model(model, clone_function=clone_layer)
     clone.set_weights(weights if weights is not None else model.get_weights())
     return clone
+
+
+CHARBONNIER_EPSILON = 1e-3  # images span [-1, 1]: well below one grey level of 8-bit data
+
+
+def pixel_loss(name: str, hr, sr, mse=None):
+    """The pretraining loss `name` ("mse", "l1", "charbonnier") of sr against hr, float32."""
+    if name == "mse":
+        return tf.reduce_mean(tf.square(hr - sr)) if mse is None else mse
+    if name == "l1":
+        return tf.reduce_mean(tf.abs(hr - sr))
+    if name == "charbonnier":
+        return tf.reduce_mean(tf.sqrt(tf.square(hr - sr) + CHARBONNIER_EPSILON ** 2))
+    raise ValueError(f"pixel loss must be mse, l1 or charbonnier. Received: {name!r}")
 
 
 def _mean_psnr(hr, sr):

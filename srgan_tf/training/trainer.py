@@ -106,9 +106,26 @@ def build_srgan(config: ExperimentConfig, content_extractor=None) -> SRGAN:
 
 
 def make_optimizers(config: ExperimentConfig):
-    """Adam for the generator and for the discriminator (paper: lr 1e-4, beta_1 0.9)."""
-    return tuple(keras.optimizers.Adam(config.train.learning_rate, beta_1=config.train.beta_1,
+    """Adam for the generator and for the discriminator (paper: lr 1e-4, beta_1 0.9); the
+    generator's rate follows `config.train.learning_rate_schedule`."""
+    train_config = config.train
+    rates = {"g": generator_learning_rate(config), "d": train_config.learning_rate}
+    return tuple(keras.optimizers.Adam(rates[prefix], beta_1=train_config.beta_1,
                                        name=f"{prefix}_adam") for prefix in ("g", "d"))
+
+
+def generator_learning_rate(config: ExperimentConfig):
+    """The generator's learning rate: a float, or a schedule over all its steps (both phases).
+    The optimizer's step counter is checkpointed, so a resumed run continues the schedule."""
+    train_config = config.train
+    if train_config.learning_rate_schedule == "constant":
+        return train_config.learning_rate
+    steps = (train_config.pretrain_epochs + train_config.adversarial_epochs) * train_config.steps_per_epoch
+    warmup = int(round(train_config.warmup_fraction * steps))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else train_config.learning_rate,
+        decay_steps=max(1, steps - warmup), alpha=0.0,
+        warmup_target=train_config.learning_rate if warmup else None, warmup_steps=warmup)
 
 
 def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=None,

@@ -104,20 +104,19 @@ def test_every_computing_command_takes_threads(command, capsys):
     assert "--threads" in capsys.readouterr().err
 
 
-def _decision(key, factor=4, width=3.0, best=1.0, curve_width=3.0):
-    widths = [2.0, 2.5, 3.0, 3.5, 4.0]
-    scores = [best * (1 + abs(w - curve_width)) for w in widths]
+def _decision(key, factor=4, width=3.0, shape="box"):
     return Decision(key, {"model_factor": factor, "slice_spacing": 3.0, "in_plane_spacing": [1.0, 1.0],
-                          "factor": 3.0}, {"shape": "box", "fwhm_mm": width}, "", [0.0, 1.0],
-                    {"box": {"widths": widths, "scores": scores}}, best, {"steps": 2})
+                          "factor": 3.0}, {"shape": shape, "fwhm_mm": width}, "", [0.0, 1.0],
+                    {"steps": 2})
 
 
 def test_protocols_group_by_factor_spacing_and_profile_within_its_uncertainty():
     groups = group_protocols([
-        _decision("a"), _decision("b", width=3.05, curve_width=3.05),  # within the margin
-        _decision("c", width=4.0, curve_width=4.0),  # its own profile fits a's badly
+        _decision("a"), _decision("b", width=3.1),  # within 5 % of a's width
+        _decision("c", width=3.3),  # 10 % wider: another protocol
+        _decision("e", shape="gaussian"),  # another shape
         _decision("d", factor=8)])
-    assert [g.members for g in groups] == [["a", "b"], ["c"], ["d"]]
+    assert [g.members for g in groups] == [["a", "b"], ["c"], ["d"], ["e"]]
 
 
 def _main(*argv):

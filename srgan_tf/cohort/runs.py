@@ -130,14 +130,8 @@ def _decide(volume: FoundVolume, options, ledger: Ledger):
         with contextlib.redirect_stdout(io.StringIO()):
             image = check_input_volume(volume.read(), volume.source, "self-supervised")
             plan = plan_volume(image, volume_options)
-        estimate = plan.estimate.estimate if plan.estimate is not None else None  # the spectral fit
-        curves = None if estimate is None else {
-            shape: {"widths": np.asarray(estimate.widths_mm[shape]).tolist(),
-                    "scores": np.asarray(estimate.scores[shape]).tolist()}
-            for shape in estimate.widths_mm}
         result = Decision(volume.key, plan.acquisition.to_dict(), plan.profile.to_dict(),
-                          plan.reason, [float(v) for v in plan.intensity_range], curves,
-                          None if estimate is None else float(min(estimate.best_scores.values())),
+                          plan.reason, [float(v) for v in plan.intensity_range],
                           model_recipe(plan, options))
         payload = {"stamp": stamp, "decision": dataclasses.asdict(result)}
     except InputError as error:

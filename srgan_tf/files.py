@@ -1,5 +1,7 @@
 """Small file helpers shared by the layers."""
 import os
+import socket
+import uuid
 from pathlib import Path
 
 
@@ -7,7 +9,10 @@ def atomic_write_text(path, text: str) -> None:
     """Writes `text` to `path` through a temporary file and a rename: a reader (or a run killed
     mid-write) sees the old file or the new one, never half of one."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # pid alone is not unique across machines or containers (every pod's first process is
+    # pid 1), and parts of a study may write one file of a shared folder at once
+    temporary = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}."
+                               f"{uuid.uuid4().hex[:8]}.tmp")
     try:
         temporary.write_text(text)
         os.replace(temporary, path)

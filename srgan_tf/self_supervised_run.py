@@ -153,12 +153,21 @@ def model_recipe(plan: VolumePlan, options: SelfSupervisedOptions) -> dict:
     profile and the training settings."""
     from srgan_tf.data.self_supervised import training_pixel_mm
 
+    # The resolved schedule, not the flags: a model trained under other defaults (a version
+    # with another step count or learning rate) is not reused for this one.
+    train = training_config(plan.acquisition, options).train
+    schedule = {"steps_per_epoch": train.steps_per_epoch, "epochs": train.pretrain_epochs,
+                "adversarial_epochs": train.adversarial_epochs,
+                "learning_rate": train.learning_rate,
+                "learning_rate_schedule": train.learning_rate_schedule,
+                "warmup_fraction": train.warmup_fraction,
+                "bn_calibration_batches": train.bn_calibration_batches}
     return json.loads(json.dumps({
         "model_factor": plan.acquisition.model_factor,
         "training_pixel_mm": round(training_pixel_mm(plan.acquisition), 6),
         "in_plane_spacing_mm": [round(s, 6) for s in plan.acquisition.in_plane_spacing],
-        "slice_profile": plan.profile.to_dict(), "steps": options.steps,
-        "epochs": options.epochs, "seed": options.seed, "init_model": options.init_model}))
+        "slice_profile": plan.profile.to_dict(), "training": schedule,
+        "seed": options.seed, "init_model": options.init_model}))
 
 
 def trained_model(model_dir: Path, recipe: dict, train, *, retrain: bool = False):

@@ -171,6 +171,54 @@ def test_a_re_run_is_a_no_op_for_finished_volumes(cohort_run, capsys):
     assert [path.stat().st_mtime_ns for path in outputs] == stamps
 
 
+def test_a_deleted_output_is_redone_and_an_added_first_volume_joins_the_trained_model(cohort_run,
+                                                                                      capsys):
+    root, out, tmp, _ = cohort_run
+    argv = ["self-supervised", "--input", root, "--output", out, "--dicom-output",
+            tmp / "dicom_out", *FAST]
+    (out / "site1" / "p1.nii.gz").unlink()  # its DICOM series, written by the earlier run, stays
+    assert _main(*argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("done earlier") == 3 and (out / "site1" / "p1.nii.gz").is_file()
+    assert any((tmp / "dicom_out" / "site1" / "p1").iterdir())
+    models = sorted(p.name for p in (out / "srgan-tf-work" / "models").iterdir())
+    p2 = (out / "site1" / "p2.nii.gz").stat().st_mtime_ns
+    write_nifti(_volume(seed=8), root / "aaa" / "p0.nii.gz")  # sorts first: a new group seed
+    assert _main(*argv) == 0
+    rows = _rows(out / "cohort.csv")
+    assert rows["p0.nii.gz"]["status"] == "done" and rows["p0.nii.gz"]["model"] == rows["p1.nii.gz"]["model"]
+    assert sorted(p.name for p in (out / "srgan-tf-work" / "models").iterdir()) == models
+    assert (out / "site1" / "p2.nii.gz").stat().st_mtime_ns == p2  # not redone
+    assert "training on" not in capsys.readouterr().out
+
+
+def test_a_wrong_shared_flag_stops_a_folder_run_and_an_output_problem_is_a_failure(cohort_run,
+                                                                                  tmp_path, capsys):
+    root, out, _, _ = cohort_run
+    code = _main("self-supervised", "--input", root, "--output", tmp_path / "a",
+                 "--slice-profile", tmp_path / "missing.npy")
+    assert code == 2 and "--slice-profile" in capsys.readouterr().err
+    assert not (tmp_path / "a" / "cohort.csv").exists()
+    assert _main("infer", "--model", tmp_path / "no_export", "--input", root,
+                 "--output", tmp_path / "b") == 2
+    assert "no_export" in capsys.readouterr().err
+    # an output place taken by something else: failed (exit 1), tried again on the next run
+    export = next((out / "srgan-tf-work" / "models").glob("x4-*")) / "model" / "export"
+    clean = _cohort(tmp_path / "in", bad=False, other_protocol=False)
+    foreign = tmp_path / "dcm" / "site1" / "p1"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("someone else's")
+    argv = ["infer", "--model", export, "--input", clean, "--output", tmp_path / "sr",
+            "--dicom-output", tmp_path / "dcm"]
+    assert _main(*argv) == 1
+    rows = _rows(tmp_path / "sr" / "cohort.csv")
+    assert rows["p1.nii.gz"]["status"] == "failed" and str(foreign) in rows["p1.nii.gz"]["reason"]
+    assert rows["p2.nii.gz"]["status"] == "done"
+    (foreign / "notes.txt").unlink()
+    assert _main(*argv) == 0
+    assert _rows(tmp_path / "sr" / "cohort.csv")["p1.nii.gz"]["status"] == "done"
+
+
 def test_infer_on_a_folder_loads_the_model_once(cohort_run, tmp_path, monkeypatch):
     from srgan_tf.inference import infer
 
@@ -258,10 +306,10 @@ def test_single_volume_re_run_reuses_a_model_trained_for_the_same_plan(tmp_path,
     assert _main(*argv) == 0  # today's refusal is now a reuse
     assert "Reusing the model trained for this plan" in capsys.readouterr().out
     assert _main(*argv[:-4], "--steps", "3", "--epochs", "1") == 2  # another plan: refused
-    assert "differs in steps" in capsys.readouterr().err
+    assert "differs in training" in capsys.readouterr().err
     assert _main(*argv[:-4], "--steps", "3", "--epochs", "1", "--retrain") == 0
     plan = json.loads((tmp_path / "sr_work" / "plan.json").read_text())
-    assert plan["steps"] == 3 and "Reusing" not in capsys.readouterr().out
+    assert plan["training"]["steps_per_epoch"] == 3 and "Reusing" not in capsys.readouterr().out
 
 
 def test_train_only_trains_each_protocol_once_and_parts_then_reuse_it(tmp_path, capsys):

@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import json
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -67,13 +68,18 @@ class Ledger:
             if earlier and earlier.get("fingerprint") == fingerprint and earlier["status"] != FAILED \
                     and (earlier["status"] != DONE or Path(earlier["output"]).is_file()):
                 return {**earlier["row"], "reused": True}
+            if earlier and earlier["status"] == DONE:
+                _remove_own_dicom(earlier["row"], base)
             started = time.perf_counter()
             log = io.StringIO()
             try:
                 with contextlib.redirect_stdout(log):
                     row = {**base, "status": DONE, **work()}
             except InputError as error:
-                row = {**base, "status": SKIPPED, "reason": error.reason}
+                if names_volume(error, base["input"]):  # the volume itself: skipped, the reason kept
+                    row = {**base, "status": SKIPPED, "reason": error.reason}
+                else:  # an output, the model or a flag: not an input reason, not reused
+                    row = {**base, "status": FAILED, "reason": f"{error.path}: {error.reason}"}
             except Exception as error:  # a bug or a resource problem: the others go on
                 row = {**base, "status": FAILED, "reason": error_summary(error)}
                 log.write(traceback.format_exc())
@@ -85,6 +91,21 @@ class Ledger:
             return row
         finally:
             claim.release()
+
+
+def names_volume(error: InputError, volume_input: str) -> bool:
+    """Whether an InputError names the volume (its file, its series folder or a file in it)."""
+    path, source = Path(error.path).resolve(), Path(volume_input).resolve()
+    return path == source or source in path.parents
+
+
+def _remove_own_dicom(earlier_row: dict, base: dict) -> None:
+    """A volume done before is being done again (its NIfTI output was deleted, or its input
+    changed): the DICOM series this folder's run wrote for it, at the same place, is its own
+    and is replaced rather than refused."""
+    folder = earlier_row.get("dicom_output") or ""
+    if folder and folder == base.get("dicom_output") and Path(folder).is_dir():
+        shutil.rmtree(folder)
 
 
 def rows_text(rows: List[dict]) -> str:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 SPACING_TOLERANCE = 0.01  # relative
 # Relative width: the chosen profile's error with a header thickness is within 2.5 % on the
@@ -58,15 +58,42 @@ def same_protocol(a: Decision, b: Decision) -> bool:
             and _close(a.profile["fwhm_mm"], b.profile["fwhm_mm"], PROFILE_WIDTH_TOLERANCE))
 
 
+def same_recipe(a: dict, b: dict) -> bool:
+    """Whether a model trained for recipe `a` (`self_supervised_run.model_recipe`) serves
+    volumes planned with recipe `b`, by the tolerances of `same_protocol`."""
+    ra, rb = dict(a), dict(b)
+    if ra.pop("model_factor", None) != rb.pop("model_factor", None):
+        return False
+    try:
+        if not _close(ra.pop("training_pixel_mm"), rb.pop("training_pixel_mm"), SPACING_TOLERANCE):
+            return False
+        sa, sb = sorted(ra.pop("in_plane_spacing_mm")), sorted(rb.pop("in_plane_spacing_mm"))
+        pa, pb = ra.pop("slice_profile"), rb.pop("slice_profile")
+    except KeyError:
+        return False
+    if len(sa) != len(sb) or not all(_close(x, y, SPACING_TOLERANCE) for x, y in zip(sa, sb)):
+        return False
+    return (ra == rb and pa["shape"] == pb["shape"] and pa.get("samples") == pb.get("samples")
+            and _close(pa["fwhm_mm"], pb["fwhm_mm"], PROFILE_WIDTH_TOLERANCE))
+
+
 @dataclass
 class Protocol:
     """One group: its seed's decision, its members' keys, its model folder's name."""
 
     seed: Decision
     members: List[str]
+    folder: Optional[str] = None  # an earlier run's model folder this protocol adopted
+    recipe: Optional[dict] = None  # that model's recipe (its plan.json)
+
+    @property
+    def model_recipe(self) -> dict:
+        return self.recipe if self.recipe is not None else self.seed.recipe
 
     @property
     def name(self) -> str:
+        if self.folder:
+            return self.folder
         profile, factor = self.seed.profile, self.seed.acquisition["model_factor"]
         digest = hashlib.sha1(json.dumps(self.seed.recipe, sort_keys=True).encode()).hexdigest()[:8]
         return f"x{factor}-{profile['shape']}{profile['fwhm_mm']:.2f}mm-{digest}"

@@ -24,9 +24,9 @@ from typing import Dict, List, Optional
 import numpy as np
 from tqdm.auto import tqdm
 
-from srgan_tf.cohort.ledger import (DONE, FAILED, PENDING, SKIPPED, Ledger, write_csvs)
+from srgan_tf.cohort.ledger import (DONE, FAILED, PENDING, SKIPPED, Ledger, names_volume, write_csvs)
 from srgan_tf.cohort.parts import Part, share
-from srgan_tf.cohort.protocols import Decision, Protocol, group_protocols
+from srgan_tf.cohort.protocols import Decision, Protocol, group_protocols, same_recipe
 from srgan_tf.files import DirectoryLock, DirectoryLocked, atomic_write_text
 from srgan_tf.io.discover import FoundVolume, discover_volumes, output_paths
 from srgan_tf.io.errors import InputError
@@ -41,7 +41,9 @@ def _prepare_folders(input_root, output_root, work_dir, reads=(), dicom_output=N
     command reads (the export, --init-model), none of which an output may replace or enter."""
     from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 
-    root, out = Path(input_root), Path(output_root)
+    # absolute: what the work folder records (input signatures, outputs) must not depend on
+    # the directory the command was started from
+    root, out = Path(input_root).absolute(), Path(output_root).absolute()
     if not root.is_dir():
         raise InputError(root, "is not a folder (a cohort run takes a folder of volumes)")
     if out.exists() and not out.is_dir():
@@ -49,9 +51,23 @@ def _prepare_folders(input_root, output_root, work_dir, reads=(), dicom_output=N
     refuse_overwriting_inputs([root, *reads], {"--output": out, "--dicom-output": dicom_output,
                                                "--work-dir": work_dir})
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(work_dir) if work_dir else out / WORK_DIR_NAME
+    work = Path(work_dir).absolute() if work_dir else out / WORK_DIR_NAME
     work.mkdir(parents=True, exist_ok=True)
     return root, out, work
+
+
+def _check_shared_inputs(slice_profile: Optional[str] = None, model_dir=None,
+                         model_flag: str = "--model") -> None:
+    """What every volume uses (a profile file, an export) is checked once, before the loop: a
+    wrong flag stops the run (exit 2) rather than failing each volume."""
+    if slice_profile not in (None, "auto", "box", "gaussian"):
+        path = Path(slice_profile)
+        if path.suffix.lower() != ".npy" or not path.is_file():
+            raise InputError("--slice-profile", "expected auto, box, gaussian or an existing .npy "
+                                                f"file. Received: {slice_profile!r}")
+    if model_dir is not None and not (Path(model_dir) / "metadata.json").is_file():
+        raise InputError(model_dir, f"{model_flag} expects an srgan-tf export directory (SavedModel "
+                                    "+ metadata.json); none is there")
 
 
 def _discover(root: Path, out: Path, part: Part, progress: bool):
@@ -85,6 +101,11 @@ def _finish(out: Path, ledger: Ledger, volumes, problems, rows, part: Part) -> i
               for status in (DONE, SKIPPED, FAILED)}
     print(f"{counts[DONE]} done, {counts[SKIPPED]} skipped, {counts[FAILED]} failed of "
           f"{len(rows)} volumes ({part.name()}); table: {csv_path}", flush=True)
+    others = len(volumes) - len(rows)
+    if others and part.source != "--num-parts/--part-id":
+        print(f"{others} volumes belong to the other parts of the {part.source} and stay "
+              "pending until those run; to do every volume in this one job, pass --num-parts 1 "
+              "--part-id 0", flush=True)
     return 1 if counts[FAILED] else 0
 
 
@@ -103,13 +124,28 @@ def _loop(mine: List[FoundVolume], progress: bool, handle) -> List[dict]:
 
 
 def _plan_settings(options) -> dict:
+    from srgan_tf import config
+
+    # The self-supervised defaults go into the stamp too: a cached decision holds its model
+    # recipe, which an upgrade with another default schedule must not reuse.
+    defaults = {name: getattr(config, name) for name in dir(config)
+                if name.startswith("SELF_SUPERVISED_")}
     return {"slice_profile": options.slice_profile, "slice_thickness": options.slice_thickness,
             "target_spacing": options.target_spacing, "steps": options.steps,
-            "epochs": options.epochs, "seed": options.seed, "init_model": options.init_model}
+            "epochs": options.epochs, "seed": options.seed, "init_model": options.init_model,
+            "defaults": defaults}
 
 
 def _decide(volume: FoundVolume, options, ledger: Ledger):
-    """The volume's Decision (cached in its ledger folder), or the InputError that skips it."""
+    """The volume's Decision (cached in its ledger folder), or the exception that skips it
+    (an InputError about the volume, cached) or fails it (any other, not cached)."""
+    try:
+        return _decide_cached(volume, options, ledger)
+    except Exception as error:  # planning one volume broke: it fails, the others go on
+        return error
+
+
+def _decide_cached(volume: FoundVolume, options, ledger: Ledger):
     from srgan_tf import runtime
     from srgan_tf.inference.infer import check_input_volume
     from srgan_tf.self_supervised_run import model_recipe, plan_volume
@@ -135,6 +171,8 @@ def _decide(volume: FoundVolume, options, ledger: Ledger):
                           model_recipe(plan, options))
         payload = {"stamp": stamp, "decision": dataclasses.asdict(result)}
     except InputError as error:
+        if not names_volume(error, volume.source):
+            raise
         result, payload = error, {"stamp": stamp, "error": error.reason}
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cache, json.dumps(payload) + "\n")
@@ -182,6 +220,30 @@ def _pooled_slices(protocol: Protocol, found: Dict[str, FoundVolume], decisions,
     return np.ascontiguousarray(np.concatenate(cropped)), members
 
 
+def _adopt_trained_models(protocols: List[Protocol], models_dir: Path) -> None:
+    """A protocol whose model an earlier run trained (a finished model whose plan.json fits
+    the protocol, `same_recipe`) keeps that model's folder: a volume added to the study, which
+    may change a group's first volume and so its name, neither retrains the model nor redoes
+    the volumes it served."""
+    if not models_dir.is_dir():
+        return
+    taken = {p.name for p in protocols if (models_dir / p.name / "plan.json").is_file()}
+    for protocol in protocols:
+        if protocol.name in taken:
+            continue
+        for folder in sorted(models_dir.iterdir()):
+            if folder.name in taken or not (folder / "model" / "export" / "metadata.json").is_file():
+                continue
+            try:
+                saved = json.loads((folder / "plan.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(saved, dict) and same_recipe(saved, protocol.seed.recipe):
+                protocol.folder, protocol.recipe = folder.name, saved
+                taken.add(folder.name)
+                break
+
+
 def _protocol_model(protocol: Protocol, work: Path, found, decisions, options):
     """The protocol's trained model: reused from its folder, or trained there (waiting while
     another process holds the folder's lock)."""
@@ -211,7 +273,7 @@ def _protocol_model(protocol: Protocol, work: Path, found, decisions, options):
             return train_model(images, acquisition, profile, options, run_dir)
 
         started = time.perf_counter()
-        model, reused = trained_model(folder, protocol.seed.recipe, train)
+        model, reused = trained_model(folder, protocol.model_recipe, train)
         if not reused:
             print(f"Protocol {protocol.name}: model trained in {time.perf_counter() - started:.1f} s"
                   f" -> {model.path}", flush=True)
@@ -228,6 +290,7 @@ def run_cohort_self_supervised(options, part: Part, train_only: bool = False) ->
     from srgan_tf.inference.infer import check_output_locations
     from srgan_tf.self_supervised_run import Timings, apply_model, self_supervised_inputs
 
+    _check_shared_inputs(options.slice_profile, options.init_model, "--init-model")
     root, out, work = _prepare_folders(options.input, options.output, options.work_dir,
                                        reads=self_supervised_inputs(options)[1:],
                                        dicom_output=options.dicom_output)
@@ -241,6 +304,7 @@ def run_cohort_self_supervised(options, part: Part, train_only: bool = False) ->
                        file=sys.stderr):
         decisions[volume.key] = _decide(volume, options, ledger)
     protocols = group_protocols([d for d in decisions.values() if isinstance(d, Decision)])
+    _adopt_trained_models(protocols, work / "models")
     of_volume = {key: p for p in protocols for key in p.members}
     print(f"{len(protocols)} protocol(s): " + "; ".join(
         f"{p.name} ({len(p.members)} volumes)" for p in protocols), flush=True)
@@ -267,7 +331,7 @@ def run_cohort_self_supervised(options, part: Part, train_only: bool = False) ->
                        "dicom_output": str(dicom or ""), "clip": options.clip}
 
         def process():
-            if isinstance(decision, InputError):
+            if isinstance(decision, Exception):  # planning refused the volume, or broke
                 raise decision
             check_output_locations(nifti, dicom)
             if protocol.name not in models:
@@ -297,6 +361,7 @@ def run_cohort_infer(model_dir, input_root, output_root, part: Part, *, dicom_ou
     from srgan_tf.inference.infer import (check_input_volume, check_output_locations,
                                           infer_volume, load_for_inference)
 
+    _check_shared_inputs(model_dir=model_dir)
     root, out, work = _prepare_folders(input_root, output_root, None, reads=[model_dir],
                                        dicom_output=dicom_output)
     volumes, problems, mine = _discover(root, out, part, progress)

@@ -5,7 +5,7 @@
   skips such a series (the count is its reason), `infer` and `self-supervised` stop before
   any work; `score` refuses them in any of its volumes too.
 - No signal: a constant volume, or one where the background value fills the robust intensity
-  range (at least 99% of voxels hold it): training would learn nothing and inference would
+  range (its 0.5th and 99.5th percentiles are equal: at least 99.5% of voxels hold it): training would learn nothing and inference would
   return the background. Refused likewise.
 - Little signal (under 5% of voxels above the lowest value, yet a robust range): used, with
   a warning line.

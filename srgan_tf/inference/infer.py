@@ -5,6 +5,7 @@ locations raise InputError before any work, and outputs appear only when complet
 name `.<name>.partial-<pid>...`, rename); partials left by a killed earlier run of the same
 output are removed.
 """
+import json
 import os
 import re
 import resource
@@ -229,13 +230,28 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Op
     refuse_overwriting_inputs([input_path, model_dir], {"--output": output_path,
                                                         "--dicom-output": dicom_output})
     check_output_locations(output_path, dicom_output)
+    # The volume is read and checked before the model loads (seconds for a large export):
+    # a bad input is refused at once, with the mode the export's metadata names.
+    volume = read_input_volume(input_path, mode or _declared_mode(model_dir))
     model, mode, precision = load_for_inference(model_dir, mode, precision)
-    volume = read_input_volume(input_path, mode)
+    if mode == "through-plane" and volume.shape[0] < 2:
+        check_input_volume(volume, input_path, mode)
     summary = infer_volume(model, mode, precision, volume, output_path, dicom_output=dicom_output,
                            batch_size=batch_size, memory_budget_mb=memory_budget_mb,
                            clip_to_input_range=clip_to_input_range, progress=progress)
     return {"input": str(input_path), **summary,
             "seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def _declared_mode(model_dir) -> str:
+    """The inference mode an export's metadata.json names, read without loading the model
+    ("in-plane", the mode with the fewest input checks, when it names none or is unreadable:
+    the load then says what is wrong)."""
+    try:
+        metadata = json.loads((Path(model_dir) / "metadata.json").read_text())
+        return INFERENCE_MODE_OF.get(metadata.get("mode"), "in-plane")
+    except (OSError, ValueError, AttributeError):
+        return "in-plane"
 
 
 def load_for_inference(model_dir, mode: Optional[str] = None, precision: str = "auto"):

@@ -357,12 +357,14 @@ def _super_resolve(model, slice_first, acquisition, intensity_range, profile, op
     from srgan_tf.inference.infer import resolve_precision
     from srgan_tf.inference.slice_grid import (interpolation_matrix, keep_empty_support,
                                                resample_axis0)
+    from srgan_tf.config import SELF_SUPERVISED_SLICE_PADDING
     from srgan_tf.inference.volume_sr import super_resolve_volume
 
     precision = resolve_precision(options.precision, model)
     result = super_resolve_volume(model, slice_first, "through-plane", batch_size=options.batch_size,
                                   precision=precision, progress=options.progress,
-                                  intensity_range=intensity_range)
+                                  intensity_range=intensity_range,
+                                  slice_padding=SELF_SUPERVISED_SLICE_PADDING)
     array = result.volume.array
     s, d = acquisition.model_factor, acquisition.slice_spacing
     count, step, first = target_grid(slice_first, acquisition)

@@ -38,3 +38,18 @@ def test_end_slices_are_as_clean_as_interior_ones(model):
         (first, interior, last)
     np.testing.assert_allclose(out[:2], out[6:8], atol=1e-4 * scale)
     np.testing.assert_allclose(out[-2:], out[6:8], atol=1e-4 * scale)
+
+
+def test_slice_padding_caps_the_reflection_at_most_at_the_receptive_field(model):
+    """`slice_padding` (what self-supervised runs pass) trims the reflected slices: at or above
+    the receptive field the result is the default's, below it only the end slices change."""
+    rng = np.random.default_rng(0)
+    volume = Volume((rng.random((12, 16, 12)) * 1000).astype(np.float32), (3.0, 0.5, 0.5))
+    full = super_resolve_volume(model, volume).volume.array
+    same = super_resolve_volume(model, volume, slice_padding=10 ** 6).volume.array
+    np.testing.assert_array_equal(same, full)
+    none = super_resolve_volume(model, volume, slice_padding=0).volume.array
+    changed = np.abs(none - full).max(axis=(1, 2)) > 1e-6 * np.abs(full).max()
+    assert changed[0] and changed[-1]
+    assert not changed[len(changed) // 2 - 1:len(changed) // 2 + 1].any() or \
+        model.receptive_field[0] >= volume.shape[0] // 2

@@ -80,10 +80,12 @@ def cmd_infer(args):
         return run_cohort_infer(args.model, args.input, args.output, part,
                                 dicom_output=args.dicom_output, mode=args.mode,
                                 batch_size=args.batch_size, precision=args.precision,
-                                clip_to_input_range=not args.no_clip)
+                                clip_to_input_range=not args.no_clip,
+                                slice_padding=args.slice_padding)
     summary = run_infer(args.model, args.input, args.output, dicom_output=args.dicom_output,
                         mode=args.mode, batch_size=args.batch_size, precision=args.precision,
-                        clip_to_input_range=not args.no_clip, progress=True)
+                        clip_to_input_range=not args.no_clip, progress=True,
+                        slice_padding=args.slice_padding)
     for key, value in summary.items():
         print(f"{key}: {value}")
 
@@ -222,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--no-clip", action="store_true",
                        help="keep SR intensities outside the input's range (default: clipped to "
                             "it, so magnitude images never go negative)")
+    infer.add_argument("--slice-padding", type=number_type(int, RANGES["slice_padding"]),
+                       default=None, metavar="N",
+                       help="through-plane: slices reflected beyond each end before the model "
+                            "sees them (default: the model's receptive field, which makes the "
+                            "end slices exact; fewer are faster on volumes of few slices, and "
+                            "the end slices then only approximate it)")
     add_cohort_arguments(infer)
     add_threads_argument(infer)
 

@@ -53,3 +53,19 @@ def test_slice_padding_caps_the_reflection_at_most_at_the_receptive_field(model)
     assert changed[0] and changed[-1]
     assert not changed[len(changed) // 2 - 1:len(changed) // 2 + 1].any() or \
         model.receptive_field[0] >= volume.shape[0] // 2
+
+
+def test_infer_takes_slice_padding_and_reports_it(model, tmp_path):
+    from srgan_tf.cli import main
+    from srgan_tf.io.nifti import read_nifti, write_nifti
+
+    array = np.zeros((6, 16, 12), np.float32)
+    array[:, 4:12, 3:9] = 500.0
+    write_nifti(Volume(array, (3.0, 0.5, 0.5)), tmp_path / "thick.nii.gz")
+    argv = ["infer", "--model", str(model.path), "--input", str(tmp_path / "thick.nii.gz")]
+    assert main([*argv, "--output", str(tmp_path / "a.nii.gz")]) == 0
+    assert main([*argv, "--output", str(tmp_path / "b.nii.gz"), "--slice-padding", "0"]) == 0
+    exact, unpadded = (read_nifti(tmp_path / f"{n}.nii.gz").array for n in "ab")
+    assert exact.shape == unpadded.shape and not np.allclose(exact, unpadded)
+    with pytest.raises(SystemExit):
+        main([*argv, "--output", str(tmp_path / "c.nii.gz"), "--slice-padding", "-1"])

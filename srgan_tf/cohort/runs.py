@@ -355,7 +355,8 @@ def run_cohort_self_supervised(options, part: Part, train_only: bool = False) ->
 
 def run_cohort_infer(model_dir, input_root, output_root, part: Part, *, dicom_output=None,
                      mode: Optional[str] = None, batch_size: int = 8, precision: str = "auto",
-                     clip_to_input_range: bool = True, progress: bool = True) -> int:
+                     clip_to_input_range: bool = True, progress: bool = True,
+                     slice_padding: Optional[int] = None) -> int:
     """`srgan-tf infer --model EXPORT --input FOLDER --output OUT_FOLDER`: the export loaded
     once (when a volume needs it), every volume of this part super-resolved with it."""
     from srgan_tf.inference.infer import (check_input_volume, check_output_locations,
@@ -376,7 +377,7 @@ def run_cohort_infer(model_dir, input_root, output_root, part: Part, *, dicom_ou
                 "dicom_output": str(dicom or ""), "model": str(model_dir)}
         fingerprint = {"input": volume.signature(), "model": [str(export), stamp], "mode": mode,
                        "precision": precision, "clip": clip_to_input_range,
-                       "dicom_output": str(dicom or "")}
+                       "dicom_output": str(dicom or ""), "slice_padding": slice_padding}
 
         def work():
             if not loaded:
@@ -387,7 +388,8 @@ def run_cohort_infer(model_dir, input_root, output_root, part: Part, *, dicom_ou
             check_output_locations(nifti, dicom)
             summary = infer_volume(model, chosen_mode, chosen_precision, image, nifti,
                                    dicom_output=dicom, batch_size=batch_size,
-                                   clip_to_input_range=clip_to_input_range, progress=False)
+                                   clip_to_input_range=clip_to_input_range, progress=False,
+                                   slice_padding=slice_padding)
             return {"factor": "x".join(str(s) for s in summary["scale_hw"])}
 
         return ledger.process(volume.key, base, fingerprint, work, part.name())

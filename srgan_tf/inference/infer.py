@@ -200,7 +200,8 @@ def write_outputs(volume, source, output_path, dicom_output=None) -> int:
 
 def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Optional[str] = None,
               batch_size: int = 8, memory_budget_mb: float = 2048, precision: str = "auto",
-              clip_to_input_range: bool = True, progress: bool = True) -> dict:
+              clip_to_input_range: bool = True, progress: bool = True,
+              slice_padding: Optional[int] = None) -> dict:
     """Super-resolve one volume with an exported generator and write the result.
 
     Args:
@@ -217,6 +218,8 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Op
         clip_to_input_range: clip the SR intensities to the input's [min, max]: the generator
             overshoots at edges, and magnitude MR must not go negative.
         progress: tqdm bar over batches.
+        slice_padding: through-plane: reflected slices beyond each end (None: the model's
+            receptive field, exact end slices).
 
     Returns:
         Summary dict (shapes, spacings, outputs, seconds, peak_rss_mb, ...).
@@ -238,7 +241,8 @@ def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Op
         check_input_volume(volume, input_path, mode)
     summary = infer_volume(model, mode, precision, volume, output_path, dicom_output=dicom_output,
                            batch_size=batch_size, memory_budget_mb=memory_budget_mb,
-                           clip_to_input_range=clip_to_input_range, progress=progress)
+                           clip_to_input_range=clip_to_input_range, progress=progress,
+                           slice_padding=slice_padding)
     return {"input": str(input_path), **summary,
             "seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
@@ -275,7 +279,8 @@ def load_for_inference(model_dir, mode: Optional[str] = None, precision: str = "
 
 def infer_volume(model, mode: str, precision: str, volume, output_path, *, dicom_output=None,
                  batch_size: int = 8, memory_budget_mb: float = 2048,
-                 clip_to_input_range: bool = True, progress: bool = True) -> dict:
+                 clip_to_input_range: bool = True, progress: bool = True,
+                 slice_padding: Optional[int] = None) -> dict:
     """Super-resolve a read volume with a loaded export and write the outputs (whose locations
     the caller checked); the summary of `run_infer` without input, seconds and memory."""
     from srgan_tf.inference.volume_sr import super_resolve_volume
@@ -291,7 +296,7 @@ def infer_volume(model, mode: str, precision: str, volume, output_path, *, dicom
             warn(mismatch)
     result = super_resolve_volume(model, volume, mode, batch_size=batch_size,
                                   memory_budget_mb=memory_budget_mb, precision=precision,
-                                  progress=progress)
+                                  progress=progress, slice_padding=slice_padding)
     clipped = "off"
     if clip_to_input_range:
         low, high = float(np.min(volume.array)), float(np.max(volume.array))
@@ -311,6 +316,8 @@ def infer_volume(model, mode: str, precision: str, volume, output_path, *, dicom
         "scale_hw": list(model.scale_hw),
         "precision": precision,
         "clipped": clipped,
+        "slice_padding": (min(model.receptive_field[0], slice_padding) if slice_padding is not None
+                          else model.receptive_field[0]) if mode == "through-plane" else None,
         "degradation_warning": mismatch,
         "batches": result.batches,
         "tiles_per_image": result.tiles_per_image,

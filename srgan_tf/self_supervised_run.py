@@ -203,6 +203,10 @@ def trained_model(model_dir: Path, recipe: dict, train, *, retrain: bool = False
         raise InputError(model_dir, "already holds a trained model (model/) without the plan.json "
                                     "it was trained for; pass --retrain to replace it, or choose "
                                     "a new --work-dir")
+    start = recipe.get("init_model")
+    if start and run_dir.resolve() in (Path(start).resolve(), *Path(start).resolve().parents):
+        raise InputError(start, f"--init-model lies inside {run_dir}, which this run replaces "
+                                "with the model it trains; copy the export elsewhere first")
     shutil.rmtree(run_dir, ignore_errors=True)
     atomic_write_text(plan_file, json.dumps(recipe, indent=2) + "\n")
     return train(run_dir), False

@@ -325,3 +325,14 @@ def test_train_only_trains_each_protocol_once_and_parts_then_reuse_it(tmp_path, 
     assert (out / "site1" / "p1.nii.gz").is_file() and not (out / "site1" / "p2.nii.gz").exists()
     assert (export / "metadata.json").stat().st_mtime_ns == stamp  # reused, not retrained
     assert Path(_rows(out / "cohort.csv")["p1.nii.gz"]["model"]).resolve() == export.resolve()
+
+
+def test_retrain_refuses_an_init_model_inside_the_model_it_would_replace(tmp_path, capsys):
+    write_nifti(_volume(), tmp_path / "thick.nii.gz")
+    argv = ["self-supervised", "--input", tmp_path / "thick.nii.gz", "--output",
+            tmp_path / "sr.nii.gz", *FAST]
+    assert _main(*argv) == 0
+    export = tmp_path / "sr_work" / "model" / "export"
+    assert _main(*argv, "--init-model", export, "--retrain") == 2
+    assert "--init-model lies inside" in capsys.readouterr().err
+    assert (export / "metadata.json").is_file()  # nothing deleted

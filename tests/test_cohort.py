@@ -219,6 +219,25 @@ def test_a_wrong_shared_flag_stops_a_folder_run_and_an_output_problem_is_a_failu
     assert _rows(tmp_path / "sr" / "cohort.csv")["p1.nii.gz"]["status"] == "done"
 
 
+def test_a_derivatives_folder_inside_the_study_is_allowed_and_never_read_as_input(cohort_run,
+                                                                                    tmp_path, capsys):
+    _, out, _, _ = cohort_run
+    export = next((out / "srgan-tf-work" / "models").glob("x4-*")) / "model" / "export"
+    root = _cohort(tmp_path / "study", bad=False, other_protocol=False)
+    (root / "derivatives").mkdir()
+    (root / "derivatives" / "dataset_description.json").write_text("{}")
+    argv = ["infer", "--model", export, "--input", root, "--output", root / "derivatives" / "sr"]
+    assert _main(*argv) == 0
+    assert (root / "derivatives" / "sr" / "site1" / "p1.nii.gz").is_file()
+    assert _main(*argv) == 0  # the outputs are not found as new volumes
+    assert "Found 3 volumes" in capsys.readouterr().out
+    # inside a folder of inputs (beside p1.nii.gz), or a DICOM series: refused
+    assert _main("infer", "--model", export, "--input", root, "--output", root / "site1" / "sr") == 2
+    assert _main("infer", "--model", export, "--input", root, "--output",
+                 root / "dicom" / "p4" / "t2" / "sr") == 2
+    assert "lies inside the input folder" in capsys.readouterr().err
+
+
 def test_infer_on_a_folder_loads_the_model_once(cohort_run, tmp_path, monkeypatch):
     from srgan_tf.inference import infer
 

@@ -48,12 +48,44 @@ def _prepare_folders(input_root, output_root, work_dir, reads=(), dicom_output=N
         raise InputError(root, "is not a folder (a cohort run takes a folder of volumes)")
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder; give an output folder for a cohort")
-    refuse_overwriting_inputs([root, *reads], {"--output": out, "--dicom-output": dicom_output,
-                                               "--work-dir": work_dir})
+    outputs = {"--output": out, "--dicom-output": dicom_output, "--work-dir": work_dir}
+    if _derivatives_folder(root, out):
+        # a study's own derivatives folder (BIDS: study/derivatives/srgan-tf): discovery does
+        # not look into it, so whatever is written inside it is never taken for an input
+        refuse_overwriting_inputs(list(reads), outputs)
+        for flag, path in outputs.items():
+            if flag != "--output" and path and not _within(Path(path), out) \
+                    and _within(Path(path), root):
+                raise InputError(path, f"{flag} lies inside the input folder {root} but outside "
+                                       f"--output {out}: the next run would read it as input")
+    else:
+        refuse_overwriting_inputs([root, *reads], outputs)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(work_dir).absolute() if work_dir else out / WORK_DIR_NAME
     work.mkdir(parents=True, exist_ok=True)
     return root, out, work
+
+
+def _within(path: Path, folder: Path) -> bool:
+    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return path == folder or folder in path.parents
+
+
+def _derivatives_folder(root: Path, out: Path) -> bool:
+    """Whether `out` is a new or srgan-tf folder strictly inside the input folder `root`, on a
+    path whose existing folders below `root` hold no volume files (not inside a DICOM series
+    or beside NIfTI inputs)."""
+    if not _within(out, root) or _within(root, out):
+        return False
+    real_root = Path(os.path.realpath(root))
+    folder = Path(os.path.realpath(out)).parent
+    while folder != real_root and real_root in folder.parents:
+        if folder.is_dir() and any(entry.is_file() and not entry.name.startswith(".")
+                                   and not entry.name.endswith((".json", ".tsv", ".txt", ".md"))
+                                   for entry in folder.iterdir()):
+            return False
+        folder = folder.parent
+    return True
 
 
 def _check_shared_inputs(slice_profile: Optional[str] = None, model_dir=None,

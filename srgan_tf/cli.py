@@ -112,6 +112,7 @@ def cmd_score(args):
 
 
 def cmd_self_supervised(args):
+    from srgan_tf.io.errors import InputError
     from srgan_tf.self_supervised_run import SelfSupervisedOptions, run_self_supervised
 
     options = SelfSupervisedOptions(
@@ -125,7 +126,16 @@ def cmd_self_supervised(args):
     if part is not None:
         from srgan_tf.cohort.runs import run_cohort_self_supervised
 
+        if args.retrain:  # a protocol's model serves other volumes (and other parts)
+            raise InputError("--retrain", "applies to one volume; to retrain a study's "
+                                          "models, run into a new --output folder (or remove "
+                                          "the protocol's model folder and the outputs "
+                                          "cohort.csv lists for it)")
         return run_cohort_self_supervised(options, part, train_only=args.train_only)
+    if args.train_only:
+        raise InputError("--train-only", "applies to a folder of volumes (the first step of a "
+                                         "study spread over machines); one volume is trained "
+                                         "and super-resolved in one run")
     summary = run_self_supervised(options)
     print(f"Wrote {summary['output']} (shape {tuple(summary['output_shape'])}, spacing "
           f"{tuple(summary['output_spacing_mm'])} mm)"

@@ -355,3 +355,13 @@ def test_retrain_refuses_an_init_model_inside_the_model_it_would_replace(tmp_pat
     assert _main(*argv, "--init-model", export, "--retrain") == 2
     assert "--init-model lies inside" in capsys.readouterr().err
     assert (export / "metadata.json").is_file()  # nothing deleted
+
+
+def test_retrain_with_a_folder_and_train_only_with_one_volume_are_refused(tmp_path, capsys):
+    write_nifti(_volume(), tmp_path / "in" / "a.nii.gz")
+    assert _main("self-supervised", "--input", tmp_path / "in", "--output", tmp_path / "out",
+                 "--retrain") == 2
+    assert "--retrain" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert _main("self-supervised", "--input", tmp_path / "in" / "a.nii.gz", "--output",
+                 tmp_path / "sr.nii.gz", "--train-only") == 2
+    assert "--train-only" in capsys.readouterr().err

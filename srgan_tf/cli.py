@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--no-clip", action="store_true",
                        help="keep SR intensities outside the input's range (default: clipped to "
                             "it, so magnitude images never go negative)")
-    infer.add_argument("--slice-padding", type=number_type(int, RANGES["slice_padding"]),
+    infer.add_argument("--slice-padding", type=number_type(int, Range(0)),
                        default=None, metavar="N",
                        help="through-plane: slices reflected beyond each end before the model "
                             "sees them (default: the model's receptive field, which makes the "

@@ -194,7 +194,6 @@ RANGES = {
     "hr_size": Range(MIN_TRAIN_SIZE),
     "patch_size": Range(MIN_TRAIN_SIZE),
     "batch_size": Range(1),
-    "slice_padding": Range(0),  # reflected slices beyond each end before through-plane SR
     "memory_budget_mb": Range(1),
     "min_foreground": Range(0, 1),
     "sample_patients": Range(2),  # one patient leaves none for testing

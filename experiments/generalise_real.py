@@ -131,26 +131,18 @@ def stripe_pct(error: np.ndarray, where: np.ndarray, period: int) -> float:
     return float(np.sqrt(np.mean((profile - profile.mean()) ** 2)) * 50.0)
 
 
-def hfen_3d(truth: np.ndarray, output: np.ndarray, sigma: float = 1.5) -> float:
-    """||LoG(output) - LoG(truth)|| / ||LoG(truth)|| with a 3-D Laplacian of Gaussian."""
-    from scipy import ndimage
-
-    log_truth = ndimage.gaussian_laplace(truth.astype(np.float64), sigma)
-    log_output = ndimage.gaussian_laplace(output.astype(np.float64), sigma)
-    return float(np.linalg.norm(log_output - log_truth) / np.linalg.norm(log_truth))
-
-
 def score(case, method: str, planes: dict) -> dict:
     """Whole-field-of-view scores of one reconstruction against the truth (see module doc)."""
     from srgan_tf.evaluation import metrics as metrics_lib
+
     truth, output = case.hr, np.clip(case.outputs[method], -1.0, 1.0)
     error = output - truth
-    mse = float(np.mean(error**2))
     through = planes[method]["through_plane"]
     background = ~metrics_lib.foreground_mask(truth, dilation=3)
-    return {"psnr": 10 * np.log10(4.0 / mse),
+    return {"psnr": metrics_lib.psnr(truth, output),
             "ssim": float(np.mean([p["ssim"] for p in through])),
-            "hfen": hfen_3d(truth, output),
+            "hfen": metrics_lib.hfen_volume(metrics_lib.laplacian_of_gaussian(truth),
+                                            metrics_lib.laplacian_of_gaussian(output)),
             "background_pct": float(np.abs(error[background]).mean() * 50.0),
             "stripe_pct": stripe_pct(error, background, case.factor),
             "stripe2_pct": stripe_pct(error, background, 2)}

@@ -42,10 +42,20 @@ def bicubic_taps(scale: int) -> Tuple[np.ndarray, np.ndarray]:
     offsets = np.arange(-3 * scale, 3 * scale + 1)
     distance = (offsets - (scale - 1) / 2.0) / scale
     keep = np.abs(distance) < 2.0
-    offsets, distance = offsets[keep], np.abs(distance[keep])
-    cubic = np.where(distance <= 1.0, 1.5 * distance**3 - 2.5 * distance**2 + 1.0,
-                     -0.5 * distance**3 + 2.5 * distance**2 - 4.0 * distance + 2.0)
-    return _normalized(offsets, cubic)
+    return _normalized(offsets[keep], keys_cubic(distance[keep]))
+
+
+def keys_cubic(distance) -> np.ndarray:
+    """Keys' cubic convolution kernel (a = -0.5): the weight of a sample `distance` samples away
+    (0 beyond 2). The bicubic of `bicubic_taps` and of slice-axis resampling alike.
+
+    Example:
+        >>> keys_cubic(np.array([0.0, 0.5, 1.0, 1.5, 2.0]))
+        array([ 1.    ,  0.5625,  0.    , -0.0625,  0.    ])
+    """
+    x = np.abs(distance)
+    return np.where(x <= 1.0, 1.5 * x ** 3 - 2.5 * x ** 2 + 1.0,
+                    np.where(x < 2.0, -0.5 * x ** 3 + 2.5 * x ** 2 - 4.0 * x + 2.0, 0.0))
 
 
 def slice_profile_taps(factor: int, profile: str = "gaussian",

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from srgan_tf.config import check_scale_hw
-from srgan_tf.data.slice_profile import reflect_index
+from srgan_tf.data.slice_profile import FWHM_PER_SIGMA, reflect_index
 
 PROFILES = ("gaussian", "box")
 
@@ -65,8 +65,8 @@ def slice_profile_taps(factor: int, profile: str = "gaussian",
     A thick slice centred at d = 0 (in input samples) with profile p: the tap at distance d
     weighs the integral of p over [d - 0.5, d + 0.5], normalised to sum to 1.
     "box": p = 1 on [-thickness / 2, thickness / 2] (thickness = factor: plain average of
-    `factor` consecutive samples). "gaussian": FWHM = thickness, sigma = FWHM / 2.3548,
-    truncated at 4 sigma.
+    `factor` consecutive samples). "gaussian": FWHM = thickness, sigma = FWHM / 2.3548
+    (`slice_profile.FWHM_PER_SIGMA`), truncated at 4 sigma.
 
     Args:
         factor: subsampling factor (new slice spacing in input samples).
@@ -87,7 +87,7 @@ def slice_profile_taps(factor: int, profile: str = "gaussian",
     if profile == "box":
         radius = thickness / 2.0
     else:
-        sigma = thickness / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+        sigma = thickness / FWHM_PER_SIGMA
         radius = 4.0 * sigma
     reach = int(math.ceil(radius + 0.5 + centre)) + 1
     offsets = np.arange(-reach, reach + 1)

@@ -8,15 +8,11 @@ with `data.profile_estimate.estimate_slice_profile` and compared by its second m
 a Gaussian of the same standard deviation are nearly the same blur, and the estimate cannot
 tell them apart reliably).
 """
-import math
 from typing import Optional
 
+from srgan_tf.data.slice_profile import SliceProfile
+
 SIGMA_TOLERANCE = 0.2  # relative difference of profile standard deviations that is flagged
-
-
-def _sigma(shape: str, width: float) -> float:
-    """Standard deviation of a box (full width) or Gaussian (FWHM) profile."""
-    return width / math.sqrt(12.0) if shape == "box" else width / (2 * math.sqrt(2 * math.log(2)))
 
 
 def training_degradation(metadata: dict) -> dict:
@@ -53,8 +49,9 @@ def degradation_warning(metadata: dict, volume) -> Optional[str]:
         return (f"the model was trained on {describe_training(trained)} degradation, but this "
                 f"volume's slices look like a {measured} slice profile; for real thick slices train "
                 f"with --degradation slice-profile (or use `srgan-tf self-supervised`)")
-    expected = _sigma(trained["slice_profile"], float(trained["slice_thickness_ratio"]) * spacing[0])
-    if abs(_sigma(found.shape, found.fwhm_mm) / expected - 1) > SIGMA_TOLERANCE:
+    trained_profile = SliceProfile(trained["slice_profile"],
+                                   float(trained["slice_thickness_ratio"]) * spacing[0])
+    if abs(found.sigma_mm / trained_profile.sigma_mm - 1) > SIGMA_TOLERANCE:
         return (f"the model was trained on a {describe_training(trained)}, but this volume's slices "
                 f"look like a {measured} profile: expect less gain; retrain with a matching "
                 f"--slice-profile/--slice-thickness-ratio or use `srgan-tf self-supervised`")

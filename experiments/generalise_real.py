@@ -33,6 +33,7 @@ import numpy as np
 
 from srgan_tf import config as config_lib
 from srgan_tf.arguments import add_experiment_arguments, config_from_args
+from srgan_tf.data.acquisition import is_isotropic
 from srgan_tf.experiment import run_experiment
 from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 
@@ -63,15 +64,10 @@ def parse_args(argv=None):
     return args
 
 
-def _is_isotropic(volume) -> bool:
-    spacing = np.asarray(volume.spacing, float)
-    return float(spacing.max() / spacing.min()) < 1.1
-
-
 def _planes(volume, planes: str):
     """(suffix, Volume) of the acquired slices and, for isotropic data, the two other planes."""
     yield "acq", volume
-    if planes != "all" or not _is_isotropic(volume):
+    if planes != "all" or not is_isotropic(volume.spacing):
         return
     for suffix, order in (("cor", (1, 0, 2)), ("sag", (2, 0, 1))):
         spacing = tuple(volume.spacing[k] for k in order)

@@ -13,6 +13,10 @@ from typing import Optional
 from srgan_tf.data.slice_profile import SliceProfile
 
 SIGMA_TOLERANCE = 0.2  # relative difference of profile standard deviations that is flagged
+# Slice spacing / in-plane spacing below which the check is skipped: the slices are then barely
+# thicker than a pixel and their profile's estimate says little. Not the isotropy rule
+# (`acquisition.is_isotropic`, equal axes): a volume between the two is anisotropic, too mildly to check.
+MIN_CHECKED_FACTOR = 1.2
 
 
 def training_degradation(metadata: dict) -> dict:
@@ -37,7 +41,7 @@ def degradation_warning(metadata: dict, volume) -> Optional[str]:
 
     trained = training_degradation(metadata)
     spacing = volume.spacing
-    if spacing[0] < max(spacing[1:]) * 1.2:
+    if spacing[0] < max(spacing[1:]) * MIN_CHECKED_FACTOR:
         return None  # slice axis is not axis 0 or barely anisotropic: nothing to compare
     try:
         estimate = estimate_slice_profile(volume.array, spacing)

@@ -33,6 +33,7 @@ import numpy as np
 
 from srgan_tf import config as config_lib
 from srgan_tf.arguments import add_experiment_arguments, config_from_args
+from srgan_tf.data.acquisition import is_isotropic
 from srgan_tf.experiment import run_experiment
 from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 
@@ -63,15 +64,10 @@ def parse_args(argv=None):
     return args
 
 
-def _is_isotropic(volume) -> bool:
-    spacing = np.asarray(volume.spacing, float)
-    return float(spacing.max() / spacing.min()) < 1.1
-
-
 def _planes(volume, planes: str):
     """(suffix, Volume) of the acquired slices and, for isotropic data, the two other planes."""
     yield "acq", volume
-    if planes != "all" or not _is_isotropic(volume):
+    if planes != "all" or not is_isotropic(volume.spacing):
         return
     for suffix, order in (("cor", (1, 0, 2)), ("sag", (2, 0, 1))):
         spacing = tuple(volume.spacing[k] for k in order)
@@ -131,26 +127,18 @@ def stripe_pct(error: np.ndarray, where: np.ndarray, period: int) -> float:
     return float(np.sqrt(np.mean((profile - profile.mean()) ** 2)) * 50.0)
 
 
-def hfen_3d(truth: np.ndarray, output: np.ndarray, sigma: float = 1.5) -> float:
-    """||LoG(output) - LoG(truth)|| / ||LoG(truth)|| with a 3-D Laplacian of Gaussian."""
-    from scipy import ndimage
-
-    log_truth = ndimage.gaussian_laplace(truth.astype(np.float64), sigma)
-    log_output = ndimage.gaussian_laplace(output.astype(np.float64), sigma)
-    return float(np.linalg.norm(log_output - log_truth) / np.linalg.norm(log_truth))
-
-
 def score(case, method: str, planes: dict) -> dict:
     """Whole-field-of-view scores of one reconstruction against the truth (see module doc)."""
     from srgan_tf.evaluation import metrics as metrics_lib
+
     truth, output = case.hr, np.clip(case.outputs[method], -1.0, 1.0)
     error = output - truth
-    mse = float(np.mean(error**2))
     through = planes[method]["through_plane"]
     background = ~metrics_lib.foreground_mask(truth, dilation=3)
-    return {"psnr": 10 * np.log10(4.0 / mse),
+    return {"psnr": metrics_lib.psnr(truth, output),
             "ssim": float(np.mean([p["ssim"] for p in through])),
-            "hfen": hfen_3d(truth, output),
+            "hfen": metrics_lib.hfen_volume(metrics_lib.laplacian_of_gaussian(truth),
+                                            metrics_lib.laplacian_of_gaussian(output)),
             "background_pct": float(np.abs(error[background]).mean() * 50.0),
             "stripe_pct": stripe_pct(error, background, case.factor),
             "stripe2_pct": stripe_pct(error, background, 2)}

@@ -4,7 +4,7 @@ meant is refused before any work with one line saying why."""
 import numpy as np
 import pytest
 
-from srgan_tf.data.acquisition import MAX_MODEL_FACTOR, acquisition_from_volume
+from srgan_tf.data.acquisition import MAX_MODEL_FACTOR, acquisition_from_volume, is_isotropic
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume
@@ -23,6 +23,17 @@ def test_factors_beyond_the_model_run_at_defaults_on_the_coarsest_grid_it_reache
     assert acquisition.target_source == "x8 reach"
     assert "beyond the x8 model" in acquisition.describe()
     assert acquisition.to_dict()["target_source"] == "x8 reach"
+
+
+@pytest.mark.parametrize("spacing, isotropic", [((1.0, 1.0, 1.0), True), ((1.04, 1.0, 1.0), True),
+                                               ((1.0, 1.0, 1.06), False), ((3.6, 0.5, 0.5), False)])
+def test_one_isotropy_rule_for_refusal_and_training_planes(spacing, isotropic):
+    """`is_isotropic` is the rule `acquisition_from_volume` refuses by and the one that gives
+    generalise_real's isotropic training volumes their other two planes."""
+    assert is_isotropic(spacing) is isotropic
+    if isotropic:
+        with pytest.raises(InputError, match="isotropic"):
+            acquisition_from_volume(_volume(spacing))
 
 
 def test_factors_the_model_reaches_keep_the_in_plane_spacing():

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from srgan_tf.data.degrade import (bicubic_taps, degrade, resampling_matrix, slice_profile_degrade,
-                                   slice_profile_taps, upsample_bicubic)
+from srgan_tf.data.degrade import (bicubic_taps, degrade, keys_cubic, resampling_matrix,
+                                   slice_profile_degrade, slice_profile_taps, upsample_bicubic)
 
 
 def _images(shape=(2, 32, 32, 1), seed=0):
@@ -30,10 +30,22 @@ def test_degrade_rejects_bad_input():
         degrade(_images(), (3.5, 1))
 
 
+def test_keys_cubic_kernel_values():
+    distance = np.array([0.0, 0.5, 1.0, 1.5, 2.0, -0.5, 2.5])
+    np.testing.assert_array_equal(keys_cubic(distance), [1.0, 0.5625, 0.0, -0.0625, 0.0, 0.5625, 0.0])
+    # a = -0.5 reproduces linear signals: weights at any phase sum to 1 and centre on it
+    phase = 0.3
+    taps = np.arange(-1, 3) - phase
+    assert keys_cubic(taps).sum() == pytest.approx(1.0)
+    assert (keys_cubic(taps) * taps).sum() == pytest.approx(0.0, abs=1e-12)
+
+
 @pytest.mark.parametrize("scale", [2, 4, 8])
 def test_bicubic_kernel_is_stretched_keys_cubic(scale):
     offsets, weights = bicubic_taps(scale)
     assert len(offsets) == 4 * scale
+    stretched = keys_cubic((offsets - (scale - 1) / 2.0) / scale)
+    np.testing.assert_allclose(weights, stretched / stretched.sum(), rtol=1e-15)
     assert weights.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(weights, weights[::-1])  # symmetric about (scale - 1) / 2
     # Interior pixels equal TF's antialiased bicubic (same kernel; borders: TF renormalises).

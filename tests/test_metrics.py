@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from srgan_tf.evaluation import figures, metrics, report
@@ -89,6 +90,66 @@ def test_bad_shapes_and_borders_are_rejected():
         metrics.psnr(np.zeros((8, 8)), np.zeros((8, 9)))
     with pytest.raises(ValueError, match="border"):
         metrics.psnr(np.zeros((8, 8)), np.zeros((8, 8)), border=4)
+
+
+@pytest.fixture
+def volume_pair():
+    rng = np.random.default_rng(1)
+    truth = ndimage.gaussian_filter(rng.uniform(0, 100, size=(14, 16, 18)), 1.0)
+    return truth, truth + rng.normal(0, 5, size=truth.shape)
+
+
+def test_ssim_and_psnr_match_skimage_in_3d(volume_pair):
+    truth, estimate = volume_pair
+    data_range = float(truth.max() - truth.min())
+    expected, expected_map = structural_similarity(
+        truth, estimate, data_range=data_range, gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False, full=True)
+    np.testing.assert_allclose(metrics.ssim_map(truth, estimate, data_range), expected_map, atol=1e-12)
+    assert metrics.ssim(truth, estimate, data_range) == pytest.approx(expected, abs=1e-12)
+    inner = metrics.inner_voxels(truth.shape)
+    assert metrics.ssim_map(truth, estimate, data_range)[inner].mean() == pytest.approx(expected, abs=1e-12)
+    assert 0.2 < expected < 0.99  # a pair that is neither identical nor unrelated
+    assert metrics.psnr(truth, estimate, data_range) == pytest.approx(
+        peak_signal_noise_ratio(truth, estimate, data_range=data_range), abs=1e-9)
+
+
+def test_volume_hfen_is_the_3d_laplacian_of_gaussian_error_ratio(volume_pair):
+    truth, estimate = volume_pair
+    truth_laplacian = metrics.laplacian_of_gaussian(truth)
+    estimate_laplacian = metrics.laplacian_of_gaussian(estimate)
+    expected = (np.linalg.norm(ndimage.gaussian_laplace(estimate, 1.5) - ndimage.gaussian_laplace(truth, 1.5))
+                / np.linalg.norm(ndimage.gaussian_laplace(truth, 1.5)))
+    assert metrics.hfen_volume(truth_laplacian, estimate_laplacian) == pytest.approx(expected, rel=1e-12)
+    assert metrics.hfen_volume(truth_laplacian, truth_laplacian.copy()) == 0.0
+    mask = np.zeros(truth.shape, bool)
+    mask[4:10, 4:10, 4:10] = True
+    expected_mask = (np.linalg.norm((estimate_laplacian - truth_laplacian)[mask])
+                     / np.linalg.norm(truth_laplacian[mask]))
+    assert metrics.hfen_volume(truth_laplacian, estimate_laplacian, mask) == pytest.approx(expected_mask)
+    assert math.isnan(metrics.hfen_volume(truth_laplacian, estimate_laplacian, np.zeros_like(mask)))
+
+
+def test_head_mask_fills_holes_and_keeps_the_largest_component():
+    truth = np.zeros((16, 16, 16))
+    truth[2:14, 2:14, 2:12] = 100.0
+    truth[5:10, 5:10, 5:9] = 0.0  # a cavity inside the object
+    truth[0, 15, 15] = 100.0  # a speck apart from it
+    mask, threshold = metrics.head_mask(truth)
+    assert threshold == pytest.approx(10.0)
+    assert mask[7, 7, 7] and not mask[0, 15, 15]
+    assert mask.sum() == 12 * 12 * 10
+
+
+def test_foreground_mask_is_tissue_above_the_slice_selection_level_dilated():
+    from srgan_tf.data.intensity import FOREGROUND_LEVEL
+
+    image = np.full((9, 9, 9), -1.0)
+    image[4, 4, 4] = FOREGROUND_LEVEL + 0.01
+    assert metrics.foreground_mask(image, dilation=0).sum() == 1
+    assert metrics.foreground_mask(image, dilation=1).sum() == 7  # 3-D: the six face neighbours
+    image[4, 4, 4] = FOREGROUND_LEVEL
+    assert not metrics.foreground_mask(image).any()
 
 
 def test_metric_specs_cover_all_metrics(smooth_pair):

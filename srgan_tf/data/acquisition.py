@@ -44,6 +44,13 @@ WARN_THICKNESS_RATIOS = (0.5, 1.5)
 MIN_TARGET_FRACTION = 0.5  # a target spacing finer than half the in-plane pixel adds no detail
 
 
+def is_isotropic(spacing) -> bool:
+    """Whether a volume has no low-resolution axis: its coarsest spacing is within
+    ISOTROPY_TOLERANCE of its finest (its three planes are equally sharp)."""
+    spacing = np.asarray(spacing, np.float64)
+    return float(spacing.max() / spacing.min()) - 1 < ISOTROPY_TOLERANCE
+
+
 @dataclass(frozen=True)
 class Acquisition:
     """How a thick-slice volume was sampled, in its own array axes.
@@ -142,7 +149,7 @@ def acquisition_from_volume(volume: Volume, *, target_spacing: Optional[float] =
                                  "through-plane SR needs at least 2 slices")
     finest = float(min(spacing[others]))
     factor = float(spacing[axis] / finest)
-    if factor - 1 < ISOTROPY_TOLERANCE:
+    if is_isotropic(spacing):
         raise InputError(source, f"the volume is isotropic (spacing {tuple(round(s, 4) for s in spacing)} "
                                  "mm): there is no low-resolution axis to super-resolve")
     if factor < MIN_FACTOR:

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from srgan_tf.config import check_scale_hw
-from srgan_tf.data.slice_profile import reflect_index
+from srgan_tf.data.slice_profile import FWHM_PER_SIGMA, reflect_index
 
 PROFILES = ("gaussian", "box")
 
@@ -42,10 +42,20 @@ def bicubic_taps(scale: int) -> Tuple[np.ndarray, np.ndarray]:
     offsets = np.arange(-3 * scale, 3 * scale + 1)
     distance = (offsets - (scale - 1) / 2.0) / scale
     keep = np.abs(distance) < 2.0
-    offsets, distance = offsets[keep], np.abs(distance[keep])
-    cubic = np.where(distance <= 1.0, 1.5 * distance**3 - 2.5 * distance**2 + 1.0,
-                     -0.5 * distance**3 + 2.5 * distance**2 - 4.0 * distance + 2.0)
-    return _normalized(offsets, cubic)
+    return _normalized(offsets[keep], keys_cubic(distance[keep]))
+
+
+def keys_cubic(distance) -> np.ndarray:
+    """Keys' cubic convolution kernel (a = -0.5): the weight of a sample `distance` samples away
+    (0 beyond 2). The bicubic of `bicubic_taps` and of slice-axis resampling alike.
+
+    Example:
+        >>> keys_cubic(np.array([0.0, 0.5, 1.0, 1.5, 2.0]))
+        array([ 1.    ,  0.5625,  0.    , -0.0625,  0.    ])
+    """
+    x = np.abs(distance)
+    return np.where(x <= 1.0, 1.5 * x ** 3 - 2.5 * x ** 2 + 1.0,
+                    np.where(x < 2.0, -0.5 * x ** 3 + 2.5 * x ** 2 - 4.0 * x + 2.0, 0.0))
 
 
 def slice_profile_taps(factor: int, profile: str = "gaussian",
@@ -55,8 +65,8 @@ def slice_profile_taps(factor: int, profile: str = "gaussian",
     A thick slice centred at d = 0 (in input samples) with profile p: the tap at distance d
     weighs the integral of p over [d - 0.5, d + 0.5], normalised to sum to 1.
     "box": p = 1 on [-thickness / 2, thickness / 2] (thickness = factor: plain average of
-    `factor` consecutive samples). "gaussian": FWHM = thickness, sigma = FWHM / 2.3548,
-    truncated at 4 sigma.
+    `factor` consecutive samples). "gaussian": FWHM = thickness, sigma = FWHM / 2.3548
+    (`slice_profile.FWHM_PER_SIGMA`), truncated at 4 sigma.
 
     Args:
         factor: subsampling factor (new slice spacing in input samples).
@@ -77,7 +87,7 @@ def slice_profile_taps(factor: int, profile: str = "gaussian",
     if profile == "box":
         radius = thickness / 2.0
     else:
-        sigma = thickness / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+        sigma = thickness / FWHM_PER_SIGMA
         radius = 4.0 * sigma
     reach = int(math.ceil(radius + 0.5 + centre)) + 1
     offsets = np.arange(-reach, reach + 1)

@@ -5,6 +5,7 @@ import numpy as np
 
 # Robust percentiles: ignore a few hot voxels (vessels, artefacts) and the air floor.
 DEFAULT_PERCENTILES = (0.5, 99.5)
+FOREGROUND_LEVEL = -0.9  # normalised intensity above which a voxel counts as tissue
 
 
 def robust_range(array: np.ndarray, percentiles=DEFAULT_PERCENTILES) -> Tuple[float, float]:

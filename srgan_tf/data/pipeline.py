@@ -30,10 +30,10 @@ import tensorflow as tf
 
 from srgan_tf.data.cache import SliceCache
 from srgan_tf.data.degrade import degrade, slice_profile_degrade
+from srgan_tf.data.intensity import FOREGROUND_LEVEL
 
 log = logging.getLogger("srgan_tf")
 
-FOREGROUND_LEVEL = -0.9  # normalised intensity above which a voxel counts as tissue
 STREAM_READERS = 4  # parallel HDF5 readers when streaming
 SPLITS = ("train", "test")
 

@@ -21,8 +21,7 @@ import tensorflow as tf
 
 from srgan_tf.data.acquisition import Acquisition
 from srgan_tf.data.degrade import filter_and_subsample
-from srgan_tf.data.intensity import normalize
-from srgan_tf.data.pipeline import FOREGROUND_LEVEL
+from srgan_tf.data.intensity import FOREGROUND_LEVEL, normalize
 
 SPACING_TOLERANCE = 1e-3  # relative: closer than this, in-plane pixels are used as they are
 

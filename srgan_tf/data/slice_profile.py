@@ -18,7 +18,7 @@ import numpy as np
 from scipy import sparse, special
 
 SHAPES = ("box", "gaussian", "file")
-_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))  # a Gaussian's FWHM = this x its sigma
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class SliceProfile:
         if self.shape == "box":
             return self.fwhm_mm / 2.0
         if self.shape == "gaussian":
-            return 4.0 * self.fwhm_mm / _FWHM_PER_SIGMA
+            return 4.0 * self.fwhm_mm / FWHM_PER_SIGMA
         return len(self.samples) * self.sample_spacing_mm / 2.0
 
     def cumulative(self, x_mm) -> np.ndarray:
@@ -80,7 +80,7 @@ class SliceProfile:
         if self.shape == "box":
             return np.clip(x + self.fwhm_mm / 2.0, 0.0, self.fwhm_mm)
         if self.shape == "gaussian":
-            sigma = self.fwhm_mm / _FWHM_PER_SIGMA
+            sigma = self.fwhm_mm / FWHM_PER_SIGMA
             reach = 4.0 * sigma
             return 0.5 * special.erf(np.clip(x, -reach, reach) / (sigma * math.sqrt(2.0)))
         # each sample is constant over its own cell: exact for a profile given at pixel size
@@ -118,7 +118,7 @@ class SliceProfile:
         if self.shape == "box":
             return self.fwhm_mm / math.sqrt(12.0)
         if self.shape == "gaussian":
-            return self.fwhm_mm / _FWHM_PER_SIGMA
+            return self.fwhm_mm / FWHM_PER_SIGMA
         samples = np.asarray(self.samples)
         positions = (np.arange(len(samples)) - (len(samples) - 1) / 2.0) * self.sample_spacing_mm
         mean = float(np.sum(samples * positions))

@@ -26,7 +26,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from srgan_tf.data.pipeline import FOREGROUND_LEVEL
+from srgan_tf.data.intensity import FOREGROUND_LEVEL
 from srgan_tf.evaluation import metrics as metrics_lib
 from srgan_tf.evaluation.evaluate import write_metrics
 from srgan_tf.evaluation.throughplane_report import save_case_figure

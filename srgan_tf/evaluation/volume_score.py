@@ -34,19 +34,13 @@ import numpy as np
 from scipy import ndimage
 
 from srgan_tf.data.usable_volume import non_finite_reason
-from srgan_tf.evaluation.metrics import psnr_from_mse
+from srgan_tf.evaluation import metrics
 from srgan_tf.files import atomic_write_text
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.reader import read_volume
 from srgan_tf.io.volume import Volume
 
 PROTOCOL = __doc__[__doc__.index("Protocol"):].strip()
-SIGMA = 1.5
-TRUNCATE = 3.5
-SSIM_RADIUS = int(TRUNCATE * SIGMA + 0.5)  # 5, as ndimage sizes the window
-K1, K2 = 0.01, 0.03
-MASK_FRACTION = 0.1
-MASK_PERCENTILE = 99.5
 AXIS_TOLERANCE = 1e-4  # NIfTI stores affines in float32: allow its rounding
 SHIFT_TOLERANCE = 1e-3
 METRICS = ("psnr", "ssim", "hfen", "psnr_mask", "ssim_mask", "hfen_mask")
@@ -62,50 +56,6 @@ def _source(volume: Volume) -> str:
     if paths:
         return str(Path(paths[0]).parent)
     return volume.series_description or "volume"
-
-
-def ssim_map(truth: np.ndarray, estimate: np.ndarray, data_range: float) -> np.ndarray:
-    """Local 3-D SSIM of `estimate` against `truth` (Gaussian window, population covariance)."""
-    truth = np.asarray(truth, np.float64)
-    estimate = np.asarray(estimate, np.float64)
-
-    def smooth(values):
-        return ndimage.gaussian_filter(values, SIGMA, truncate=TRUNCATE, mode="reflect")
-
-    mean_truth, mean_estimate = smooth(truth), smooth(estimate)
-    var_truth = smooth(truth * truth) - mean_truth ** 2
-    var_estimate = smooth(estimate * estimate) - mean_estimate ** 2
-    covariance = smooth(truth * estimate) - mean_truth * mean_estimate
-    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
-    return ((2 * mean_truth * mean_estimate + c1) * (2 * covariance + c2)
-            / ((mean_truth ** 2 + mean_estimate ** 2 + c1) * (var_truth + var_estimate + c2)))
-
-
-def inner_voxels(shape) -> np.ndarray:
-    """True away from the faces, where the SSIM window lies wholly inside the volume."""
-    inner = np.zeros(shape, bool)
-    inner[(slice(SSIM_RADIUS, -SSIM_RADIUS),) * len(shape)] = True
-    return inner
-
-
-def ssim(truth: np.ndarray, estimate: np.ndarray, data_range: float) -> float:
-    """Mean 3-D SSIM over the voxels at least the window radius away from every face."""
-    return float(ssim_map(truth, estimate, data_range)[inner_voxels(np.shape(truth))].mean())
-
-
-def foreground_mask(truth: np.ndarray) -> Tuple[np.ndarray, float]:
-    """(mask, threshold): the object in `truth` (slices along axis 0), see the protocol."""
-    low = float(truth.min())
-    threshold = low + MASK_FRACTION * (float(np.percentile(truth, MASK_PERCENTILE)) - low)
-    mask = truth > threshold
-    for index in range(mask.shape[0]):  # closes cavities open in 3-D but closed in a slice
-        mask[index] = ndimage.binary_fill_holes(mask[index])
-    mask = ndimage.binary_fill_holes(mask)
-    labels, count = ndimage.label(mask)
-    if count > 1:
-        sizes = ndimage.sum(mask, labels, range(1, count + 1))
-        mask = labels == 1 + int(np.argmax(sizes))
-    return mask, threshold
 
 
 def on_truth_grid(truth: Volume, volume: Volume) -> Tuple[np.ndarray, np.ndarray]:
@@ -198,24 +148,16 @@ def cubic_baseline(thick: Volume, truth: Volume) -> Baseline:
     return Baseline(np.moveaxis(out, 0, axis), axis, (int(inside[0]), int(inside[-1])))
 
 
-def _metrics(truth, estimate, truth_log, mask, inner, data_range) -> dict:
-    error = estimate - truth
-    log_error = ndimage.gaussian_laplace(estimate, SIGMA) - truth_log
-    ssim_values = ssim_map(truth, estimate, data_range)
-
-    def psnr(squared):  # over a 3-D region or mask (metrics.psnr scores 2-D slices)
-        return psnr_from_mse(float(squared.mean()) if squared.size else math.nan, data_range)
-
-    def hfen(select):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return float(np.linalg.norm(log_error[select]) / np.linalg.norm(truth_log[select]))
-
-    everything = np.ones(truth.shape, bool)
+def _metrics(truth, estimate, truth_laplacian, mask, inner, data_range) -> dict:
+    estimate_laplacian = metrics.laplacian_of_gaussian(estimate)
+    ssim_values = metrics.ssim_map(truth, estimate, data_range)  # one map, two averages
     inner_mask = mask & inner
-    return {"psnr": psnr(error ** 2), "ssim": float(ssim_values[inner].mean()),
-            "hfen": hfen(everything), "psnr_mask": psnr(error[mask] ** 2),
+    return {"psnr": metrics.psnr(truth, estimate, data_range),
+            "ssim": float(ssim_values[inner].mean()),
+            "hfen": metrics.hfen_volume(truth_laplacian, estimate_laplacian),
+            "psnr_mask": metrics.psnr(truth, estimate, data_range, mask=mask) if mask.any() else math.nan,
             "ssim_mask": float(ssim_values[inner_mask].mean()) if inner_mask.any() else math.nan,
-            "hfen_mask": hfen(mask)}
+            "hfen_mask": metrics.hfen_volume(truth_laplacian, estimate_laplacian, mask)}
 
 
 def score_volumes(truth: Volume, inputs: Mapping[str, Volume], thick: Optional[Volume] = None, *,
@@ -252,20 +194,20 @@ def score_volumes(truth: Volume, inputs: Mapping[str, Volume], thick: Optional[V
     if baseline is not None and not all_slices:
         first[baseline.axis] = max(first[baseline.axis], baseline.slab[0])
         stop[baseline.axis] = min(stop[baseline.axis], baseline.slab[1] + 1)
-    if (stop - first < 2 * SSIM_RADIUS + 1).any():
+    if (stop - first < 2 * metrics.SSIM_RADIUS + 1).any():
         raise InputError(_source(truth), (
             f"the scored region (truth voxels {first.tolist()} to {(stop - 1).tolist()} along "
-            f"(slice, row, col)) is empty or thinner than the {2 * SSIM_RADIUS + 1}-voxel SSIM "
+            f"(slice, row, col)) is empty or thinner than the {2 * metrics.SSIM_RADIUS + 1}-voxel SSIM "
             "window; check that the inputs overlap the truth"))
     region = tuple(slice(a, b) for a, b in zip(first, stop))
     truth_region = truth_array[region]
-    mask, threshold = foreground_mask(truth_region)
-    truth_log = ndimage.gaussian_laplace(truth_region, SIGMA)
-    inner = inner_voxels(truth_region.shape)
+    mask, threshold = metrics.head_mask(truth_region)
+    truth_laplacian = metrics.laplacian_of_gaussian(truth_region)
+    inner = metrics.inner_voxels(truth_region.shape)
 
     def score(array):
         estimate = np.clip(np.asarray(array, np.float64), low, high)
-        return _metrics(truth_region, estimate, truth_log, mask, inner, high - low)
+        return _metrics(truth_region, estimate, truth_laplacian, mask, inner, high - low)
 
     methods = {}
     for label, (array, shift) in placed.items():

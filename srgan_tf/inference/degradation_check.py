@@ -8,15 +8,15 @@ with `data.profile_estimate.estimate_slice_profile` and compared by its second m
 a Gaussian of the same standard deviation are nearly the same blur, and the estimate cannot
 tell them apart reliably).
 """
-import math
 from typing import Optional
 
+from srgan_tf.data.slice_profile import SliceProfile
+
 SIGMA_TOLERANCE = 0.2  # relative difference of profile standard deviations that is flagged
-
-
-def _sigma(shape: str, width: float) -> float:
-    """Standard deviation of a box (full width) or Gaussian (FWHM) profile."""
-    return width / math.sqrt(12.0) if shape == "box" else width / (2 * math.sqrt(2 * math.log(2)))
+# Slice spacing / in-plane spacing below which the check is skipped: the slices are then barely
+# thicker than a pixel and their profile's estimate says little. Not the isotropy rule
+# (`acquisition.is_isotropic`, equal axes): a volume between the two is anisotropic, too mildly to check.
+MIN_CHECKED_FACTOR = 1.2
 
 
 def training_degradation(metadata: dict) -> dict:
@@ -41,7 +41,7 @@ def degradation_warning(metadata: dict, volume) -> Optional[str]:
 
     trained = training_degradation(metadata)
     spacing = volume.spacing
-    if spacing[0] < max(spacing[1:]) * 1.2:
+    if spacing[0] < max(spacing[1:]) * MIN_CHECKED_FACTOR:
         return None  # slice axis is not axis 0 or barely anisotropic: nothing to compare
     try:
         estimate = estimate_slice_profile(volume.array, spacing)
@@ -53,8 +53,9 @@ def degradation_warning(metadata: dict, volume) -> Optional[str]:
         return (f"the model was trained on {describe_training(trained)} degradation, but this "
                 f"volume's slices look like a {measured} slice profile; for real thick slices train "
                 f"with --degradation slice-profile (or use `srgan-tf self-supervised`)")
-    expected = _sigma(trained["slice_profile"], float(trained["slice_thickness_ratio"]) * spacing[0])
-    if abs(_sigma(found.shape, found.fwhm_mm) / expected - 1) > SIGMA_TOLERANCE:
+    trained_profile = SliceProfile(trained["slice_profile"],
+                                   float(trained["slice_thickness_ratio"]) * spacing[0])
+    if abs(found.sigma_mm / trained_profile.sigma_mm - 1) > SIGMA_TOLERANCE:
         return (f"the model was trained on a {describe_training(trained)}, but this volume's slices "
                 f"look like a {measured} profile: expect less gain; retrain with a matching "
                 f"--slice-profile/--slice-thickness-ratio or use `srgan-tf self-supervised`")

@@ -9,13 +9,9 @@ interpolation exact for linear signals.
 """
 import numpy as np
 
+from srgan_tf.data.degrade import keys_cubic
+
 ANTIALIAS_RATIO = 1.25
-
-
-def _keys(distance: np.ndarray) -> np.ndarray:
-    x = np.abs(distance)
-    return np.where(x <= 1.0, 1.5 * x ** 3 - 2.5 * x ** 2 + 1.0,
-                    np.where(x < 2.0, -0.5 * x ** 3 + 2.5 * x ** 2 - 4.0 * x + 2.0, 0.0))
 
 
 def interpolation_matrix(source_count: int, source_first: float, source_step: float,
@@ -34,7 +30,7 @@ def interpolation_matrix(source_count: int, source_first: float, source_step: fl
     position = (target_first + np.arange(target_count) * target_step - source_first) / source_step
     reach = int(np.ceil(2 * stretch)) + 1
     taps = np.floor(position)[:, None] + np.arange(-reach + 1, reach + 1)[None, :]
-    weights = _keys((position[:, None] - taps) / stretch)
+    weights = keys_cubic((position[:, None] - taps) / stretch)
     matrix = np.zeros((target_count, source_count))
     rows = np.broadcast_to(np.arange(target_count)[:, None], taps.shape)
     np.add.at(matrix, (rows, np.clip(taps, 0, source_count - 1).astype(int)), weights)

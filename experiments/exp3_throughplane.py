@@ -28,6 +28,7 @@ from srgan_tf.config import SLICE_PROFILES, ConfigError, Range
 from srgan_tf.arguments import (HelpFormatter, add_experiment_arguments, config_from_args,
                                 number_type)
 from srgan_tf.experiment import default_run_dir, resolve_cache, run_experiment, run_main
+from srgan_tf.files import atomic_write_text
 from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 
 # Heavy modules (TensorFlow, the evaluation layer) are imported inside functions: --help and a
@@ -168,8 +169,8 @@ def write_outputs(run_dir, config, model, self_supervised, metrics, figures, tim
     from srgan_tf.evaluation.throughplane_report import write_throughplane_report
 
     if not metrics:
-        (run_dir / "metrics.json").write_text(json.dumps({"qualitative_only": True,
-                                                          "figures": figures}, indent=2) + "\n")
+        atomic_write_text(run_dir / "metrics.json",
+                          json.dumps({"qualitative_only": True, "figures": figures}, indent=2) + "\n")
     notes = [f"Model: `{model.path}`." if model else "Model: the self-supervised one."]
     if model:
         from srgan_tf.inference.degradation_check import describe_training, training_degradation

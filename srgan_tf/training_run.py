@@ -13,7 +13,8 @@ import dataclasses
 from pathlib import Path
 
 from srgan_tf.config import ExperimentConfig
-from srgan_tf.inference.export import METADATA_FILE, clear_interrupted, export_generator
+from srgan_tf.files import remove_stale_partials
+from srgan_tf.inference.export import METADATA_FILE, export_generator
 from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 from srgan_tf.training.trainer import PhaseEnd, TrainResult, restore_generator, train
 
@@ -39,7 +40,7 @@ class RunExporter:
 
     def __call__(self, end: PhaseEnd) -> None:
         target = Path(end.run_dir) / EXPORT_DIRS[end.phase]
-        clear_interrupted(target)  # a run killed while exporting; the run directory is locked
+        remove_stale_partials(target)  # a run killed while exporting: the old export comes back
         if end.phase == "pretrain" and (target / METADATA_FILE).exists():
             self.written[end.phase] = target
             return

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 
+from srgan_tf.files import remove_stale_partials
 from srgan_tf.inference import export
 from srgan_tf.inference.export import FORMAT, export_generator
 from srgan_tf.inference.exported_model import load_exported
@@ -209,9 +210,10 @@ def test_interrupted_export_leaves_no_directory(generator, tmp_path, monkeypatch
 def test_an_export_killed_between_its_renames_is_mended(generator, tmp_path):
     target = tmp_path / "export"
     export_generator(generator, target, {"note": "kept"}, spec=SPEC)
+    # names of the version before files.staged_folder: a token, no writer
     os.replace(target, tmp_path / ".export.old-1a2b3c4d")  # killed after moving the old one aside
     (tmp_path / ".export.partial-5e6f7a8b").mkdir()
-    export.clear_interrupted(target)
+    remove_stale_partials(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
     assert load_exported(target).metadata["note"] == "kept"
 

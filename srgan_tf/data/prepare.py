@@ -27,11 +27,11 @@ from srgan_tf.data.prepare_summary import (PrepareSummary, WrittenSeries,
                                            no_test_patients_warning)
 from srgan_tf.data.split import split_patients
 from srgan_tf.data.usable_volume import unusable_reason
+from srgan_tf.files import remove_stale_partials, staged_file
 from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER
 from srgan_tf.io.dicom_series import MissingSlice, PartialSeries
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.paths_guard import refuse_overwriting_inputs
-from srgan_tf.io.partial_files import partial_path, remove_stale_partials
 from srgan_tf.io.volume import Volume
 
 
@@ -245,10 +245,10 @@ def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SE
                 test_fraction: float = 0.1, seed: int = 0, progress: bool = True) -> PrepareSummary:
     """Build the HDF5 slice cache from a DICOM tree, a NIfTI file, or a folder of either.
 
-    Series are streamed one at a time. The file is written as `.<name>.partial-<pid>` beside
-    `output` (stale ones of killed runs are removed first) and renamed over it only when
-    complete (schema_version is written last), so an interrupted run never leaves a file that
-    looks valid and an old cache survives failures. A series with unreadable files keeps its
+    Series are streamed one at a time. The file is written under a partial name beside
+    `output` (`files.staged_file`; stale ones of killed runs are removed first) and renamed
+    over it only when complete (schema_version is written last), so an interrupted run never
+    leaves a file that looks valid and an old cache survives failures. A series with unreadable files keeps its
     other slices (in-plane training loses one slice per file); the cache records the gap.
 
     Args:
@@ -275,17 +275,16 @@ def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SE
     _check_output(input_path, output)
     # Earlier versions named the temporary "<name>.tmp-<pid>".
     stale = remove_stale_partials(output, [re.escape(f"{output.name}.tmp-") + r"(?P<pid>\d+)"])
-    temporary = partial_path(output)
     summary = PrepareSummary(output=output)
     summary.warnings += [f"removed {path}: a partial cache left by an interrupted run"
                          for path in stale]
     start = time.perf_counter()
-    try:
-        handle = h5py.File(temporary, "w")
-    except OSError as error:  # h5py's message is long; the errno says it
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise InputError(output, f"cannot write the cache there ({reason})") from None
-    try:
+    with staged_file(output) as temporary:
+        try:
+            handle = h5py.File(temporary, "w")
+        except OSError as error:  # h5py's message is long; the errno says it
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise InputError(output, f"cannot write the cache there ({reason})") from None
         with handle:
             reader = _encoded(_read_inputs(input_path, series_filter, progress))
             with closing(_prefetch(reader)) as items:
@@ -313,10 +312,6 @@ def build_cache(input_path, output, *, series_filter: Optional[str] = DEFAULT_SE
                                 series_filter="" if series_filter is None else series_filter,
                                 test_fraction=float(test_fraction), seed=int(seed))
             handle.attrs["schema_version"] = SCHEMA_VERSION  # last: marks the file complete
-        os.replace(temporary, output)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from srgan_tf.data.phantom import render_pelvis
 from srgan_tf.data.phantom_canvas import random_field
+from srgan_tf.files import atomic_write_text
 from srgan_tf.io.dicom_write import write_dicom_series
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import write_nifti
@@ -275,7 +276,7 @@ def write_sample_dataset(output_dir, patients: int = 8, seed: int = 0, progress:
         return output_dir
     _refuse_foreign_data(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / MARKER).write_text("{}")  # ours from now on, though not complete
+    atomic_write_text(output_dir / MARKER, "{}")  # ours from now on, though not complete
     (output_dir / "sample.json").unlink(missing_ok=True)
     for name in ("dicom", "hr"):  # leftovers of an interrupted run would add stray series
         shutil.rmtree(output_dir / name, ignore_errors=True)
@@ -289,8 +290,8 @@ def write_sample_dataset(output_dir, patients: int = 8, seed: int = 0, progress:
                        "(srgan-tf pelvis phantom) with isotropic references",
                        series_description=SERIES_DESCRIPTION, hr_description=HR_DESCRIPTION,
                        patients=records, patient_count=len(records))
-    (output_dir / "sample.json").write_text(json.dumps(description, indent=2))
-    (output_dir / MARKER).write_text(json.dumps(request))
+    atomic_write_text(output_dir / "sample.json", json.dumps(description, indent=2))
+    atomic_write_text(output_dir / MARKER, json.dumps(request))
     return output_dir
 
 

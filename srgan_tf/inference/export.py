@@ -8,9 +8,6 @@ twice as fast on CPUs with AVX512-BF16/AMX (see `serving_graph`). `exported_mode
 import dataclasses
 import datetime
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +16,7 @@ import tensorflow as tf
 
 from srgan_tf import __version__
 from srgan_tf.config import GeneratorSpec
+from srgan_tf.files import staged_folder
 from srgan_tf.inference.introspection import policy_name, receptive_radius
 from srgan_tf.inference.serving_graph import SIGNATURES, ServingModule
 
@@ -90,27 +88,13 @@ def _is_export(path: Path) -> bool:
         return False
 
 
-def clear_interrupted(export_dir) -> None:
-    """Mends what a killed `export_generator` left beside `export_dir`: a previous export moved
-    aside goes back when no export took its place; partial and retired copies are removed.
-
-    Call it only where no other export to `export_dir` can be running (a locked run directory).
-    """
-    export_dir = Path(export_dir)
-    leftovers = sorted(export_dir.parent.glob(f".{export_dir.name}.partial-*"))
-    retired = sorted(export_dir.parent.glob(f".{export_dir.name}.old-*"))
-    if retired and not export_dir.exists() and _is_export(retired[-1]):
-        os.replace(retired.pop(), export_dir)
-    for path in leftovers + retired:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def export_generator(generator: keras.Model, export_dir, metadata: Optional[dict] = None, *,
                      spec: GeneratorSpec) -> Path:
     """Write `generator` as a SavedModel plus metadata.json, atomically.
 
-    The directory is assembled under a hidden temporary name next to `export_dir` and renamed
-    when complete, so a killed export leaves nothing that looks valid. An existing srgan-tf
+    The directory is assembled under a hidden partial name next to `export_dir` and renamed
+    when complete (`files.staged_folder`), so a killed export leaves nothing that looks valid
+    and the next export (or `files.remove_stale_partials`) mends it. An existing srgan-tf
     export at `export_dir` is replaced; any other non-empty directory is refused.
 
     Args:
@@ -138,20 +122,11 @@ def export_generator(generator: keras.Model, export_dir, metadata: Optional[dict
     merged = _build_metadata(generator, spec, receptive_radius(generator), module, metadata)
 
     export_dir.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:8]
-    partial = export_dir.with_name(f".{export_dir.name}.partial-{token}")
-    retired = export_dir.with_name(f".{export_dir.name}.old-{token}")
-    try:
+    with staged_folder(export_dir, existing="replace") as partial:
         tf.saved_model.save(module, str(partial), signatures=signatures)
         # the Keras weights too: the serving graph folds batch norm, so fine-tuning
         # (`self-supervised --init-model`) starts from these
         generator.save_weights(str(partial / WEIGHTS_FILE))
         (partial / METADATA_FILE).write_text(json.dumps(merged, indent=2, default=str) + "\n")
-        if export_dir.exists():
-            os.replace(export_dir, retired)
-        os.replace(partial, export_dir)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
     return export_dir
 

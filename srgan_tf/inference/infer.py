@@ -1,19 +1,17 @@
 """`srgan-tf infer`: exported model + DICOM series or NIfTI volume -> SR NIfTI (+ DICOM series).
 
 Needs only the export directory (SavedModel + metadata.json). Bad input and unusable output
-locations raise InputError before any work, and outputs appear only when complete (temporary
-name `.<name>.partial-<pid>...`, rename); partials left by a killed earlier run of the same
-output are removed.
+locations raise InputError before any work, and outputs appear only when complete (written
+under a partial name and renamed, `files.staged_file`/`staged_folder`); partials left by a
+killed earlier run of the same output are removed.
 """
 import json
 import os
 import re
 import resource
-import shutil
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +20,7 @@ import numpy as np
 from srgan_tf.config import INFERENCE_MODE_OF, INFERENCE_MODES, INFERENCE_PRECISIONS
 from srgan_tf.console import warn
 from srgan_tf.data.usable_volume import check_usable
+from srgan_tf.files import remove_stale_partials, staged_folder
 from srgan_tf.io.errors import InputError, error_summary
 from srgan_tf.io.nifti import is_nifti_path, write_nifti
 from srgan_tf.io.paths_guard import refuse_overwriting_inputs
@@ -95,8 +94,11 @@ def check_output_locations(output_path, dicom_output=None) -> None:
                                            "new folder for the derived DICOM series")
     if dicom_output is not None:
         _check_writable(dicom_output)
+    # earlier versions named a NIfTI partial .<name less .nii/.nii.gz>.partial-<pid>...
+    stem = re.sub(r"\.nii(\.gz)?$", "", output_path.name, flags=re.IGNORECASE)
+    earlier = {output_path: [re.escape(f".{stem}.partial-") + r"(?P<pid>\d+)(?:[-.].*)?"]}
     for target in [output_path] + ([dicom_output] if dicom_output else []):
-        for stale in remove_stale_partials(target):
+        for stale in remove_stale_partials(target, earlier.get(target, [])):
             print(f"Removed {stale}: a partial output left by an interrupted run", file=sys.stderr)
 
 
@@ -117,44 +119,6 @@ def _check_writable(path: Path) -> None:
                                f"({error.strerror or error})") from None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except PermissionError:  # another user's process
-        return True
-    except (ProcessLookupError, OverflowError, ValueError):
-        return False
-    return True
-
-
-def remove_stale_partials(target: Path) -> list:
-    """Removes `.{name}.partial-<pid>...` files and folders beside `target` (and the older
-    `.{stem}.partial-...` NIfTI names) whose process is gone: leftovers of a killed run.
-
-    Returns:
-        The removed paths.
-    """
-    folder = target.absolute().parent
-    if not folder.is_dir():
-        return []
-    stem = re.sub(r"\.nii(\.gz)?$", "", target.name, flags=re.IGNORECASE)
-    prefixes = {f".{target.name}.partial-", f".{stem}.partial-"}
-    removed = []
-    for entry in folder.iterdir():
-        prefix = next((p for p in prefixes if entry.name.startswith(p)), None)
-        if prefix is None:
-            continue
-        pid = re.match(r"\d+", entry.name[len(prefix):])
-        if pid and (int(pid.group()) == os.getpid() or _pid_alive(int(pid.group()))):
-            continue  # a run writing the same output right now
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-        removed.append(entry)
-    return removed
-
-
 def clip_to_range(volume, low: float, high: float):
     """(volume with intensities clipped to [low, high], number of voxels changed)."""
     array = np.asarray(volume.array)
@@ -166,36 +130,28 @@ def clip_to_range(volume, low: float, high: float):
 
 def write_outputs(volume, source, output_path, dicom_output=None) -> int:
     """Write an SR `Volume` as NIfTI (and a derived DICOM series of `source`), each under a
-    temporary name, both renamed in at the end; returns the number of DICOM files."""
+    partial name, the DICOM folder renamed in after the NIfTI; returns the number of DICOM
+    files."""
     output_path = Path(output_path)
-    dicom_output = Path(dicom_output) if dicom_output else None
-    staging = None
+    if not dicom_output:
+        write_nifti(volume, output_path)  # itself staged (partial name, rename)
+        return 0
+    from srgan_tf.io.dicom_write import write_dicom_series
+
+    dicom_output = Path(dicom_output)
+    dicom_output.parent.mkdir(parents=True, exist_ok=True)
     written = False
     try:
-        files = []
-        if dicom_output is not None:
-            dicom_output.parent.mkdir(parents=True, exist_ok=True)
-            staging = dicom_output.with_name(
-                f".{dicom_output.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-            from srgan_tf.io.dicom_write import write_dicom_series
-
+        with staged_folder(dicom_output) as staging:  # an empty folder (checked) is replaced
             files = write_dicom_series(volume, staging, derived=True, reference=source,
-                                       series_description=volume.series_description)
-        write_nifti(volume, output_path)  # itself atomic (temporary name, rename)
-        written = True
-        if staging is not None:
-            if dicom_output.exists():
-                dicom_output.rmdir()  # checked empty before the run
-            os.replace(staging, dicom_output)
-            staging = None
+                                       series_description=volume.series_description, staged=False)
+            write_nifti(volume, output_path)
+            written = True
         return len(files)
     except BaseException:
         if written:
             output_path.unlink(missing_ok=True)
         raise
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def run_infer(model_dir, input_path, output_path, *, dicom_output=None, mode: Optional[str] = None,

@@ -1,7 +1,6 @@
 """Write a `Volume` as a DICOM MR Image Storage series (one file per slice)."""
+import contextlib
 import datetime
-import os
-import shutil
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -12,6 +11,7 @@ from pydicom.uid import (ExplicitVRLittleEndian, MRImageStorage, PYDICOM_IMPLEME
                          generate_uid)
 from pydicom.valuerep import format_number_as_ds
 
+from srgan_tf.files import staged_folder
 from srgan_tf.io.volume import Volume
 
 # Tags the writer sets itself from the volume; a carried-over value would contradict the geometry.
@@ -140,17 +140,18 @@ def _slice_dataset(template: dict, index: int, position: np.ndarray, normal: np.
 
 
 def write_dicom_series(volume: Volume, out_dir, *, series_description: str, derived: bool = True,
-                       series_number: Optional[int] = None,
-                       reference: Optional[Volume] = None) -> List[Path]:
+                       series_number: Optional[int] = None, reference: Optional[Volume] = None,
+                       staged: bool = True) -> List[Path]:
     """Write `volume` as an MR Image Storage series, one explicit-VR-little-endian file per slice.
 
     Pixels are stored as uint16/int16 with RescaleSlope/Intercept chosen to keep the value
     range; geometry (positions, orientation, spacing) comes from the volume; patient and study
     tags are carried over from `volume.source_tags` and, winning on conflicts, `reference`.
-    Files are written to a hidden folder first and moved in at the end, so an interrupted
-    write leaves no partial series behind. Readers order slices along cross(row, column
-    cosine), so a volume with direction[0] opposite to cross(direction[2], direction[1])
-    reads back in reversed slice order (the same image in space).
+    Files are written to a hidden partial folder beside `out_dir` (`files.staged_folder`) and
+    moved in at the end, so an interrupted write leaves no partial series behind. Readers order
+    slices along cross(row, column cosine), so a volume with direction[0] opposite to
+    cross(direction[2], direction[1]) reads back in reversed slice order (the same image in
+    space).
 
     Args:
         volume: the image to write.
@@ -159,6 +160,8 @@ def write_dicom_series(volume: Volume, out_dir, *, series_description: str, deri
         derived: ImageType DERIVED\\SECONDARY (True) or ORIGINAL\\PRIMARY (False).
         series_number: SeriesNumber; default 1001 for derived series, 1 otherwise.
         reference: the series this one derives from (patient, study, frame of reference).
+        staged: False when `out_dir` is itself a partial folder that the caller renames into
+            place (infer stages the DICOM series to rename it in after the NIfTI file).
 
     Returns:
         The written files in slice order.
@@ -177,18 +180,13 @@ def write_dicom_series(volume: Volume, out_dir, *, series_description: str, deri
     normal = np.cross(volume.direction[2], volume.direction[1])
     positions = volume.slice_positions()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = out_dir / f".partial-{template['SeriesInstanceUID']}"
-    staging.mkdir()
     digits = max(4, len(str(volume.shape[0])))
     names = [f"IM-{index + 1:0{digits}d}.dcm" for index in range(volume.shape[0])]
-    try:
+    with (staged_folder(out_dir, existing="merge") if staged
+          else contextlib.nullcontext(out_dir)) as folder:
+        folder.mkdir(parents=True, exist_ok=True)
         for index, name in enumerate(names):
             pixels = _encode(array[index], dtype, slope, intercept)
             ds = _slice_dataset(template, index, positions[index], normal, pixels)
-            ds.save_as(staging / name, enforce_file_format=True)
-        for name in names:
-            os.replace(staging / name, out_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            ds.save_as(folder / name, enforce_file_format=True)
     return [out_dir / name for name in names]

@@ -5,13 +5,13 @@ so voxel index (i, j, k) is (col, row, slice), and the affine maps (i, j, k) to 
 It is `Volume.affine_lps()` with its index columns permuted and the x, y rows negated.
 """
 import gzip
-import os
 import warnings
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from srgan_tf.files import staged_file
 from srgan_tf.io.errors import InputError, error_summary
 from srgan_tf.io.volume import Volume
 
@@ -70,19 +70,13 @@ def write_nifti(volume: Volume, path) -> Path:
     image.header.set_xyzt_units(xyz="mm", t="sec")
     image.header["descrip"] = volume.series_description.encode("ascii", "replace")[:79]
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Not ending in .nii/.nii.gz: no reader globbing for NIfTI takes a killed write for data.
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        with open(partial, "wb") as raw:
-            if path.name.lower().endswith(".gz"):
-                with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as stream:
-                    image.to_file_map({"image": nib.FileHolder(fileobj=stream)})
-            else:
-                image.to_file_map({"image": nib.FileHolder(fileobj=raw)})
-        os.replace(partial, path)
-    finally:
-        if partial.exists():
-            partial.unlink()
+    # The partial does not end in .nii/.nii.gz: no NIfTI glob takes a killed write for data.
+    with staged_file(path) as partial, open(partial, "wb") as raw:
+        if path.name.lower().endswith(".gz"):
+            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as stream:
+                image.to_file_map({"image": nib.FileHolder(fileobj=stream)})
+        else:
+            image.to_file_map({"image": nib.FileHolder(fileobj=raw)})
     return path
 
 

@@ -9,9 +9,11 @@ multiplicative bias field, extra Gaussian blur across the thick axis: a coarser 
 resolution), then thickens it along one array axis with a known profile (box or Gaussian),
 thickness and slice spacing (non-integer factors, gaps). The perturbation and thickening are
 this file's own code, independent of the package's degradation. Printed per case: the truth,
-the spectral estimate, the header-informed choice (a DICOM-like SliceThickness given as the
-prior) and the error of each in the profile's standard deviation, the one width a spectrum
-pins down whatever the shape. numpy/scipy/nibabel only besides the estimator.
+the spectral estimate (and the in-plane direction whose model gave it), the header-informed
+choices (a NIfTI's spacing as the prior, with the decision taken; a DICOM-like SliceThickness
+given as the prior) and the error of each in the profile's standard deviation, the one width a
+spectrum pins down whatever the shape; last, the worst and median |error| per column.
+numpy/scipy/nibabel only besides the estimator.
 """
 import argparse
 import math
@@ -96,10 +98,10 @@ def main(argv=None):
     from srgan_tf.data.profile_estimate import estimate_slice_profile
 
     template = np.asarray(nibabel.load(args.template).dataobj, np.float32)
-    print("| # | thick axis | truth | spacing | SNR | bias | extra in-plane FWHM | spectrum | +- | error | "
-          "NIfTI (spacing prior) | error | DICOM (SliceThickness prior) | error | s |")
-    print("|---" * 15 + "|")
-    worst = {}
+    print("| # | thick axis | truth | spacing | SNR | bias | extra in-plane FWHM | spectrum | in-plane lines | +- "
+          "| error | NIfTI (spacing prior) | decision | error | DICOM (SliceThickness prior) | error | s |")
+    print("|---" * 17 + "|")
+    errors = {}
     for number, (axis, shape, thickness, spacing, snr, bias, blur, seed) in enumerate(CASES):
         if args.case and number not in args.case:
             continue
@@ -116,13 +118,19 @@ def main(argv=None):
         for name, profile in (("spectrum", estimate.profile), ("nifti", nifti.profile),
                               ("dicom", dicom.profile)):
             error = 100 * (profile.sigma_mm / truth - 1)
-            worst[name] = max(worst.get(name, 0.0), abs(error))
+            errors.setdefault(name, []).append(abs(error))
             cells.append(f"{profile.shape} {profile.fwhm_mm:.2f} mm" +
-                         (f" | {nifti.spectrum_uncertainty:.0%}" if name == "spectrum" else "") +
+                         (f" | {estimate.inplane_direction} | {nifti.spectrum_uncertainty:.0%}"
+                          if name == "spectrum" else "") +
+                         (f" | {nifti.decision}" if name == "nifti" else "") +
                          f" | {error:+.1f} %")
         print(f"| {number} | {axis} | {shape} {thickness:g} mm | {spacing:g} mm | {snr or '-'} | "
               f"{bias or '-'} | {blur or '-'} | " + " | ".join(cells) + f" | {seconds:.1f} |", flush=True)
-    print("worst |error| in standard deviation: " + ", ".join(f"{k} {v:.1f} %" for k, v in worst.items()))
+    print("worst |error| in standard deviation: " + ", ".join(f"{k} {max(v):.1f} %" for k, v in errors.items()))
+    print("median |error| in standard deviation: " + ", ".join(f"{k} {np.median(v):.1f} %"
+                                                             for k, v in errors.items()))
+    print("cases within +-10 %: " + ", ".join(f"{k} {sum(e <= 10.0 for e in v)}/{len(v)}"
+                                            for k, v in errors.items()))
 
 
 if __name__ == "__main__":

@@ -123,6 +123,16 @@ def test_flat_spectrum_falls_back_to_the_header(volume):
     assert choice.estimate is not None
 
 
+def test_few_slices_fall_back_to_the_header(volume):
+    """13 thick slices: segments of 8 give 3 frequencies in the band, too few to fit a width."""
+    thick = _perturbed_thick(volume, 0, SliceProfile("box", 7.0), 7.0, snr=20)
+    assert thick.shape[0] == 13
+    choice = choose_slice_profile(thick, (7.0, 1.0, 1.0))
+    assert choice.estimate.segment_length < 12
+    assert choice.decision == "header" and "too few" in choice.reason, choice.reason
+    assert choice.profile == SliceProfile("box", 7.0)
+
+
 def test_unmeasurable_volume_falls_back_to_the_header():
     choice = choose_slice_profile(np.ones((3, 16, 16), np.float32), (4.0, 1.0, 1.0))
     assert choice.decision == "header" and choice.profile == SliceProfile("box", 4.0)

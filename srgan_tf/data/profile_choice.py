@@ -20,8 +20,9 @@ Both are combined in log standard deviation, where the errors are about symmetri
   disagreement beyond AGREE_Z combined uncertainties is reported (a warning line).
 
 The spectrum is not used when its fit is flat (widths up to the narrowest or widest candidate
-fit about as well, or the slabs and directions disagree by more than FLAT_UNCERTAINTY): the
-header's box is used and the reason says so.
+fit about as well, or the slabs and directions disagree by more than FLAT_UNCERTAINTY), or when
+the volume has so few slices that segments shorter than MIN_SEGMENT were measured (3 frequencies
+in the band for 8 slices): the header's box is used and the reason says so.
 
 A NIfTI knows no thickness: its spacing stands in for it, but it bounds the thickness from above
 rather than pinning it (slices thinner than their spacing, a gap, are common; overlap is rarer).
@@ -29,8 +30,9 @@ A third hypothesis, "gap", competes with the spacing's box and Gaussian: the thi
 from GAP_MIN to 1 times the spacing (flat in log), prior GAP_PRIOR. When the spectrum is narrower
 than the spacing's box by more than its uncertainty, "gap" explains it best and the spectrum's
 own profile is used (decision "spectrum"), with a warning that names `--slice-thickness`; so
-is it when the fit is flat only toward narrow widths and all of them are narrower than the
-spacing's box (an upper bound, not an unknown).
+is it when the fit is flat only toward narrow widths and they, and both in-plane directions'
+widths, are narrower than the spacing's box (an upper bound, not an unknown; the directions'
+disagreement does not count there, the slabs' does).
 """
 import math
 
@@ -49,6 +51,8 @@ AGREE_Z = 2.0  # disagreement reported beyond this many combined uncertainties
 ANISOTROPY = 1 / math.sqrt(2.0)  # the in-plane directions' log-sd difference adds this much uncertainty
 GAP_PRIOR = 0.3  # a NIfTI's slices thinner than their spacing (the spacing's box and Gaussian share the rest)
 GAP_MIN = 0.3  # the thinnest slice, relative to the spacing, that the gap hypothesis allows
+MIN_SEGMENT = 12  # shorter through-plane segments (few slices) leave too few frequencies to fit
+BAND_START, BAND_STOP = 0.15, 0.95  # the estimate's default band (fractions of Nyquist), for the report
 
 
 @dataclass
@@ -143,12 +147,20 @@ def choose_slice_profile(array, spacing, *, header_thickness: Optional[float] = 
     spacing_box = math.log(SliceProfile("box", header_thickness).sigma_mm)
     # a fit flat only toward narrow widths, all of them below the spacing's box: for a NIfTI this
     # bounds the thickness from above (slices with a gap), it does not leave it unknown
-    narrow = (gap and estimate.edge == "narrow" and spread <= FLAT_UNCERTAINTY
-              and math.log(estimate.interval_sigmas_mm[1]) < spacing_box)
-    if (estimate.at_edge and not narrow) or spread > FLAT_UNCERTAINTY:
+    # (every in-plane direction's width too: then their disagreement does not matter)
+    sigmas = getattr(estimate, "direction_sigmas_mm", None)
+    sigmas = [estimate.sigma_mm] if sigmas is None else list(sigmas)
+    narrow = (gap and estimate.edge == "narrow" and estimate.uncertainty <= FLAT_UNCERTAINTY
+              and math.log(max([estimate.interval_sigmas_mm[1]] + sigmas)) < spacing_box)
+    few = estimate.segment_length < MIN_SEGMENT
+    fractions = np.arange(estimate.segment_length // 2 + 1) * 2.0 / estimate.segment_length
+    bins = int(np.sum((fractions >= BAND_START) & (fractions <= BAND_STOP)))
+    if (estimate.at_edge and not narrow) or (spread > FLAT_UNCERTAINTY and not narrow) or few:
         low, high = estimate.interval_sigmas_mm
-        why = (f"widths of sd {low:.2f} to {high:.2f} mm fit about as well, up to the candidates' "
-               "edge") if estimate.at_edge else \
+        why = (f"segments of {estimate.segment_length} slices give {bins} frequencies in the fitted band, "
+               "too few to tell widths apart") if few else \
+            (f"widths of sd {low:.2f} to {high:.2f} mm fit about as well, up to the candidates' "
+             "edge") if estimate.at_edge else \
             f"the slabs of rows and the in-plane directions disagree by +-{spread:.0%}"
         return ProfileChoice(fallback, "header", f"{measured} is flat ({why}); falling back to a box "
                              f"of the {header}", header_thickness, header_source, estimate, u_spectrum)

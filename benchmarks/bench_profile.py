@@ -95,7 +95,12 @@ def main(argv=None):
     parser.add_argument("--timing", action="store_true",
                         help="only time the estimate on a clinical-size volume: 26 slices of 7 mm, "
                              "384x384 in-plane (the template perturbed, thickened, resampled)")
+    parser.add_argument("--options", default="{}",
+                        help='estimate_slice_profile keywords as JSON, e.g. \'{"noise_floor": true}\'')
     args = parser.parse_args(argv)
+    import json
+
+    options = json.loads(args.options)
     import nibabel
 
     from srgan_tf.data.profile_choice import choose_slice_profile
@@ -115,7 +120,7 @@ def main(argv=None):
         thick = thicken(perturb(template, axis, snr, bias, blur, seed), axis, shape, thickness, spacing)
         first = np.moveaxis(thick, axis, 0)
         start = time.perf_counter()
-        estimate = estimate_slice_profile(first, (spacing, 1.0, 1.0))
+        estimate = estimate_slice_profile(first, (spacing, 1.0, 1.0), **options)
         seconds = time.perf_counter() - start
         nifti = choose_slice_profile(first, (spacing, 1.0, 1.0), estimate=estimate)
         dicom = choose_slice_profile(first, (spacing, 1.0, 1.0), estimate=estimate,
@@ -126,7 +131,7 @@ def main(argv=None):
             error = 100 * (profile.sigma_mm / truth - 1)
             errors.setdefault(name, []).append(abs(error))
             cells.append(f"{profile.shape} {profile.fwhm_mm:.2f} mm" +
-                         (f" | {estimate.inplane_direction} | {nifti.spectrum_uncertainty:.0%}"
+                         (f" | {getattr(estimate, 'inplane_direction', '-')} | {nifti.spectrum_uncertainty:.0%}"
                           if name == "spectrum" else "") +
                          (f" | {nifti.decision}" if name == "nifti" else "") +
                          f" | {error:+.1f} %")

@@ -83,6 +83,35 @@ def test_a_nifti_spacing_far_from_the_spectrum_is_questioned(volume):
     assert "--slice-thickness 3 mm" in given.reason
 
 
+@pytest.mark.parametrize("axis,thickness,spacing,snr,bias", [
+    (0, 2.5, 4.0, 20, 0.1),  # thickness / spacing 0.62: the spectrum is clearly narrower
+    (1, 3.0, 5.0, 20, 0.2),  # 0.6: every narrower width fits about as well (flat toward narrow)
+])
+def test_a_nifti_with_gaps_uses_the_spectrum(volume, axis, thickness, spacing, snr, bias):
+    """A NIfTI's spacing bounds the thickness from above: a spectrum confidently narrower than the
+    spacing's box is taken as slices with a gap, said in a warning that names --slice-thickness."""
+    truth = SliceProfile("box", thickness)
+    thick = _perturbed_thick(volume, axis, truth, spacing, snr, bias)
+    choice = choose_slice_profile(thick, (spacing, 1.0, 1.0))
+    assert choice.decision == "spectrum", choice.reason
+    assert choice.sigma_mm == pytest.approx(truth.sigma_mm, rel=TOLERANCE), choice.reason
+    assert choice.warning and "--slice-thickness" in choice.warning and "gap" in choice.reason
+    # the same spectrum with a DICOM thickness: the header's width, never the gap hypothesis
+    dicom = choose_slice_profile(thick, (spacing, 1.0, 1.0), header_thickness=thickness,
+                                 estimate=choice.estimate)
+    assert dicom.decision in ("combined", "header")
+    assert dicom.sigma_mm == pytest.approx(truth.sigma_mm, rel=0.05), dicom.reason
+
+
+def test_inplane_directions_that_disagree_widen_the_uncertainty(volume):
+    thick = _perturbed_thick(volume, 2, SliceProfile("box", 4.0), 4.0, snr=20, bias=0.2)
+    choice = choose_slice_profile(thick, (4.0, 1.0, 1.0))
+    estimate = choice.estimate
+    spread = abs(np.log(estimate.direction_sigmas_mm[0] / estimate.direction_sigmas_mm[1]))
+    expected = np.sqrt(estimate.uncertainty ** 2 + spread ** 2 / 2 + 0.2 ** 2)
+    assert choice.spectrum_uncertainty == pytest.approx(expected, rel=1e-6)
+
+
 def test_flat_spectrum_falls_back_to_the_header(volume):
     """White noise has the same spectrum whatever the profile: no minimum to find."""
     noise = np.random.default_rng(5).uniform(2.0, 3.0, (24, 96, 96)).astype(np.float32)
@@ -92,6 +121,16 @@ def test_flat_spectrum_falls_back_to_the_header(volume):
     assert choice.decision == "header" and "falling back" in choice.reason, choice.reason
     assert choice.profile == SliceProfile("box", 3.5)
     assert choice.estimate is not None
+
+
+def test_few_slices_fall_back_to_the_header(volume):
+    """13 thick slices: segments of 8 give 3 frequencies in the band, too few to fit a width."""
+    thick = _perturbed_thick(volume, 0, SliceProfile("box", 7.0), 7.0, snr=20)
+    assert thick.shape[0] == 13
+    choice = choose_slice_profile(thick, (7.0, 1.0, 1.0))
+    assert choice.estimate.segment_length < 12
+    assert choice.decision == "header" and "too few" in choice.reason, choice.reason
+    assert choice.profile == SliceProfile("box", 7.0)
 
 
 def test_unmeasurable_volume_falls_back_to_the_header():

@@ -9,8 +9,10 @@ profile, a NIfTI's slice spacing is the thickness only when the slices are conti
 
 Both are combined in log standard deviation, where the errors are about symmetric:
 
-- the spectrum: the estimate's standard deviation, with the uncertainty
-  sqrt(slab spread^2 + SPECTRUM_BIAS^2) (sampling plus its measured bias on real scans);
+- the spectrum: the mean log standard deviation of its two in-plane directions' fits (each a
+  measurement with its own anisotropy bias), with the uncertainty
+  sqrt(slab spread^2 + direction spread^2 / 2 + SPECTRUM_BIAS^2) (sampling, the directions'
+  disagreement, and its measured bias on real scans);
 - the header: a box of the header thickness (slice-selective excitation, prior BOX_PRIOR) or a
   Gaussian of that FWHM, each with uncertainty HEADER_UNCERTAINTY[source]; the hypothesis
   that explains the spectrum better (likelihood times prior) is used;
@@ -18,11 +20,23 @@ Both are combined in log standard deviation, where the errors are about symmetri
   disagreement beyond AGREE_Z combined uncertainties is reported (a warning line).
 
 The spectrum is not used when its fit is flat (widths up to the narrowest or widest candidate
-fit about as well, or the slabs disagree by more than FLAT_UNCERTAINTY): the header's box is
-used and the reason says so. A NIfTI knows no thickness: its spacing stands in for it
-(contiguous slices) with a wider uncertainty; for slices with gaps, `--slice-thickness` says so.
+fit about as well, or the slabs and directions disagree by more than FLAT_UNCERTAINTY), or when
+the volume has so few slices that segments shorter than MIN_SEGMENT were measured (3 frequencies
+in the band for 8 slices): the header's box is used and the reason says so.
+
+A NIfTI knows no thickness: its spacing stands in for it, but it bounds the thickness from above
+rather than pinning it (slices thinner than their spacing, a gap, are common; overlap is rarer).
+A third hypothesis, "gap", competes with the spacing's box and Gaussian: the thickness anywhere
+from GAP_MIN to 1 times the spacing (flat in log), prior GAP_PRIOR. When the spectrum is narrower
+than the spacing's box by more than its uncertainty, "gap" explains it best and the spectrum's
+own profile is used (decision "spectrum"), with a warning that names `--slice-thickness`; so
+is it when the fit is flat only toward narrow widths and they, and both in-plane directions'
+widths, are narrower than the spacing's box (an upper bound, not an unknown; the directions'
+disagreement does not count there, the slabs' does).
 """
 import math
+
+import numpy as np
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -34,6 +48,11 @@ HEADER_UNCERTAINTY = {"SliceThickness": 0.08, "--slice-thickness": 0.08, "spacin
 BOX_PRIOR = 0.6  # a slice-selective profile is box-like; a Gaussian of the same FWHM gets the rest
 FLAT_UNCERTAINTY = 0.3  # slab spread (log sd) above which the spectral fit counts as flat
 AGREE_Z = 2.0  # disagreement reported beyond this many combined uncertainties
+ANISOTROPY = 1 / math.sqrt(2.0)  # the in-plane directions' log-sd difference adds this much uncertainty
+GAP_PRIOR = 0.3  # a NIfTI's slices thinner than their spacing (the spacing's box and Gaussian share the rest)
+GAP_MIN = 0.3  # the thinnest slice, relative to the spacing, that the gap hypothesis allows
+MIN_SEGMENT = 12  # shorter through-plane segments (few slices) leave too few frequencies to fit
+BAND_START, BAND_STOP = 0.15, 0.95  # the estimate's default band (fractions of Nyquist), for the report
 
 
 @dataclass
@@ -42,8 +61,9 @@ class ProfileChoice:
 
     Attributes:
         profile: the profile the run uses.
-        decision: "combined" (spectrum and header), "spectrum" (header dropped), "header" (the
-            spectrum was flat or could not be measured).
+        decision: "combined" (spectrum and header), "spectrum" (a NIfTI whose spectrum says its
+            slices are thinner than their spacing: the spacing dropped), "header" (the spectrum
+            was flat or could not be measured).
         reason: one line saying what was chosen and why.
         header_thickness, header_source: the header's thickness in mm and where it came from
             ("SliceThickness", "--slice-thickness" or "spacing").
@@ -81,7 +101,10 @@ class ProfileChoice:
                 "profile": estimate.profile.to_dict(), "sigma_mm": estimate.sigma_mm,
                 "uncertainty": self.spectrum_uncertainty,
                 "sampling_uncertainty": estimate.uncertainty, "at_edge": estimate.at_edge,
-                "slab_sigmas_mm": [float(v) for v in estimate.slab_sigmas_mm]},
+                "slab_sigmas_mm": [float(v) for v in estimate.slab_sigmas_mm],
+                "inplane_direction": estimate.inplane_direction,
+                "direction_sigmas_mm": [float(v) for v in (estimate.direction_sigmas_mm
+                                                           if estimate.direction_sigmas_mm is not None else [])]},
             "disagreement_z": self.disagreement,
         }
 
@@ -116,36 +139,105 @@ def choose_slice_profile(array, spacing, *, header_thickness: Optional[float] = 
         return ProfileChoice(fallback, "header", f"the spectrum could not be measured "
                              f"({str(error).split('. Received')[0]}); a box of the {header}",
                              header_thickness, header_source)
-    spread = estimate.uncertainty
+    # sampling (slabs) and anisotropy (the in-plane directions disagree) uncertainty, then the bias
+    spread = math.hypot(estimate.uncertainty, ANISOTROPY * _direction_spread(estimate))
     u_spectrum = math.hypot(spread, SPECTRUM_BIAS)
     measured = f"spectrum {estimate.profile.describe()} (sd {estimate.sigma_mm:.2f} mm +-{u_spectrum:.0%})"
-    if estimate.at_edge or spread > FLAT_UNCERTAINTY:
+    gap = header_source == "spacing"  # a NIfTI: the spacing bounds the thickness from above
+    spacing_box = math.log(SliceProfile("box", header_thickness).sigma_mm)
+    # a fit flat only toward narrow widths, all of them below the spacing's box: for a NIfTI this
+    # bounds the thickness from above (slices with a gap), it does not leave it unknown
+    # (every in-plane direction's width too: then their disagreement does not matter)
+    sigmas = getattr(estimate, "direction_sigmas_mm", None)
+    sigmas = [estimate.sigma_mm] if sigmas is None else list(sigmas)
+    narrow = (gap and estimate.edge == "narrow" and estimate.uncertainty <= FLAT_UNCERTAINTY
+              and math.log(max([estimate.interval_sigmas_mm[1]] + sigmas)) < spacing_box)
+    few = estimate.segment_length < MIN_SEGMENT
+    fractions = np.arange(estimate.segment_length // 2 + 1) * 2.0 / estimate.segment_length
+    bins = int(np.sum((fractions >= BAND_START) & (fractions <= BAND_STOP)))
+    if (estimate.at_edge and not narrow) or (spread > FLAT_UNCERTAINTY and not narrow) or few:
         low, high = estimate.interval_sigmas_mm
-        why = (f"widths of sd {low:.2f} to {high:.2f} mm fit about as well, up to the candidates' "
-               "edge") if estimate.at_edge else \
-            f"the slabs of rows disagree by +-{spread:.0%}"
+        why = (f"segments of {estimate.segment_length} slices give {bins} frequencies in the fitted band, "
+               "too few to tell widths apart") if few else \
+            (f"widths of sd {low:.2f} to {high:.2f} mm fit about as well, up to the candidates' "
+             "edge") if estimate.at_edge else \
+            f"the slabs of rows and the in-plane directions disagree by +-{spread:.0%}"
         return ProfileChoice(fallback, "header", f"{measured} is flat ({why}); falling back to a box "
                              f"of the {header}", header_thickness, header_source, estimate, u_spectrum)
+    if narrow:
+        return _gap_choice(estimate, header, header_thickness, header_source, u_spectrum, spacing_box,
+                           None, f"every width up to sd {estimate.interval_sigmas_mm[1]:.2f} mm fits "
+                           f"about as well, all narrower than a box of the {header} (sd "
+                           f"{math.exp(spacing_box):.2f} mm)", measured)
     u_header = HEADER_UNCERTAINTY[header_source]
     u_both = math.hypot(u_spectrum, u_header)
-    log_sigma = math.log(estimate.sigma_mm)
+    log_sigma = _log_sigma(estimate)
     hypotheses = []
     for shape, prior in (("box", BOX_PRIOR), ("gaussian", 1.0 - BOX_PRIOR)):
         centre = math.log(SliceProfile(shape, header_thickness).sigma_mm)
         z = (log_sigma - centre) / u_both
-        hypotheses.append((prior * math.exp(-0.5 * z * z), shape, centre, z))
+        prior *= (1.0 - GAP_PRIOR) if gap else 1.0
+        hypotheses.append((prior * math.exp(-0.5 * z * z) / (u_both * math.sqrt(2 * math.pi)), shape, centre, z))
     _, shape, centre, _ = max(hypotheses)
     nearest = min(abs(h[3]) for h in hypotheses)
+    if gap:
+        # thickness flat in log from GAP_MIN to 1 x the spacing (box sigma), blurred by the spectrum's
+        # uncertainty: the likelihood of the measured sigma under "slices with a gap"
+        low = spacing_box + math.log(GAP_MIN)
+        inside = (_normal_cdf((spacing_box - log_sigma) / u_spectrum)
+                  - _normal_cdf((low - log_sigma) / u_spectrum))
+        if GAP_PRIOR * inside / (spacing_box - low) > max(hypotheses)[0]:
+            return _gap_choice(estimate, header, header_thickness, header_source, u_spectrum, spacing_box,
+                               nearest, f"sd {math.exp(log_sigma):.2f} mm is narrower than a box of the "
+                               f"{header} (sd {math.exp(spacing_box):.2f} mm) by "
+                               f"{(spacing_box - log_sigma) / u_spectrum:.1f} uncertainties", measured)
     weight = u_header ** -2 / (u_header ** -2 + u_spectrum ** -2)
     sigma = math.exp(weight * centre + (1 - weight) * log_sigma)
     profile = SliceProfile(shape, header_thickness).with_sigma(sigma)
     warning = None
     if nearest > AGREE_Z:
-        warning = (f"the {header} and the volume's spectrum (sd {estimate.sigma_mm:.2f} mm) disagree "
+        warning = (f"the {header} and the volume's spectrum (sd {math.exp(log_sigma):.2f} mm) disagree "
                    f"by {nearest:.1f} uncertainties; used {profile.describe()}"
                    + ("; with gaps between the slices pass --slice-thickness" if header_source == "spacing"
                       else ""))
     reason = (f"{measured} combined with a {shape} of the {header} (+-{u_header:.0%}, weight "
               f"{weight:.0%}): {profile.describe()}, sd {sigma:.2f} mm")
     return ProfileChoice(profile, "combined", reason, header_thickness, header_source, estimate,
+                         u_spectrum, nearest, warning)
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def _direction_spread(estimate: ProfileEstimate) -> float:
+    """|log ratio| of the standard deviations the two in-plane directions fit (0 with one)."""
+    sigmas = getattr(estimate, "direction_sigmas_mm", None)
+    if sigmas is None or len(sigmas) < 2:
+        return 0.0
+    return float(abs(math.log(sigmas[0] / sigmas[1])))
+
+
+def _log_sigma(estimate: ProfileEstimate) -> float:
+    """The spectrum's log standard deviation as evidence: the mean over the in-plane directions
+    fitted (each a measurement with its own anisotropy bias), else the estimate's."""
+    sigmas = getattr(estimate, "direction_sigmas_mm", None)
+    if sigmas is not None and len(sigmas) > 1:
+        return float(np.mean(np.log(sigmas)))
+    return math.log(estimate.sigma_mm)
+
+
+def _gap_choice(estimate, header, header_thickness, header_source, u_spectrum, spacing_box, nearest,
+                evidence, measured) -> ProfileChoice:
+    """A NIfTI whose spectrum says its slices are thinner than their spacing: the spectrum's own
+    profile (its best-fitting in-plane direction), its width kept within GAP_MIN to 1 x the
+    spacing's box."""
+    low = spacing_box + math.log(GAP_MIN)
+    sigma = math.exp(min(max(math.log(estimate.sigma_mm), low), spacing_box))
+    profile = estimate.profile.with_sigma(sigma)
+    warning = (f"the volume's spectrum says its slices are thinner than their spacing (a gap?): "
+               f"{evidence}; used {profile.describe()}; pass --slice-thickness if it is known")
+    reason = (f"{measured}: {evidence}; slices with a gap explain it better than contiguous ones, so "
+              f"the spectrum's {profile.describe()} is used, sd {sigma:.2f} mm")
+    return ProfileChoice(profile, "spectrum", reason, header_thickness, header_source, estimate,
                          u_spectrum, nearest, warning)

@@ -2,13 +2,18 @@
 
 It follows the SMORE/ESPRESO assumption that the object's statistics are about isotropic: the
 through-plane lines and the in-plane lines thickened with the right profile have the same power
-spectrum (details in its docstring). It pins down the profile's effective width (its standard
-deviation) to about 10-15 % on synthetic volumes and MNI152, but only to 20-50 % on single-subject
-scans (noise, bias field, a coarser native in-plane resolution: benchmarks/bench_profile.py);
-box and Gaussian of equal standard deviation (box width ~1.47 x Gaussian FWHM) have nearly the
-same spectrum, so the shape is a near tie that a prior for the box (slice-selective excitation)
-breaks. Each estimate carries its confidence (slab spread, flat fit); `data.profile_choice`
-combines it with the header's thickness. numpy/scipy only.
+spectrum (details in its docstring). A real object is not isotropic (a brain's left-right lines
+are not like its front-back ones), so each in-plane direction is fitted on its own and the one
+that explains the through-plane spectrum better gives the estimate; the other's width is kept
+(their spread measures the anisotropy). It pins down the profile's effective width (its standard
+deviation) to about 10 % on synthetic volumes and to a median 7 % on MNI152 perturbed as single
+scans (benchmarks/bench_profile.py), but some read 20-50 % off (a native in-plane resolution
+coarser than the pixel reads as a narrower profile and cannot be told apart from it in the
+spectrum; an anisotropic object; few slices; slices much thinner than their spacing); box and Gaussian of equal standard deviation (box width
+~1.47 x Gaussian FWHM) have nearly the same spectrum, so the shape is a near tie that a prior for
+the box (slice-selective excitation) breaks. Each estimate carries its confidence (slab spread,
+direction spread, flat fit); `data.profile_choice` combines it with the header's thickness.
+numpy/scipy only.
 """
 import math
 import time
@@ -53,7 +58,12 @@ class ProfileEstimate:
         interval_sigmas_mm: (low, high) standard deviations of the chosen shape whose residuals
             are within FLAT_TOLERANCE of the minimum (contiguous around it).
         at_edge: that interval reaches the narrowest or widest candidate: the fit is flat.
+        edge: which end it reaches: "narrow", "wide", "both" or "" (none).
         slice_mm, pixel_mm, segment_length, segments: what was measured; seconds: time taken.
+        inplane_direction: the in-plane lines whose model gave the estimate ("cols (axis 2)",
+            "rows (axis 1)", or "cols and rows" averaged).
+        direction_sigmas_mm, direction_scores: per in-plane direction fitted, the best candidate's
+            standard deviation and residual (their spread shows the object's anisotropy).
     """
 
     profile: SliceProfile
@@ -74,6 +84,10 @@ class ProfileEstimate:
     segment_length: int
     segments: Dict[str, int]
     seconds: float
+    edge: str = ""
+    inplane_direction: str = "cols and rows"
+    direction_sigmas_mm: np.ndarray = None
+    direction_scores: np.ndarray = None
 
     @property
     def sigma_mm(self) -> float:
@@ -87,7 +101,8 @@ class ProfileEstimate:
             data[key] = {shape: np.asarray(v).tolist() for shape, v in data[key].items()}
         data["sigma_mm"] = self.sigma_mm
         data["interval_sigmas_mm"] = list(self.interval_sigmas_mm)
-        for key in ("frequencies", "observed", "fitted", "slab_sigmas_mm"):
+        for key in ("frequencies", "observed", "fitted", "slab_sigmas_mm", "direction_sigmas_mm",
+                    "direction_scores"):
             data[key] = np.asarray(data[key]).tolist()
         return data
 
@@ -104,7 +119,7 @@ def default_candidates(slice_mm: float, shapes: Sequence[str] = ("box", "gaussia
 def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
                            band: Tuple[float, float] = (0.15, 0.95), noise_floor: bool = False,
                            box_margin: float = 0.1, max_segments: int = 2000,
-                           seed: int = 0) -> ProfileEstimate:
+                           seed: int = 0, inplane: str = "best") -> ProfileEstimate:
     """Estimate the slice profile of a thick-slice volume from its own data.
 
     SMORE/ESPRESO assumption: the object's statistics are about isotropic. A through-plane line
@@ -115,6 +130,12 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
     along the other in-plane axis. If C = P both have the same power spectrum. Spectra use the
     same segment length and window; the candidate with the smallest log-spectrum misfit over
     `band` (fractions of the through-plane Nyquist), after a free overall gain, wins.
+
+    The two in-plane directions are fitted separately (`inplane="best"`): a real object is not
+    isotropic (a brain's left-right lines are not like its front-back ones), and the in-plane
+    direction whose thickened spectrum explains the through-plane one better (lower residual at
+    its best candidate) is the one whose statistics are nearer the through-plane direction's; it
+    gives the estimate. `inplane="mean"` averages both directions' spectra (the former method).
 
     Args:
         array: 3-D volume (slices, rows, cols); axis 0 is the low-resolution axis.
@@ -130,6 +151,7 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
             spectrum, and slice-selective excitation gives near-rectangular profiles.
         max_segments: at most this many line segments per direction (deterministic subsample).
         seed: seed of that subsample.
+        inplane: "best" (the in-plane direction that fits better) or "mean" (both averaged).
 
     Example:
         estimate = estimate_slice_profile(volume.array, volume.spacing)
@@ -146,6 +168,8 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
     slice_mm, row_mm, col_mm = (positive_number("spacing", s) for s in spacing)
     refine = candidates is None
     candidates = default_candidates(slice_mm) if candidates is None else list(candidates)
+    if inplane not in ("best", "mean"):
+        raise ValueError(f"inplane must be 'best' or 'mean'. Received: {inplane!r}")
     rng = np.random.default_rng(seed)
     low, high = np.percentile(volume[::max(1, volume.shape[0] // 16)], [0.5, 99.5])
     volume = (volume - low) / max(high - low, 1e-12)
@@ -154,7 +178,7 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
         raise ValueError(f"mask must have the array's shape {volume.shape}. Received: {foreground.shape}")
     pixel_mm = min(row_mm, col_mm)
     reach = max(len(c.kernel(pixel_mm)) for c in candidates) // 2 + 1
-    steps = ((2, col_mm), (1, row_mm))
+    steps = ((2, col_mm), (1, row_mm))  # in-plane lines along cols, along rows
     for length in sorted({min(n, volume.shape[0]) for n in _LENGTHS}, reverse=True):
         through = _through_plane_segments(volume, foreground, (row_mm, col_mm), slice_mm, length, reach,
                                           max_segments, rng)
@@ -171,29 +195,49 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
     # slabs of rows holding equal numbers of segments
     slab = np.argsort(np.argsort(through[2], kind="stable")) * SLABS // len(through[2])
 
-    def evaluate(candidate):
-        groups = _through_power(candidate, through[:2], (row_mm, col_mm), slice_mm / pixel_mm, reach,
-                                slab)[:, keep]
-        counts = np.bincount(slab, minlength=SLABS)[:, None]
-        observed = (groups * counts).sum(0) / counts.sum()
-        model = _model_power(candidate, lines, length)[keep]
-        slab_scores = [_fit(g, model, noise_floor)[0] if n else np.inf for g, n in zip(groups, counts[:, 0])]
-        return _fit(observed, model, noise_floor) + (observed, slab_scores)
+    # the in-plane models: each direction alone ("best"), or both averaged ("mean")
+    models = [[d] for d in lines] if inplane == "best" else [lines]
 
-    fits = [evaluate(c) for c in candidates]
+    counts = np.bincount(slab, minlength=SLABS)[:, None]
+
+    def evaluate(candidate, which):
+        # through-plane lines cross-blurred along rows and along cols, averaged, for every in-plane
+        # direction (pairing each direction with the cross-blur along its own axis only, as a swap
+        # of the slice and that axis would, measured worse on benchmarks/bench_profile.py)
+        groups = np.mean(_through_power(candidate, through[:2], (row_mm, col_mm), slice_mm / pixel_mm,
+                                        reach, slab), axis=0)[:, keep]
+        observed = (groups * counts).sum(0) / counts.sum()
+        out = []
+        for k in which:
+            model = _model_power(candidate, models[k], length)[keep]
+            slab_scores = [_fit(g, model, noise_floor)[0] if n else np.inf for g, n in zip(groups, counts[:, 0])]
+            out.append(_fit(observed, model, noise_floor) + (observed, slab_scores))
+        return out
+
+    every = [evaluate(c, range(len(models))) for c in candidates]
+    direction_scores = [min(f[k][0] for f in every) for k in range(len(models))]
+    direction = int(np.argmin(direction_scores))
+    direction_sigmas = [min((f[k][0], c.sigma_mm) for c, f in zip(candidates, every))[1]
+                        for k in range(len(models))]
+    fits = [f[direction] for f in every]
     if refine:  # a 2.5% grid around each shape's best of the 5% grid
         for shape in dict.fromkeys(c.shape for c in candidates):
             best = min((f[0], c.fwhm_mm) for c, f in zip(candidates, fits) if c.shape == shape)[1]
             extra = [SliceProfile(shape, best * factor) for factor in (1 / 1.025, 1.025)]
             candidates += extra
-            fits += [evaluate(c) for c in extra]
+            fits += [evaluate(c, [direction])[0] for c in extra]
     order = np.argsort([c.fwhm_mm for c in candidates], kind="stable")
     candidates, fits = [candidates[i] for i in order], [fits[i] for i in order]
     estimate = _summarize(candidates, fits, box_margin)
     estimate.update(_slab_spread(candidates, fits, estimate["profile"]))
+    names = ["cols (axis 2)", "rows (axis 1)"] if inplane == "best" else ["cols and rows"]
+    estimate["reason"] += f"; in-plane lines along {names[direction]}"
     return ProfileEstimate(**estimate, frequencies=bins[keep] / (2.0 * slice_mm), slice_mm=slice_mm,
                            pixel_mm=pixel_mm, segment_length=length,
                            segments={"through": len(through[0]), "inplane": sum(len(d[0]) for d in lines)},
+                           inplane_direction=names[direction],
+                           direction_sigmas_mm=np.array(direction_sigmas),
+                           direction_scores=np.array(direction_scores),
                            seconds=time.perf_counter() - start)
 
 
@@ -235,7 +279,9 @@ def _slab_spread(candidates, fits, chosen) -> Dict:
         high += 1
     return dict(slab_sigmas_mm=best, uncertainty=spread / math.sqrt(max(len(best), 1)),
                 interval_sigmas_mm=(float(sigmas[low]), float(sigmas[high])),
-                at_edge=bool(low == 0 or high == len(good) - 1))
+                at_edge=bool(low == 0 or high == len(good) - 1),
+                edge={(True, False): "narrow", (False, True): "wide", (True, True): "both"}.get(
+                    (low == 0, high == len(good) - 1), ""))
 
 
 def _through_plane_segments(volume, foreground, pixels, slice_mm, length, reach, max_segments, rng):
@@ -263,10 +309,10 @@ def _through_power(profile, through, pixels, step, reach, groups):
     (averaged): the cross-blur that in-plane lines of a thick volume carry along axis 0. The blur
     uses the sub-pixel phases at which the thick samples sit (`step` may be non-integer), so that a
     box of 4 pixels is the same 4-tap mean here as in the thickening. One spectrum per group
-    (`groups`: the group of each segment, 0..SLABS-1)."""
+    (`groups`: the group of each segment, 0..SLABS-1), per patch: [blurred along rows, along cols]."""
     phases = np.unique(np.round(np.mod(np.arange(64) * step + (step - 1) / 2.0, 1.0), 2) % 1.0)
     phases = phases[np.linspace(0, len(phases) - 1, min(len(phases), 3)).round().astype(int)]
-    total = 0.0
+    powers = []
     for patch, pixel in zip(through, pixels):
         positions, weights = profile.taps(pixel, phases)
         inside = np.abs(positions) <= reach
@@ -275,9 +321,9 @@ def _through_power(profile, through, pixels, step, reach, groups):
         kernels[rows[inside], positions[inside] + reach] = weights[inside]
         kernels /= kernels.sum(axis=1, keepdims=True)
         blurred = (patch.reshape(-1, patch.shape[-1]) @ kernels.T).reshape(patch.shape[0], -1, len(phases))
-        total = total + _power(np.moveaxis(blurred, 2, 1).reshape(-1, blurred.shape[1]),
-                               np.repeat(groups, len(phases)))
-    return total / len(through)
+        powers.append(_power(np.moveaxis(blurred, 2, 1).reshape(-1, blurred.shape[1]),
+                             np.repeat(groups, len(phases))))
+    return powers
 
 
 def _inplane_segments(volume, foreground, axis, pixel_mm, slice_mm, length, max_segments, rng):

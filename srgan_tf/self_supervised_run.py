@@ -68,6 +68,20 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def profile_file(option: str) -> Optional[Path]:
+    """The .npy file `--slice-profile` names (None for auto, box or gaussian); InputError when
+    it is neither."""
+    from srgan_tf.io.errors import InputError
+
+    if option in ("auto", "box", "gaussian"):
+        return None
+    path = Path(option)
+    if path.suffix.lower() != ".npy" or not path.is_file():
+        raise InputError("--slice-profile", f"expected auto, box, gaussian or an existing .npy "
+                                            f"file. Received: {option!r}")
+    return path
+
+
 def resolve_profile(option: str, volume, acquisition, intensity_range, source):
     """(SliceProfile, reason, ProfileChoice or None) for `--slice-profile`; "auto" combines the
     volume's spectrum with the header's thickness (`data.profile_choice`)."""
@@ -87,10 +101,7 @@ def resolve_profile(option: str, volume, acquisition, intensity_range, source):
         if choice.warning:
             warn(choice.warning)
         return choice.profile, choice.reason, choice
-    path = Path(option)
-    if path.suffix.lower() != ".npy" or not path.is_file():
-        raise InputError("--slice-profile", f"expected auto, box, gaussian or an existing .npy "
-                                            f"file. Received: {option!r}")
+    path = profile_file(option)
     try:
         profile = load_profile_file(path, min(acquisition.in_plane_spacing))
     except ValueError as error:
@@ -185,6 +196,7 @@ def trained_model(model_dir: Path, recipe: dict, train, *, retrain: bool = False
     from srgan_tf.files import atomic_write_text
     from srgan_tf.inference.exported_model import load_exported
     from srgan_tf.io.errors import InputError
+    from srgan_tf.io.paths_guard import lies_within
 
     recipe = json.loads(json.dumps(recipe))
     plan_file, run_dir = Path(model_dir) / PLAN_FILE, Path(model_dir) / "model"
@@ -204,7 +216,7 @@ def trained_model(model_dir: Path, recipe: dict, train, *, retrain: bool = False
                                     "it was trained for; pass --retrain to replace it, or choose "
                                     "a new --work-dir")
     start = recipe.get("init_model")
-    if start and run_dir.resolve() in (Path(start).resolve(), *Path(start).resolve().parents):
+    if start and lies_within(start, run_dir):
         raise InputError(start, f"--init-model lies inside {run_dir}, which this run replaces "
                                 "with the model it trains; copy the export elsewhere first")
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional
 
 from srgan_tf.files import DirectoryLock, DirectoryLocked, atomic_write_text
 from srgan_tf.io.errors import InputError, error_summary
+from srgan_tf.io.paths_guard import lies_within
 
 COLUMNS = ("input", "status", "output", "reason", "seconds", "factor", "profile", "model",
            "dicom_output", "part")
@@ -95,8 +96,7 @@ class Ledger:
 
 def names_volume(error: InputError, volume_input: str) -> bool:
     """Whether an InputError names the volume (its file, its series folder or a file in it)."""
-    path, source = Path(error.path).resolve(), Path(volume_input).resolve()
-    return path == source or source in path.parents
+    return lies_within(error.path, volume_input)
 
 
 def _remove_own_dicom(earlier_row: dict, base: dict) -> None:

@@ -30,6 +30,7 @@ from srgan_tf.cohort.protocols import Decision, Protocol, group_protocols, same_
 from srgan_tf.files import DirectoryLock, DirectoryLocked, atomic_write_text
 from srgan_tf.io.discover import FoundVolume, discover_volumes, output_paths
 from srgan_tf.io.errors import InputError
+from srgan_tf.io.paths_guard import lies_within
 
 WORK_DIR_NAME = "srgan-tf-work"  # default work folder inside the output folder
 MAX_POOLED_VOLUMES = 16  # a protocol's model trains on the slices of at most this many volumes
@@ -54,8 +55,8 @@ def _prepare_folders(input_root, output_root, work_dir, reads=(), dicom_output=N
         # not look into it, so whatever is written inside it is never taken for an input
         refuse_overwriting_inputs(list(reads), outputs)
         for flag, path in outputs.items():
-            if flag != "--output" and path and not _within(Path(path), out) \
-                    and _within(Path(path), root):
+            if flag != "--output" and path and not lies_within(path, out) \
+                    and lies_within(path, root):
                 raise InputError(path, f"{flag} lies inside the input folder {root} but outside "
                                        f"--output {out}: the next run would read it as input")
     else:
@@ -66,16 +67,11 @@ def _prepare_folders(input_root, output_root, work_dir, reads=(), dicom_output=N
     return root, out, work
 
 
-def _within(path: Path, folder: Path) -> bool:
-    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
-    return path == folder or folder in path.parents
-
-
 def _derivatives_folder(root: Path, out: Path) -> bool:
     """Whether `out` is a new or srgan-tf folder strictly inside the input folder `root`, on a
     path whose existing folders below `root` hold no volume files (not inside a DICOM series
     or beside NIfTI inputs)."""
-    if not _within(out, root) or _within(root, out):
+    if not lies_within(out, root) or lies_within(root, out):
         return False
     real_root = Path(os.path.realpath(root))
     folder = Path(os.path.realpath(out)).parent
@@ -92,11 +88,10 @@ def _check_shared_inputs(slice_profile: Optional[str] = None, model_dir=None,
                          model_flag: str = "--model") -> None:
     """What every volume uses (a profile file, an export) is checked once, before the loop: a
     wrong flag stops the run (exit 2) rather than failing each volume."""
-    if slice_profile not in (None, "auto", "box", "gaussian"):
-        path = Path(slice_profile)
-        if path.suffix.lower() != ".npy" or not path.is_file():
-            raise InputError("--slice-profile", "expected auto, box, gaussian or an existing .npy "
-                                                f"file. Received: {slice_profile!r}")
+    if slice_profile is not None:
+        from srgan_tf.self_supervised_run import profile_file
+
+        profile_file(slice_profile)
     if model_dir is not None and not (Path(model_dir) / "metadata.json").is_file():
         raise InputError(model_dir, f"{model_flag} expects an srgan-tf export directory (SavedModel "
                                     "+ metadata.json); none is there")

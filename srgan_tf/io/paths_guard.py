@@ -45,6 +45,13 @@ def _inside(path: Path, folder: Path) -> bool:
     return folder in path.parents
 
 
+def lies_within(path, folder) -> bool:
+    """Whether `path` is `folder` or lies inside it, symlinks of their existing parts resolved
+    (neither need exist)."""
+    path, folder = _real(path), _real(folder)
+    return path == folder or _inside(path, folder)
+
+
 def refuse_overwriting_inputs(inputs: Iterable, outputs: Dict[str, object],
                               replaced: Iterable[str] = ()) -> None:
     """Raises InputError when an output would replace, or write inside, what the command reads.

@@ -168,6 +168,32 @@ def add_command(commands, name: str, func, help: str, tensorflow: bool = True):
     return parser
 
 
+def add_volume_io_arguments(parser) -> None:
+    """--input, --output, --dicom-output of the commands that super-resolve volumes (`infer`,
+    `self-supervised`): one volume or a folder of them."""
+    parser.add_argument("--input", required=True, help="DICOM series folder, .nii or .nii.gz; or "
+                        "a folder of volumes (NIfTI files, DICOM series) with an output folder")
+    parser.add_argument("--output", required=True, help="output NIfTI (.nii or .nii.gz), or an "
+                        "output folder mirroring an input folder (with cohort.csv)")
+    parser.add_argument("--dicom-output", help="also write a derived DICOM series into this new "
+                        "folder (a cohort: one series per volume, mirroring the input tree)")
+
+
+def add_super_resolution_arguments(parser) -> None:
+    """How an export is applied to a volume (`infer`, `self-supervised`)."""
+    from srgan_tf.arguments import number_type
+    from srgan_tf.config import INFERENCE_PRECISIONS, RANGES
+
+    parser.add_argument("--batch-size", type=number_type(int, RANGES["batch_size"]), default=8,
+                        help="images per model call")
+    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",
+                        help="auto: bfloat16 where the hardware runs it natively and the export "
+                             "has it, else float32")
+    parser.add_argument("--no-clip", action="store_true",
+                        help="keep SR intensities outside the input's range (default: clipped to "
+                             "it, so magnitude images never go negative)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from srgan_tf.config import (INFERENCE_MODES, INFERENCE_PRECISIONS, RANGES,
                                  SELF_SUPERVISED_EPOCHS, SELF_SUPERVISED_STEPS, Range)
@@ -216,24 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     infer = add_command(commands, "infer", cmd_infer, tensorflow=False,  # started after its checks
                         help="super-resolve a volume (DICOM series dir or NIfTI) with an export")
     infer.add_argument("--model", required=True, help="export directory (SavedModel + metadata.json)")
-    infer.add_argument("--input", required=True, help="DICOM series folder, .nii or .nii.gz; or "
-                       "a folder of volumes (NIfTI files, DICOM series) with an output folder")
-    infer.add_argument("--output", required=True, help="output NIfTI (.nii or .nii.gz), or an "
-                       "output folder mirroring an input folder (with cohort.csv)")
-    infer.add_argument("--dicom-output", help="also write a derived DICOM series into this new "
-                       "folder (a cohort: one series per volume, mirroring the input tree)")
+    add_volume_io_arguments(infer)
     infer.add_argument("--mode", choices=INFERENCE_MODES, default=None,
                        help="through-plane: anisotropic model along the slices (Exp. 3); "
                             "in-plane: isotropic model on each slice (default: the one the "
                             "export's metadata.json names: aniso -> through-plane, iso -> in-plane)")
-    infer.add_argument("--batch-size", type=number_type(int, RANGES["batch_size"]), default=8,
-                       help="images per model call")
-    infer.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",
-                       help="auto: bfloat16 where the hardware runs it natively and the export "
-                            "has it, else float32")
-    infer.add_argument("--no-clip", action="store_true",
-                       help="keep SR intensities outside the input's range (default: clipped to "
-                            "it, so magnitude images never go negative)")
+    add_super_resolution_arguments(infer)
     infer.add_argument("--slice-padding", type=number_type(int, Range(0)),
                        default=None, metavar="N",
                        help="through-plane: slices reflected beyond each end before the model "
@@ -259,12 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="make one thick-slice volume near-isotropic with no training data: learn from its "
              "own in-plane slices degraded with its slice profile, then super-resolve through "
              "the plane")
-    selfsup.add_argument("--input", required=True, help="DICOM series folder, .nii or .nii.gz; "
-                         "or a folder of volumes (NIfTI files, DICOM series) with an output folder")
-    selfsup.add_argument("--output", required=True, help="output NIfTI (.nii or .nii.gz), or an "
-                         "output folder mirroring an input folder (with cohort.csv)")
-    selfsup.add_argument("--dicom-output", help="also write a derived DICOM series into this new "
-                         "folder (a cohort: one series per volume, mirroring the input tree)")
+    add_volume_io_arguments(selfsup)
     selfsup.add_argument("--work-dir", help="trained model(s), reports, figures; a re-run reuses "
                          "a model trained for the same plan (default: <output name>_work next to "
                          "the output; a cohort: OUT_FOLDER/srgan-tf-work)")
@@ -284,14 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"training steps (default: {SELF_SUPERVISED_STEPS})")
     selfsup.add_argument("--epochs", type=number_type(int, Range(1)),
                          help=f"epochs the steps are split into (default: {SELF_SUPERVISED_EPOCHS})")
-    selfsup.add_argument("--batch-size", type=number_type(int, RANGES["batch_size"]), default=8,
-                         help="images per inference call")
-    selfsup.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",
-                         help="inference precision (auto: bfloat16 where native)")
     selfsup.add_argument("--seed", type=number_type(int, RANGES["seed"]), default=0,
                          help="seed of weights and patch draws")
-    selfsup.add_argument("--no-clip", action="store_true",
-                         help="keep SR intensities outside the input's range")
+    add_super_resolution_arguments(selfsup)
     add_cohort_arguments(selfsup)
     selfsup.add_argument("--train-only", action="store_true", help="with an input folder: plan "
                          "every volume and train every protocol's model, write no outputs (then "

@@ -234,3 +234,70 @@ def test_one_channel_conv_matches_conv2d_outputs_and_gradients(policy):
         scale = float(tf.reduce_max(tf.abs(tf.cast(expected, tf.float32))))
         np.testing.assert_allclose(np.asarray(tf.cast(actual, tf.float32)),
                                    np.asarray(tf.cast(expected, tf.float32)), atol=tolerance * scale)
+
+
+def _same_layer_both_ways(ours, theirs, x):
+    """Outputs, gradients (input and weights) and weights after one training call of two layers
+    given the same weights."""
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    rng = np.random.default_rng(1)
+    weights = [rng.normal(0.5, 0.3, w.shape).astype(np.float32) for w in theirs.get_weights()]
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+    results = []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.cast(layer(x, training=True), tf.float32)
+            loss = tf.reduce_sum(y * tf.cos(3.0 * x))
+        gradients = tape.gradient(loss, [x] + layer.trainable_variables)
+        results.append([y] + gradients + [tf.constant(w) for w in layer.get_weights()])
+    return results
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_prelu_matches_keras_prelu_outputs_and_gradients(policy):
+    from srgan_tf.models.layers import PReLU
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(3, 7, 9, 5)).astype(np.float32))
+    ours, theirs = (kind(shared_axes=[1, 2], dtype=policy)
+                    for kind in (PReLU, keras.layers.PReLU))
+    for expected, actual in zip(*reversed(_same_layer_both_ways(ours, theirs, x))):
+        # The same function and the same derivative (up to float rounding of the sums).
+        np.testing.assert_allclose(np.asarray(tf.cast(actual, tf.float32)),
+                                   np.asarray(tf.cast(expected, tf.float32)), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_batch_norm_matches_keras_batch_norm_in_training(policy):
+    from srgan_tf.models.layers import BatchNormalization
+
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, size=(4, 10, 12, 8)).astype(np.float32))
+    ours = BatchNormalization(momentum=0.9, dtype=policy)
+    theirs = keras.layers.BatchNormalization(momentum=0.9, dtype=policy)
+    expected, actual = reversed(_same_layer_both_ways(ours, theirs, x))
+    # Output, input/gamma/beta gradients, then gamma, beta, moving mean, moving variance.
+    for name, want, got in zip(("output", "d input", "d gamma", "d beta", "gamma", "beta",
+                                "moving mean", "moving variance"), expected, actual):
+        want, got = np.asarray(tf.cast(want, tf.float32)), np.asarray(tf.cast(got, tf.float32))
+        tolerance = 1e-5 if policy == "float32" or name != "output" else 1e-2
+        np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance * np.abs(want).max(),
+                                   err_msg=name)
+    # Inference takes Keras' own path, with moving statistics equal up to float rounding.
+    np.testing.assert_allclose(np.asarray(tf.cast(ours(x, training=False), tf.float32)),
+                               np.asarray(tf.cast(theirs(x, training=False), tf.float32)),
+                               atol=1e-5 if policy == "float32" else 5e-2)
+
+
+def test_hold_filter_in_one_pass_equals_one_axis_after_the_other():
+    from srgan_tf.models.layers import HoldFilter
+
+    x = np.random.default_rng(0).normal(size=(2, 8, 6, 3)).astype(np.float32)
+    both = HoldFilter((2, 2))(x).numpy()
+    one_after_other = HoldFilter((1, 2))(HoldFilter((2, 1))(x)).numpy()
+    np.testing.assert_allclose(both, one_after_other, atol=1e-6)
+    # [1, 2, 1] / 4 with half-sample symmetric borders, written out along the height.
+    padded = np.concatenate([x[:, :1], x, x[:, -1:]], axis=1)
+    expected = (padded[:, :-2] + 2 * padded[:, 1:-1] + padded[:, 2:]) / 4
+    np.testing.assert_allclose(HoldFilter((2, 1))(x).numpy(), expected, atol=1e-6)

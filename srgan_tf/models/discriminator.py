@@ -10,6 +10,8 @@ import math
 
 import keras
 
+from srgan_tf.models.layers import BatchNormalization
+
 # (filter multiplier, stride) of the blocks after the input conv, as in Ledig Fig. 4.
 _BLOCKS = ((1, 2), (2, 1), (2, 2), (4, 1), (4, 2), (8, 1), (8, 2))
 _LEAKY_SLOPE = 0.2
@@ -59,7 +61,7 @@ def build_discriminator(input_size=(224, 224), filters=64, dense_units=1024, nam
         x = keras.layers.Conv2D(
             filters * multiplier, 3, strides=stride, padding="same", name=f"{prefix}_conv"
         )(x)
-        x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
+        x = BatchNormalization(name=f"{prefix}_bn")(x)
         x = keras.layers.LeakyReLU(_LEAKY_SLOPE, name=f"{prefix}_lrelu")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(dense_units, name="dense")(x)

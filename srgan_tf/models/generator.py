@@ -10,8 +10,8 @@ Fully convolutional, so one trained model accepts any input size.
 import keras
 
 from srgan_tf.config import GeneratorSpec, check_scale_hw
-from srgan_tf.models.layers import (ICNR, BicubicUpsample, HoldFilter, OneChannelConv2D,
-                                    PixelShuffle)
+from srgan_tf.models.layers import (ICNR, BatchNormalization, BicubicUpsample, HoldFilter,
+                                    OneChannelConv2D, PixelShuffle, PReLU)
 
 
 def upsampling_stages(scale_hw):
@@ -29,7 +29,7 @@ def upsampling_stages(scale_hw):
 
 def _prelu(name):
     # Shared over H and W so the alpha count does not depend on the input size.
-    return keras.layers.PReLU(
+    return PReLU(
         alpha_initializer=keras.initializers.Constant(0.25), shared_axes=[1, 2], name=name
     )
 
@@ -42,10 +42,10 @@ def _residual_block(x, filters, index):
     """conv3x3-BN-PReLU-conv3x3-BN plus identity skip (Ledig Fig. 4)."""
     prefix = f"res{index}"
     y = _conv(filters, 3, f"{prefix}_conv1")(x)
-    y = keras.layers.BatchNormalization(name=f"{prefix}_bn1")(y)
+    y = BatchNormalization(name=f"{prefix}_bn1")(y)
     y = _prelu(f"{prefix}_prelu")(y)
     y = _conv(filters, 3, f"{prefix}_conv2")(y)
-    y = keras.layers.BatchNormalization(name=f"{prefix}_bn2")(y)
+    y = BatchNormalization(name=f"{prefix}_bn2")(y)
     return keras.layers.Add(name=f"{prefix}_add")([x, y])
 
 
@@ -97,7 +97,7 @@ def build_generator(scale_hw=(4, 4), num_residual_blocks=16, filters=64, bicubic
     for index in range(int(num_residual_blocks)):
         x = _residual_block(x, filters, index)
     x = _conv(filters, 3, "body_conv")(x)
-    x = keras.layers.BatchNormalization(name="body_bn")(x)
+    x = BatchNormalization(name="body_bn")(x)
     x = keras.layers.Add(name="body_add")([head, x])
     for index, factor_hw in enumerate(stages):
         x = _upsample_stage(x, filters, factor_hw, index)

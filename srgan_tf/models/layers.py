@@ -131,11 +131,7 @@ class HoldFilter(keras.layers.Layer):
         self.strides = (1, 1)
 
     def call(self, inputs):
-        x = inputs
-        for axis, factor in ((1, self.scale_hw[0]), (2, self.scale_hw[1])):
-            if factor > 1:
-                x = _hold_along(x, axis, factor)
-        return x
+        return _hold(inputs, self.scale_hw)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -146,19 +142,27 @@ class HoldFilter(keras.layers.Layer):
         return config
 
 
-def _hold_along(x, axis: int, factor: int):
-    """x convolved along `axis` (1 or 2) with box_factor * box_factor / factor^2.
-
-    A fixed depthwise convolution: the same sums as shifted slices, but its gradient is a
-    convolution too (the slices' StridedSliceGrad took a third of a training step on a CPU).
-    """
-    taps = np.array([min(k + 1, 2 * factor - 1 - k) for k in range(2 * factor - 1)],
+def _hold_taps(factor: int) -> np.ndarray:
+    """box_factor * box_factor / factor^2: [1, 2, 1] / 4 for factor 2, [1] for factor 1."""
+    return np.array([min(k + 1, 2 * factor - 1 - k) for k in range(2 * factor - 1)],
                     np.float32) / factor**2
-    pad = [[0, 0]] * 4
-    pad[axis] = [factor - 1, factor - 1]
-    padded = ops.pad(x, pad, mode="symmetric")
-    shape = (len(taps), 1, 1, 1) if axis == 1 else (1, len(taps), 1, 1)
-    kernel = np.tile(taps.reshape(shape), (1, 1, x.shape[-1], 1))  # one filter per channel
+
+
+def _hold(x, scale_hw):
+    """x convolved with the hold taps of each axis, half-sample symmetric borders.
+
+    One symmetric pad and one fixed depthwise convolution for both axes (the outer product of
+    the two axes' taps): the same sums as filtering one axis after the other, in one pass over
+    the tensor instead of two. A convolution, not shifted slices, so its gradient is one too
+    (the slices' StridedSliceGrad took a third of a training step on a CPU).
+    """
+    taps_h, taps_w = (_hold_taps(factor) for factor in scale_hw)
+    if len(taps_h) == len(taps_w) == 1:
+        return x
+    pad_h, pad_w = (len(taps_h) - 1) // 2, (len(taps_w) - 1) // 2
+    padded = ops.pad(x, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]], mode="symmetric")
+    kernel = np.outer(taps_h, taps_w)[:, :, None, None]
+    kernel = np.tile(kernel, (1, 1, x.shape[-1], 1))  # one filter per channel
     return ops.depthwise_conv(padded, ops.cast(kernel, x.dtype), strides=1, padding="valid")
 
 
@@ -297,3 +301,88 @@ def _one_channel_conv(x, kernel):
         return y, gradient
 
     return convolve(x, kernel)
+
+
+@keras.saving.register_keras_serializable(package="srgan_tf")
+class PReLU(keras.layers.PReLU):
+    """`keras.layers.PReLU` with the same outputs and weights in fewer passes over the tensor.
+
+    Keras writes PReLU as relu(x) - alpha * relu(-x): five elementwise ops forward and about
+    eight backward, each a pass over memory, which on a CPU cost more than the generator's
+    residual convolutions. On the TensorFlow backend this computes where(x > 0, x, alpha * x)
+    (the same numbers) with a hand-written gradient (dy or alpha * dy; d alpha = sum of
+    min(x, 0) * dy over the shared axes); elsewhere it is Keras' own.
+    """
+
+    def call(self, inputs):
+        if keras.backend.backend() != "tensorflow":
+            return super().call(inputs)
+        import tensorflow as tf
+
+        return _prelu(tf.convert_to_tensor(inputs), tf.cast(self.alpha, inputs.dtype))
+
+
+def _prelu(x, alpha):
+    import tensorflow as tf
+
+    # Axes alpha is shared over (size 1 in alpha, > 1 in x) and broadcast over (batch).
+    rank = len(x.shape)
+    alpha_shape = (1,) * (rank - 1 - len(alpha.shape)) + tuple(alpha.shape)
+    reduce_axes = [0] + [axis + 1 for axis, size in enumerate(alpha_shape) if size == 1]
+
+    @tf.custom_gradient
+    def prelu(x, alpha):
+        positive = x > 0
+        y = tf.where(positive, x, alpha * x)
+
+        def gradient(dy):
+            dx = tf.where(positive, dy, alpha * dy)
+            dalpha = tf.reduce_sum(tf.where(positive, tf.zeros_like(dy), x * dy),
+                                   axis=reduce_axes, keepdims=True)
+            return dx, tf.reshape(dalpha, tf.shape(alpha))
+
+        return y, gradient
+
+    return prelu(x, alpha)
+
+
+@keras.saving.register_keras_serializable(package="srgan_tf")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` whose training step is TensorFlow's fused batch norm.
+
+    Keras 3 normalises in training with separate ops (cast to float32, mean, squared
+    difference, mean, multiply, add, cast back), each a pass over the tensor forward and
+    more backward; the fused kernel (oneDNN on CPUs, cuDNN on GPUs) does it in one. Same
+    statistics in float32, same moving averages (Keras keeps the biased batch variance; the
+    fused kernel returns the unbiased one, so it is scaled back by (n - 1) / n), same
+    variables. Inference, masks, renormalisation, synchronised batch statistics and other
+    backends take Keras' own path.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fused_applies(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        inputs = tf.convert_to_tensor(inputs)
+        gamma = (tf.convert_to_tensor(self.gamma) if self.scale
+                 else tf.ones(inputs.shape[-1], tf.float32))
+        beta = (tf.convert_to_tensor(self.beta) if self.center
+                else tf.zeros(inputs.shape[-1], tf.float32))
+        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            inputs, tf.cast(gamma, tf.float32), tf.cast(beta, tf.float32),
+            epsilon=self.epsilon, data_format="NHWC", is_training=True)
+        count = tf.cast(tf.size(inputs, out_type=tf.int64) // inputs.shape[-1], tf.float32)
+        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(
+            self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _fused_applies(self, inputs, training, mask) -> bool:
+        return (bool(training) and self.trainable and mask is None and not self.renorm
+                and not self.synchronized and keras.backend.backend() == "tensorflow"
+                and len(inputs.shape) == 4 and self.axis in (-1, 3)
+                and inputs.shape[-1] is not None
+                and keras.backend.standardize_dtype(inputs.dtype)
+                in ("float32", "bfloat16", "float16"))

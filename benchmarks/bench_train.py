@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 SETTINGS = {
     "patch": dict(hr_size=96, mode="iso", scale=4),
@@ -74,13 +75,12 @@ def bench_config(setting: str, precision: str, jit: bool):
     from srgan_tf.config import ExperimentConfig, preset
 
     config = preset(PRESET_OF[setting]) if setting in PRESET_OF else ExperimentConfig()
-    for key, value in SETTINGS[setting].items():
-        setattr(config.data, key, value)
-    config.data.batch_size, config.data.patch_size = BATCH, None
     content = "mse" if setting in PRESET_OF else "vgg54"
-    config.loss.content_loss, config.loss.vgg_weights = content, "none"
-    config.train.precision, config.train.jit_compile, config.train.strategy = precision, jit, "default"
-    return config
+    return replace(
+        config,
+        data=replace(config.data, **SETTINGS[setting], batch_size=BATCH, patch_size=None),
+        loss=replace(config.loss, content_loss=content, vgg_weights="none"),
+        train=replace(config.train, precision=precision, jit_compile=jit, strategy="default"))
 
 
 def step_gflops(config) -> dict:
@@ -216,8 +216,8 @@ def main(argv=None):
                 for row in json.loads(result.stdout.split("ROWS", 1)[1]):
                     rows.append(row)
                     print(f"[bench_train]   {row['phase']:<11} {row['images_per_s']:7.2f} img/s "
-                          f"({row['achieved_gflops']:.0f} GFLOP/s, {row['fraction_of_conv_float32']:.0%} "
-                          f"of fp32 conv, peak RSS {row['peak_rss_mb']:.0f} MB)", file=sys.stderr, flush=True)
+                          f"({row['achieved_gflops']:.0f} GFLOP/s, {row['fraction_of_conv_same_precision']:.0%} "
+                          f"of the conv at its precision, peak RSS {row['peak_rss_mb']:.0f} MB)", file=sys.stderr, flush=True)
     report = {"benchmark": "bench_train", "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
               "results": rows, "ratios": _ratios([r for r in rows if "error" not in r])}
     text = json.dumps(report, indent=2)

@@ -74,13 +74,11 @@ def bench_config(setting: str, precision: str, jit: bool):
     from srgan_tf.config import ExperimentConfig, preset
 
     config = preset(PRESET_OF[setting]) if setting in PRESET_OF else ExperimentConfig()
-    for key, value in SETTINGS[setting].items():
-        setattr(config.data, key, value)
-    config.data.batch_size, config.data.patch_size = BATCH, None
     content = "mse" if setting in PRESET_OF else "vgg54"
-    config.loss.content_loss, config.loss.vgg_weights = content, "none"
-    config.train.precision, config.train.jit_compile, config.train.strategy = precision, jit, "default"
-    return config
+    return config.updated(
+        data={**SETTINGS[setting], "batch_size": BATCH, "patch_size": None},
+        loss={"content_loss": content, "vgg_weights": "none"},
+        train={"precision": precision, "jit_compile": jit, "strategy": "default"})
 
 
 def step_gflops(config) -> dict:

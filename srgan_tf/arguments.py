@@ -141,11 +141,8 @@ def config_from_args(args: argparse.Namespace, experiment: str) -> config_lib.Ex
     config = config_lib.preset(preset_name, experiment=experiment,
                                mode=args.mode or default_mode(experiment),
                                scale=args.scale or DEFAULT_SCALE)
-    config.data.cache = args.cache
-    for (section, name), value in _given_knobs(args).items():
-        setattr(getattr(config, section), name, value)
-    config.output_dir = args.output
-    return _validated(config)
+    knobs = {("data", "cache"): args.cache, **_given_knobs(args)}
+    return _updated(config, knobs, output_dir=args.output)
 
 
 def resumed_config(args: argparse.Namespace, saved_path: Path) -> config_lib.ExperimentConfig:
@@ -154,9 +151,8 @@ def resumed_config(args: argparse.Namespace, saved_path: Path) -> config_lib.Exp
     checkpoints learned from (data, degradation, networks, losses, cache, preset) is refused:
     continuing under other settings would mislabel the run and its export."""
     saved = config_lib.ExperimentConfig.load(saved_path)
-    config = config_lib.ExperimentConfig.from_dict(saved.to_dict())
     given = {("data", "mode"): args.mode, ("data", "scale"): args.scale, **_given_knobs(args)}
-    differ = []
+    differ, changes = [], {}
     if args.cache and Path(args.cache).resolve() != Path(saved.data.cache or "").resolve():
         differ.append(f"--cache {args.cache} (the run's: {saved.data.cache})")
     if args.preset and args.preset != saved.preset:
@@ -166,7 +162,7 @@ def resumed_config(args: argparse.Namespace, saved_path: Path) -> config_lib.Exp
         if value is None or value == old:
             continue
         if section == "train" or (section, name) in RESUME_MAY_CHANGE:
-            setattr(getattr(config, section), name, value)
+            changes[(section, name)] = value
         else:
             differ.append(f"--{name.replace('_', '-')} {value} (the run's: {old})")
     if differ:
@@ -174,8 +170,7 @@ def resumed_config(args: argparse.Namespace, saved_path: Path) -> config_lib.Exp
             f"--resume continues {args.output} with its config.json, and these flags differ from "
             f"it: {', '.join(differ)}; drop them (only training-schedule flags such as "
             "--adversarial-epochs may change), or start a new run with another --output")
-    config.output_dir = args.output
-    return _validated(config)
+    return _updated(saved, changes, output_dir=args.output)
 
 
 def _given_knobs(args: argparse.Namespace) -> dict:
@@ -184,9 +179,15 @@ def _given_knobs(args: argparse.Namespace) -> dict:
             if "." in key and value is not None}
 
 
-def _validated(config: config_lib.ExperimentConfig) -> config_lib.ExperimentConfig:
+def _updated(config: config_lib.ExperimentConfig, knobs: dict,
+             **fields) -> config_lib.ExperimentConfig:
+    """`config` with the {(section, field): value} `knobs` and top-level `fields`; a value the
+    config refuses raises `ConfigError` naming the flags."""
+    sections = {}
+    for (section, name), value in knobs.items():
+        sections.setdefault(section, {})[name] = value
     try:
-        return config_lib.ExperimentConfig.from_dict(config.to_dict())  # re-validates
+        return config.updated(**sections, **fields)
     except config_lib.ConfigError as error:
         raise config_lib.ConfigError(_as_flags(str(error))) from None
 

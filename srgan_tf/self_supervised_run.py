@@ -241,7 +241,8 @@ def train_model(images, acquisition, profile, options: SelfSupervisedOptions, ru
          f"{config.data.batch_size} patches {config.data.train_size}^2")
     initial = None
     if options.init_model:
-        initial, config.model = _initial_weights(options.init_model, config)
+        initial, model = _initial_weights(options.init_model, config)
+        config = config.updated(model=model)
         _say(f"Fine-tuning {options.init_model} ({config.model.num_residual_blocks} blocks x "
              f"{config.model.filters} filters) on this volume")
     exporter = RunExporter()

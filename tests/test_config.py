@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -33,11 +34,25 @@ def test_mode_of_is_the_inverse_of_scale_hw():
 
 
 def test_config_round_trips_through_json(tmp_path):
-    config = config_lib.preset("quick", experiment="exp1", mode="iso", scale=8)
-    config.loss.content_loss_note = "fell back"
+    config = config_lib.preset("quick", experiment="exp1", mode="iso", scale=8).updated(
+        loss={"content_loss_note": "fell back"})
     config.save(tmp_path / "config.json")
     assert json.loads((tmp_path / "config.json").read_text())["data"]["scale"] == 8
     assert config_lib.ExperimentConfig.load(tmp_path / "config.json") == config
+
+
+def test_a_config_is_never_changed_in_place_only_derived():
+    config = config_lib.preset("quick")
+    for part, name in ((config, "output_dir"), (config.data, "scale"), (config.model, "filters"),
+                       (config.loss, "pixel_weight"), (config.train, "seed")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(part, name, getattr(part, name))
+    derived = config.updated(data={"scale": 8}, train={"seed": 3}, output_dir="runs/x8")
+    assert (derived.data.scale, derived.train.seed, derived.output_dir) == (8, 3, "runs/x8")
+    assert (config.data.scale, config.train.seed, config.output_dir) == (4, 0, None)
+    assert derived.model is config.model  # untouched sections are shared, safely
+    with pytest.raises(config_lib.ConfigError, match="divisible by scale"):  # checked as built
+        config.updated(data={"patch_size": 98})
 
 
 @pytest.mark.parametrize("change, message", [
@@ -85,8 +100,8 @@ def test_auto_precision_resolves_to_a_concrete_policy(monkeypatch):
 def test_resume_takes_the_runs_config_and_only_schedule_flags(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    saved = config_lib.preset("quick", mode="iso", scale=8)
-    saved.data.cache, saved.data.degradation = str(tmp_path / "c.h5"), "bicubic"
+    saved = config_lib.preset("quick", mode="iso", scale=8).updated(
+        data={"cache": str(tmp_path / "c.h5"), "degradation": "bicubic"})
     saved.save(run / "config.json")
     parser = build_parser()
     # no --mode, --scale, --cache: the run's iso x8 on its cache, not the defaults (aniso x4, sample)

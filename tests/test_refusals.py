@@ -156,7 +156,7 @@ def test_unusual_flags_warn_in_the_commands_own_lines(argv, words, tmp_path, cap
 def test_training_configs_that_are_unusual_warn():
     config = config_lib.preset("quick")
     assert config_warnings(config) == []
-    config.train.learning_rate, config.loss.adversarial_weight = 0.05, 0.5
+    config = config.updated(train={"learning_rate": 0.05}, loss={"adversarial_weight": 0.5})
     assert [m.split(" is above")[0] for m in config_warnings(config)] == [
         "--learning-rate 0.05", "--adversarial-weight 0.5"]
 

@@ -148,8 +148,7 @@ def fake_training(monkeypatch):
         calls.append((config.output_dir, resume))
         run_dir = Path(config.output_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        config.data.cache = "data/sample/cache.h5"
-        config.save(run_dir / "config.json")
+        config.updated(data={"cache": "data/sample/cache.h5"}).save(run_dir / "config.json")
         metrics = fake_metrics(config.data.scale)
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
         return metrics
@@ -162,10 +161,10 @@ def test_finished_runs_are_reused_and_interrupted_ones_resumed(tmp_path, fake_tr
     plan = plan_of(tmp_path, settings=("iso-x4", "aniso-x4", "aniso-x8"))
     finished, interrupted, fresh = plan.runs
     finished.run_dir.mkdir(parents=True)
-    saved = apply_objective(finished.config, "improved")
-    saved.data.cache = "data/sample/cache.h5"  # resolved by run_experiment
-    saved.loss.content_loss = "mse"  # the offline VGG fallback
-    saved.loss.content_loss_note = "vgg54 requested; fell back to mse"
+    saved = apply_objective(finished.config, "improved").updated(
+        data={"cache": "data/sample/cache.h5"},  # resolved by run_experiment
+        loss={"content_loss": "mse",  # the offline VGG fallback
+              "content_loss_note": "vgg54 requested; fell back to mse"})
     saved.save(finished.run_dir / "config.json")
     (finished.run_dir / "metrics.json").write_text(json.dumps(fake_metrics(4)))
     interrupted.run_dir.mkdir(parents=True)

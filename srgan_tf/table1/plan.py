@@ -71,8 +71,7 @@ def objectives_for(choice: Optional[str], preset_name: str) -> tuple:
 
 
 def apply_objective(config: config_lib.ExperimentConfig, objective: str) -> config_lib.ExperimentConfig:
-    """A copy of `config` with the "paper" or "improved" adversarial-phase objective."""
-    config = config_lib.ExperimentConfig.from_dict(config.to_dict())
+    """`config` with the "paper" or "improved" adversarial-phase objective."""
     current = {key: getattr(config.loss, key) for key in PAPER_OBJECTIVE}
     if objective == "paper":
         changes = PAPER_OBJECTIVE
@@ -80,9 +79,7 @@ def apply_objective(config: config_lib.ExperimentConfig, objective: str) -> conf
         changes = IMPROVED_FALLBACK if current == PAPER_OBJECTIVE else {}
     else:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}. Received: {objective!r}")
-    for key, value in changes.items():
-        setattr(config.loss, key, value)
-    return config
+    return config.updated(loss=changes)
 
 
 def objective_label(loss: dict) -> str:
@@ -123,9 +120,8 @@ def plan_table1(preset_name: Optional[str] = None, *, cache=None, output_dir=Non
                  "output": None, "data.degradation": "bicubic", **(overrides or {})}
         base = arguments.config_from_args(argparse.Namespace(**flags), EXPERIMENTS[mode])
         for name in objectives_for(objective, preset_name):
-            config = apply_objective(base, name)
             run_dir = output_dir / f"{setting}-{name}"
-            config.output_dir = str(run_dir)
+            config = apply_objective(base, name).updated(output_dir=str(run_dir))
             runs.append(SubRun(setting, name, config, run_dir))
     return Table1Plan(output_dir, runs, preset_name, Path(sample_root), figure_slices)
 

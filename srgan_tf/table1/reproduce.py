@@ -21,7 +21,6 @@ import json
 from typing import Dict, Optional
 
 from srgan_tf import arguments
-from srgan_tf import config as config_lib
 from srgan_tf import experiment as experiment_lib
 from srgan_tf.evaluation.metrics import METRICS
 from srgan_tf.evaluation.report import PAPER_TABLE1
@@ -50,8 +49,7 @@ def run_or_reuse(sub_run: SubRun, sample_root=arguments.DEFAULT_SAMPLE_ROOT) -> 
     resume = config_path.exists()  # the trainer starts fresh when no checkpoint was written
     print(f"\n=== Table 1: {sub_run.setting}, {sub_run.objective} objective -> {sub_run.run_dir}"
           + (" (resuming)" if resume else ""))
-    config = config_lib.ExperimentConfig.from_dict(sub_run.config.to_dict())
-    return experiment_lib.run_experiment(config, resume=resume, sample_root=sample_root)
+    return experiment_lib.run_experiment(sub_run.config, resume=resume, sample_root=sample_root)
 
 
 def collect(plan: Table1Plan, metrics_by_run: Dict[str, dict],

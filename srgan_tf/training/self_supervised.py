@@ -13,7 +13,6 @@ loss (behind MSE on PSNR at every step of a 300-step run), XLA (`jit_compile` fa
 convert the bf16 train step on CPU, and would bypass oneDNN's AMX kernels that make bf16 pay),
 a vectorised input pipeline (14 ms of CPU per batch of 16, ~2 % of a training step's).
 """
-import dataclasses
 from pathlib import Path
 from typing import Optional
 
@@ -48,21 +47,18 @@ def self_supervised_config(model_factor: int, *, steps: Optional[int] = None,
     if steps < 1 or epochs < 1:
         raise ValueError(f"steps and epochs must be >= 1. Received: steps={steps}, epochs={epochs}")
     config = preset("quick", experiment="self-supervised", mode="aniso", scale=model_factor)
-    config.preset = "self-supervised"
-    config.loss.content_loss = "mse"  # generator-only: no VGG features needed
-    config.loss.vgg_weights = "none"
-    config.train.pretrain_epochs = min(int(epochs), steps)
-    config.train.adversarial_epochs = 0
-    config.train.steps_per_epoch = max(1, steps // config.train.pretrain_epochs)
-    config.train.seed = int(seed)
-    config.train.precision = precision
-    # Batch-norm statistics over 10 batches x 16 patches (a calibration costs 6 training steps
-    # per 20 batches on the quick networks, and runs every epoch).
-    config.train.bn_calibration_batches = SELF_SUPERVISED_CALIBRATION_BATCHES
-    config.train.learning_rate = float(learning_rate)
-    config.train.learning_rate_schedule = schedule
-    config.train.warmup_fraction = SELF_SUPERVISED_WARMUP if schedule == "cosine" else 0.0
-    return ExperimentConfig.from_dict(config.to_dict())
+    epochs = min(int(epochs), steps)
+    return config.updated(
+        preset="self-supervised",
+        loss={"content_loss": "mse", "vgg_weights": "none"},  # generator-only: no VGG features
+        # Batch-norm statistics over 10 batches x 16 patches (a calibration costs 6 training
+        # steps per 20 batches on the quick networks, and runs every epoch).
+        train={"pretrain_epochs": epochs, "adversarial_epochs": 0,
+               "steps_per_epoch": max(1, steps // epochs), "seed": int(seed),
+               "precision": precision,
+               "bn_calibration_batches": SELF_SUPERVISED_CALIBRATION_BATCHES,
+               "learning_rate": float(learning_rate), "learning_rate_schedule": schedule,
+               "warmup_fraction": SELF_SUPERVISED_WARMUP if schedule == "cosine" else 0.0})
 
 
 def train_on_volume(images, taps, config: ExperimentConfig, run_dir, *, progress: bool = True,
@@ -92,7 +88,6 @@ def train_on_volume(images, taps, config: ExperimentConfig, run_dir, *, progress
         images, taps, config.data.scale, patch_size=config.data.train_size,
         batch_size=global_batch, flips=config.data.flips, seed=config.train.seed,
         val_slices=config.data.val_slices)
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train))
     extra = {"initial_weights": initial_weights} if initial_weights else {}
     return train(config, Path(run_dir), progress=progress, train_dataset=dataset,
                  validation=validation, on_phase_end=on_phase_end, **extra)

@@ -6,8 +6,7 @@ are the orchestrator's (`srgan_tf.training_run`): `train` reports each phase end
 `on_phase_end`.
 
 Example:
-    config = preset("quick")
-    config.data.cache = "cache.h5"
+    config = preset("quick").updated(data={"cache": "cache.h5"})
     result = train(config, "runs/demo")
     print(result.history["val_psnr"][-1])
 """
@@ -38,12 +37,13 @@ SPEC_FILE = "generator.json"  # in checkpoints/: the GeneratorSpec of the checkp
 
 @dataclasses.dataclass
 class TrainResult:
-    """What a training run produced: the run directory, per-epoch history and, when the
-    orchestrator exported it, the export."""
+    """What a training run produced: the run directory, per-epoch history, the config as
+    trained (precision resolved; what config.json holds) and, when the orchestrator exported
+    it, the export."""
 
     run_dir: Path
     history: dict
-    content_loss_used: str
+    config: ExperimentConfig
     chief: bool = True  # False: a multi-worker run's other worker, which wrote nothing
     export_dir: Optional[Path] = None  # set by the orchestrator (`training_run.train_and_export`)
 
@@ -151,10 +151,11 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
             the run ends: the orchestrator exports there.
 
     Returns:
-        TrainResult with the run directory, history and content loss used.
+        TrainResult with the run directory, history and the config as trained.
     """
     strategy = make_strategy(config.train.strategy)  # first: multiworker needs a fresh runtime
-    config.train.precision = training_precision(config.train.precision)  # config.json: as used
+    # config.json records the precision as used ("auto" resolved)
+    config = config.updated(train={"precision": training_precision(config.train.precision)})
     run_dir = Path(run_dir)
     if train_dataset is not None and not config.train.steps_per_epoch:
         raise ValueError("train_dataset needs config.train.steps_per_epoch (a dataset's length "
@@ -191,7 +192,7 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
         if report:
             report("final", epochs_done)
         history = history_columns(read_history(workspace.directory / "history.csv"))
-    return TrainResult(run_dir, history, config.loss.content_loss, chief)
+    return TrainResult(run_dir, history, config, chief)
 
 
 def _phase_reporter(on_phase_end, model, config: ExperimentConfig, workspace):

@@ -71,7 +71,8 @@ def conv_gflops(dtype_name: str, repeats: int = 5):
 
 
 def bench_config(setting: str, precision: str, jit: bool):
-    from srgan_tf.config import ExperimentConfig, preset
+    from srgan_tf.config import ExperimentConfig
+    from srgan_tf.presets import preset
 
     config = preset(PRESET_OF[setting]) if setting in PRESET_OF else ExperimentConfig()
     content = "mse" if setting in PRESET_OF else "vgg54"

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from srgan_tf import config as config_lib
+from srgan_tf import presets
 
 DEFAULT_SAMPLE_ROOT = Path("data") / "sample"
 
@@ -92,8 +93,7 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) -
     add_threads_argument(parser)
     group = parser.add_argument_group("config overrides (default: the preset's value, shown "
                                       "as quick / paper)")
-    presets = [config_lib.preset(name, experiment=experiment, mode=mode)
-               for name in ("quick", "paper")]
+    named = [presets.preset(name, experiment=experiment, mode=mode) for name in ("quick", "paper")]
     for section, cls in (("data", config_lib.DataConfig), ("model", config_lib.ModelConfig),
                          ("loss", config_lib.LossConfig), ("train", config_lib.TrainConfig)):
         for field in config_lib.dataclasses.fields(cls):
@@ -101,7 +101,7 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) -
                 continue
             flag = "--" + field.name.replace("_", "-")
             options = dict(dest=f"{section}.{field.name}", default=None)
-            values = [getattr(getattr(config, section), field.name) for config in presets]
+            values = [getattr(getattr(config, section), field.name) for config in named]
             options["help"] = f"{values[0]} / {values[1]}"
             if field.name in _INTERNAL:
                 options["help"] = argparse.SUPPRESS
@@ -138,7 +138,7 @@ def config_from_args(args: argparse.Namespace, experiment: str) -> config_lib.Ex
     if saved is not None and saved.is_file():
         return resumed_config(args, saved)
     preset_name = args.preset or ("paper" if args.cache else "quick")
-    config = config_lib.preset(preset_name, experiment=experiment,
+    config = presets.preset(preset_name, experiment=experiment,
                                mode=args.mode or default_mode(experiment),
                                scale=args.scale or DEFAULT_SCALE)
     knobs = {("data", "cache"): args.cache, **_given_knobs(args)}

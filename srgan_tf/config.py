@@ -1,6 +1,7 @@
-"""Every knob of an experiment, as dataclasses saved to `config.json` in each run.
+"""Every knob of an experiment, as frozen dataclasses saved to `config.json` in each run.
 
-Presets (`paper`, `quick`) are named configs, not code paths.
+Presets (`paper`, `quick`, `self-supervised`) are named configs, kept as data in
+`srgan_tf.presets`.
 """
 import dataclasses
 import json
@@ -33,27 +34,6 @@ INFERENCE_MODE_OF = {"aniso": "through-plane", "iso": "in-plane"}
 SLICE_PROFILES = ("gaussian", "box")
 # How Exp. 2 makes its LR height: the paper's bicubic, or a thick-slice profile (Exp. 3 inputs).
 DEGRADATIONS = ("bicubic", "slice-profile")
-# The schedule of `srgan-tf self-supervised` (the quick networks, generator only, pixel MSE):
-# a linear warm-up over the first 5 % of the steps to a peak rate of 1e-3, then a cosine decay
-# to zero. On MNI152 x4 box slices (true profile; ../shared/realmr) 270 such steps score
-# 35.77 dB / SSIM 0.9833 / HFEN 0.186 against 35.78 / 0.9835 / 0.186 for the earlier 600 steps
-# at a constant 2e-4, and on its perturbed copy (SNR 20, bias 0.2, in-plane FWHM 1.2 mm) 300
-# steps 32.29 / 0.7961 / 0.213 against 32.29 / 0.7964 / 0.216. Training time is proportional
-# to the steps (benchmarks/bench_selfsup.py --versus). Epochs only set how often batch norm is
-# calibrated and a checkpoint written (each costs about 4 training steps); the batches drawn
-# are the same whatever their number.
-SELF_SUPERVISED_STEPS = 270
-SELF_SUPERVISED_EPOCHS = 2
-SELF_SUPERVISED_LEARNING_RATE = 1e-3
-SELF_SUPERVISED_SCHEDULE = "cosine"
-SELF_SUPERVISED_WARMUP = 0.05
-SELF_SUPERVISED_CALIBRATION_BATCHES = 10
-# Slices reflected beyond each end of the slice axis before a self-supervised model's
-# through-plane SR (its receptive field is 21+ LR slices, which more than doubles the SR time of
-# a 26-slice volume); with 8, the end slices differ from those of full padding about as much
-# as bf16 inference differs from fp32 (at most 0.2 % of the range; docs/self-supervised.md,
-# "Time and memory").
-SELF_SUPERVISED_SLICE_PADDING = 8
 # The discriminator halves its input four times: 16 pixels is the smallest it takes.
 MIN_TRAIN_SIZE = 16
 
@@ -341,6 +321,14 @@ class TrainConfig:
     seed: int = 0
     bn_calibration_batches: int = 20
 
+    @property
+    def total_steps(self) -> Optional[int]:
+        """Training steps of both phases; None without `steps_per_epoch` (an epoch is then one
+        pass over the training slices)."""
+        if not self.steps_per_epoch:
+            return None
+        return (self.pretrain_epochs + self.adversarial_epochs) * self.steps_per_epoch
+
 
 # The sections of an `ExperimentConfig`, by field name.
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
@@ -443,30 +431,3 @@ def check_choice(name, value, choices):
 def check_range(name, value, allowed: Range):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in allowed:
         raise ConfigError(f"{name} must be {allowed.text()}. Received: {name}={value!r}")
-
-
-def preset(name: str, experiment: str = "exp2", mode: str = "aniso", scale: int = 4) -> ExperimentConfig:
-    """A named configuration.
-
-    `paper`: the paper's protocol (whole 224x224 slices, batch 16, 20 + 50 epochs, VGG54).
-    `quick`: a CPU demo on the built-in sample that finishes in minutes: a smaller generator
-    on HR patches, a short schedule, and a pixel term that keeps PSNR above bicubic.
-    """
-    config = ExperimentConfig(experiment=experiment, preset=name,
-                              data=DataConfig(mode=mode, scale=scale))
-    if name == "paper":
-        return config
-    if name == "quick":
-        # Through-plane inputs are thick slices: on real MR (MNI152, x4 box slices) a
-        # slice-profile model scores 36.09 dB / SSIM 0.9840 vs 35.51 / 0.9812 for bicubic.
-        # The profile must match the scanner's: the box model on Gaussian slices scores
-        # 34.77 dB vs 34.96 bicubic-trained and 36.29 Gaussian-trained (--slice-profile).
-        return config.updated(
-            data={"patch_size": 96, "batch_size": 16, "degradation": "slice-profile"},
-            model={"num_residual_blocks": 6, "filters": 32, "discriminator_filters": 32,
-                   "discriminator_dense": 256, "bicubic_residual": True},
-            loss={"pixel_weight": 1.0},
-            # bf16 where the CPU has it: same scores, 1.2x faster here
-            train={"pretrain_epochs": 4, "adversarial_epochs": 2, "steps_per_epoch": 60,
-                   "learning_rate": 2e-4, "precision": "auto"})
-    raise ConfigError(f"Unknown preset. Expected 'paper' or 'quick'. Received: {name!r}")

@@ -6,35 +6,60 @@ import pytest
 from srgan_tf import config as config_lib
 from srgan_tf.arguments import config_from_args
 from srgan_tf.cli import build_parser
+from srgan_tf.config import ExperimentConfig
+from srgan_tf.presets import PRESETS, preset, preset_changes
 
 
 def test_presets_follow_the_paper_and_quick_is_smaller():
-    paper = config_lib.preset("paper")
+    paper = preset("paper")
     assert paper.data.batch_size == 16 and paper.data.hr_size == 224 and paper.data.patch_size is None
     assert (paper.train.pretrain_epochs, paper.train.adversarial_epochs) == (20, 50)
     assert paper.train.learning_rate == 1e-4 and paper.train.beta_1 == 0.9
     assert paper.loss.content_loss == "vgg54" and paper.loss.adversarial_weight == 1e-3
     assert paper.model.num_residual_blocks == 16 and paper.model.filters == 64
-    quick = config_lib.preset("quick")
+    quick = preset("quick")
     assert quick.model.num_residual_blocks < paper.model.num_residual_blocks
     assert quick.data.train_size < paper.data.train_size
 
 
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_are_data_that_round_trip_through_config_json(name, tmp_path):
+    top_level = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    for key, value in preset_changes(name).items():  # every key names a field
+        assert key in top_level
+        if key in config_lib.SECTIONS:
+            assert set(value) <= {f.name for f in dataclasses.fields(config_lib.SECTIONS[key])}
+    config = preset(name, experiment="exp1", mode="iso", scale=8)
+    assert (config.preset, config.experiment, config.data.scale_hw) == (name, "exp1", (8, 8))
+    config.save(tmp_path / "config.json")
+    assert ExperimentConfig.load(tmp_path / "config.json") == config
+    assert ExperimentConfig.from_dict(json.loads(json.dumps(preset(name).to_dict()))) == preset(name)
+
+
+def test_the_self_supervised_setting_is_the_quick_networks_generator_only():
+    quick, selfsup = preset("quick"), preset("self-supervised")
+    assert selfsup.model == quick.model and selfsup.experiment == "self-supervised"
+    assert selfsup.train.adversarial_epochs == 0 and selfsup.loss.content_loss == "mse"
+    assert (selfsup.train.total_steps, selfsup.train.pretrain_epochs) == (270, 2)
+    with pytest.raises(config_lib.ConfigError, match="Unknown preset.*Received: 'fast'"):
+        preset("fast")
+
+
 def test_scale_per_axis():
-    assert config_lib.preset("paper", mode="iso", scale=8).data.scale_hw == (8, 8)
-    assert config_lib.preset("paper", mode="aniso", scale=4).data.scale_hw == (4, 1)
+    assert preset("paper", mode="iso", scale=8).data.scale_hw == (8, 8)
+    assert preset("paper", mode="aniso", scale=4).data.scale_hw == (4, 1)
 
 
 def test_mode_of_is_the_inverse_of_scale_hw():
     for mode in config_lib.MODES:
         for scale in config_lib.SCALES:
-            assert config_lib.mode_of(config_lib.preset("quick", mode=mode, scale=scale).data.scale_hw) == mode
+            assert config_lib.mode_of(preset("quick", mode=mode, scale=scale).data.scale_hw) == mode
     with pytest.raises(ValueError, match="Received: scale_hw=\\(1, 2\\)"):
         config_lib.mode_of((1, 2))
 
 
 def test_config_round_trips_through_json(tmp_path):
-    config = config_lib.preset("quick", experiment="exp1", mode="iso", scale=8).updated(
+    config = preset("quick", experiment="exp1", mode="iso", scale=8).updated(
         loss={"content_loss_note": "fell back"})
     config.save(tmp_path / "config.json")
     assert json.loads((tmp_path / "config.json").read_text())["data"]["scale"] == 8
@@ -42,7 +67,7 @@ def test_config_round_trips_through_json(tmp_path):
 
 
 def test_a_config_is_never_changed_in_place_only_derived():
-    config = config_lib.preset("quick")
+    config = preset("quick")
     for part, name in ((config, "output_dir"), (config.data, "scale"), (config.model, "filters"),
                        (config.loss, "pixel_weight"), (config.train, "seed")):
         with pytest.raises(dataclasses.FrozenInstanceError):
@@ -62,7 +87,7 @@ def test_a_config_is_never_changed_in_place_only_derived():
     ({"data": {"hr_size": 100, "scale": 8}}, "divisible by scale"),
 ])
 def test_bad_values_are_rejected_with_the_received_value(change, message):
-    values = config_lib.preset("paper").to_dict()
+    values = preset("paper").to_dict()
     for section, fields in change.items():
         values[section].update(fields)
     with pytest.raises(ValueError, match=message) as info:
@@ -100,7 +125,7 @@ def test_auto_precision_resolves_to_a_concrete_policy(monkeypatch):
 def test_resume_takes_the_runs_config_and_only_schedule_flags(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    saved = config_lib.preset("quick", mode="iso", scale=8).updated(
+    saved = preset("quick", mode="iso", scale=8).updated(
         data={"cache": str(tmp_path / "c.h5"), "degradation": "bicubic"})
     saved.save(run / "config.json")
     parser = build_parser()

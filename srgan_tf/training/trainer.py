@@ -120,7 +120,7 @@ def generator_learning_rate(config: ExperimentConfig):
     train_config = config.train
     if train_config.learning_rate_schedule == "constant":
         return train_config.learning_rate
-    steps = (train_config.pretrain_epochs + train_config.adversarial_epochs) * train_config.steps_per_epoch
+    steps = train_config.total_steps
     warmup = int(round(train_config.warmup_fraction * steps))
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else train_config.learning_rate,

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from srgan_tf.files import atomic_write_text
 
@@ -420,6 +420,86 @@ class ExperimentConfig:
     @classmethod
     def load(cls, path) -> "ExperimentConfig":
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+# What each field is to a run that goes on (`--resume`, the trainer's resume, Table 1's reuse):
+# the one rule of what may differ between a run's config.json and the config that continues it.
+#   learned:  what the run is and what its checkpoints learned from: must match;
+#   schedule: how long it trains: may differ, the run goes on to the new end;
+#   runtime:  how and where it runs: free (and no reason to retrain a finished run);
+#   record:   what the run writes of itself: not a knob (no flag), never compared.
+LEARNED, SCHEDULE, RUNTIME, RECORD = "learned", "schedule", "runtime", "record"
+RESUME_CLASSES = (LEARNED, SCHEDULE, RUNTIME, RECORD)
+FIELD_CLASSES = {
+    "experiment": LEARNED, "preset": LEARNED, "output_dir": RUNTIME,
+    "data.cache": LEARNED, "data.mode": LEARNED, "data.scale": LEARNED,
+    "data.hr_size": LEARNED, "data.patch_size": LEARNED, "data.batch_size": LEARNED,
+    "data.flips": LEARNED, "data.memory_budget_mb": RUNTIME, "data.min_foreground": LEARNED,
+    "data.sample_patients": LEARNED,
+    "data.val_slices": RUNTIME,  # the validation panels and scores logged, not trained on
+    "data.degradation": LEARNED, "data.slice_profile": LEARNED,
+    "data.slice_thickness_ratio": LEARNED,
+    "model.num_residual_blocks": LEARNED, "model.filters": LEARNED,
+    "model.bicubic_residual": LEARNED, "model.discriminator_filters": LEARNED,
+    "model.discriminator_dense": LEARNED,
+    "loss.content_loss": LEARNED,
+    "loss.vgg_weights": RUNTIME,  # where the VGG19 weights are read from (offline: a file)
+    "loss.adversarial_weight": LEARNED, "loss.pixel_weight": LEARNED,
+    "loss.relativistic": LEARNED, "loss.ema_decay": LEARNED,
+    "loss.content_loss_note": RECORD, "loss.pixel_loss": LEARNED,
+    "train.pretrain_epochs": SCHEDULE, "train.adversarial_epochs": SCHEDULE,
+    "train.steps_per_epoch": SCHEDULE,
+    "train.learning_rate": LEARNED, "train.learning_rate_schedule": LEARNED,
+    "train.warmup_fraction": LEARNED, "train.beta_1": LEARNED,
+    "train.strategy": RUNTIME, "train.sync_batch_norm": LEARNED,
+    "train.precision": RUNTIME,  # the arithmetic, not the data or objective; hardware-bound
+    "train.jit_compile": RUNTIME, "train.seed": LEARNED, "train.bn_calibration_batches": LEARNED,
+}
+
+
+def field_values(config: ExperimentConfig) -> Dict[str, Any]:
+    """Every field of `config` by its name in `FIELD_CLASSES` ("preset", "data.scale", ...)."""
+    values = {}
+    for name, value in config.to_dict().items():
+        if name in SECTIONS:
+            values.update({f"{name}.{key}": item for key, item in value.items()})
+        else:
+            values[name] = value
+    return values
+
+
+def resume_differences(saved: ExperimentConfig, requested: Dict[str, Any]) -> Dict[str, dict]:
+    """The requested values that differ from a run's, by class (`FIELD_CLASSES`).
+
+    A value asks for the run's own when it is equal, and also: a `data.cache` of None (the
+    run's cache) or the same file by another path; a `loss.content_loss` the run asked for and
+    fell back from (offline VGG19 weights: its `content_loss_note` starts "<loss> requested").
+
+    Args:
+        saved: the run's config (its config.json).
+        requested: {field name: value} asked of the run: a whole config (`field_values`) or
+            the flags given.
+
+    Returns:
+        {class: {field name: (the run's value, the requested value)}}, every class present.
+
+    Example:
+        >>> resume_differences(saved, {"train.adversarial_epochs": 80})[SCHEDULE]
+    """
+    found = {kind: {} for kind in RESUME_CLASSES}
+    values = field_values(saved)
+    for name, value in requested.items():
+        old = values[name]
+        if value == old:
+            continue
+        if name == "data.cache" and (value is None or (
+                old is not None and Path(value).resolve() == Path(old).resolve())):
+            continue
+        if name == "loss.content_loss" and saved.loss.content_loss_note.startswith(
+                f"{value} requested"):
+            continue
+        found[FIELD_CLASSES[name]][name] = (old, value)
+    return found
 
 
 def check_choice(name, value, choices):

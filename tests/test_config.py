@@ -137,3 +137,53 @@ def test_resume_takes_the_runs_config_and_only_schedule_flags(tmp_path):
     args = parser.parse_args(["train", "--output", str(run), "--resume", "--filters", "16"])
     with pytest.raises(config_lib.ConfigError, match="--filters 16 \\(the run's: 32\\)"):
         config_from_args(args, "exp2")
+
+
+def test_every_field_has_one_resume_class():
+    assert set(config_lib.FIELD_CLASSES) == set(config_lib.field_values(ExperimentConfig()))
+    assert set(config_lib.FIELD_CLASSES.values()) == set(config_lib.RESUME_CLASSES)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("train.seed", 3), ("data.batch_size", 8), ("loss.pixel_weight", 0.5),  # learned
+    ("train.adversarial_epochs", 9), ("train.steps_per_epoch", 7),  # schedule
+    ("train.precision", "mixed_bfloat16"), ("data.val_slices", 3), ("train.strategy", "default"),
+])
+def test_the_trainer_the_flags_and_table1_read_one_resume_rule(name, value, tmp_path):
+    from srgan_tf.table1.plan import SubRun, run_differences
+    from srgan_tf.training import trainer
+
+    kind = config_lib.FIELD_CLASSES[name]
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = preset("quick").updated(data={"cache": str(tmp_path / "c.h5")}, output_dir=str(run))
+    saved.save(run / "config.json")
+    section, field = name.split(".")
+    requested = saved.updated(**{section: {field: value}})
+    flag = "--" + field.replace("_", "-")
+    args = build_parser().parse_args(["train", "--output", str(run), "--resume", flag, str(value)])
+    table1 = run_differences(SubRun("aniso-x4", "improved", requested, run))
+    if kind == config_lib.LEARNED:
+        with pytest.raises(ValueError, match=f"resume needs .*{name} was"):
+            trainer._check_run_dir(requested, run, resume=True)
+        with pytest.raises(config_lib.ConfigError, match=f"{flag} {value} \\(the run's: "):
+            config_from_args(args, "exp2")
+    else:
+        trainer._check_run_dir(requested, run, resume=True)
+        assert config_from_args(args, "exp2") == requested
+    assert table1[kind] == [f"{name}: {getattr(getattr(saved, section), field)!r} in the run, "
+                            f"{value!r} requested"]
+    assert sum(map(len, table1.values())) == 1
+
+
+def test_what_the_run_records_of_itself_is_no_flag_and_never_compared(tmp_path):
+    assert config_lib.FIELD_CLASSES["loss.content_loss_note"] == config_lib.RECORD
+    assert "--content-loss-note" not in build_parser().format_help()
+    saved = preset("quick").updated(loss={"content_loss": "mse",
+                                          "content_loss_note": "vgg54 requested; fell back"})
+    # the run asked for vgg54 and fell back: asking for vgg54 again is asking for this run
+    differ = config_lib.resume_differences(saved, config_lib.field_values(preset("quick")))
+    assert not differ[config_lib.LEARNED] and list(differ[config_lib.RECORD]) == [
+        "loss.content_loss_note"]
+    assert list(config_lib.resume_differences(saved, {"loss.content_loss": "vgg22"})[
+        config_lib.LEARNED]) == ["loss.content_loss"]

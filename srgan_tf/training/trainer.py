@@ -20,7 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from srgan_tf.config import ExperimentConfig, GeneratorSpec
+from srgan_tf.config import (LEARNED, ExperimentConfig, GeneratorSpec, field_values,
+                             resume_differences)
 from srgan_tf.runtime import training_precision
 from srgan_tf.training.callbacks import (EpochCheckpoint, EpochLog, HistoryCSV, TensorBoardLogger,
                                          TrainingState, history_columns, read_history,
@@ -335,7 +336,8 @@ def _cache_path(config: ExperimentConfig) -> Path:
 
 
 def _check_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool):
-    """Never mixes two runs: a fresh start needs an unused run_dir, a resume the same networks."""
+    """Never mixes two runs: a fresh start needs an unused run_dir, a resume what the run
+    learned from (`config.FIELD_CLASSES`: only the schedule and the runtime may differ)."""
     if not resume:
         if tf.train.latest_checkpoint(str(run_dir / "checkpoints")):
             raise ValueError(f"{run_dir} already holds checkpoints: pass resume=True (--resume) to "
@@ -345,12 +347,12 @@ def _check_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool):
     if not saved_path.exists():
         return
     saved = ExperimentConfig.load(saved_path)
-    for section, keys in (("model", None), ("data", ("mode", "scale", "train_size"))):
-        old, new = getattr(saved, section), getattr(config, section)
-        for key in keys or [f.name for f in dataclasses.fields(old)]:
-            if getattr(old, key) != getattr(new, key):
-                raise ValueError(f"resume needs the networks of {saved_path}: {section}.{key} was "
-                                 f"{getattr(old, key)!r}. Received: {getattr(new, key)!r}")
+    differ = resume_differences(saved, field_values(config))[LEARNED]
+    if differ:
+        raise ValueError(f"resume needs what {saved_path} learned from; these differ: "
+                         + "; ".join(f"{name} was {old!r}" for name, (old, _) in differ.items())
+                         + ". Received: " + ", ".join(f"{name}={new!r}"
+                                                      for name, (_, new) in differ.items()))
 
 
 def _verbosity(progress: bool) -> int:

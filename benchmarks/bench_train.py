@@ -30,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 SETTINGS = {
     "patch": dict(hr_size=96, mode="iso", scale=4),
@@ -72,15 +71,15 @@ def conv_gflops(dtype_name: str, repeats: int = 5):
 
 
 def bench_config(setting: str, precision: str, jit: bool):
-    from srgan_tf.config import ExperimentConfig, preset
+    from srgan_tf.config import ExperimentConfig
+    from srgan_tf.presets import preset
 
     config = preset(PRESET_OF[setting]) if setting in PRESET_OF else ExperimentConfig()
     content = "mse" if setting in PRESET_OF else "vgg54"
-    return replace(
-        config,
-        data=replace(config.data, **SETTINGS[setting], batch_size=BATCH, patch_size=None),
-        loss=replace(config.loss, content_loss=content, vgg_weights="none"),
-        train=replace(config.train, precision=precision, jit_compile=jit, strategy="default"))
+    return config.updated(
+        data={**SETTINGS[setting], "batch_size": BATCH, "patch_size": None},
+        loss={"content_loss": content, "vgg_weights": "none"},
+        train={"precision": precision, "jit_compile": jit, "strategy": "default"})
 
 
 def step_gflops(config) -> dict:

@@ -16,7 +16,6 @@ orientation. --self-supervised trains one SMORE-like model on the first test vol
 (its simulated thick slices when HR exists, else its real series) to bound the time.
 """
 import argparse
-import copy
 import json
 import re
 import sys
@@ -146,22 +145,20 @@ def given_model(args):
 
 
 def supervised_model(config, args, run_dir, timings, model=None):
-    """The anisotropic export: --model (`model`, from `given_model`), or an Exp. 2 run trained
-    into <run>/exp2."""
+    """(the anisotropic export: --model (`model`, from `given_model`) or an Exp. 2 run trained
+    into <run>/exp2; `config` with the export's scale)."""
     from srgan_tf.evaluation.throughplane_volumes import as_model
 
     if args.model is None and args.self_supervised:
-        return None
+        return None, config
     if args.model is None:
         start = time.perf_counter()
-        supervised = copy.deepcopy(config)  # the user's cache (None: the sample's offline policy)
-        supervised.experiment, supervised.output_dir = "exp2", str(run_dir / "exp2")
+        # the user's cache (None: the sample's offline policy)
+        supervised = config.updated(experiment="exp2", output_dir=str(run_dir / "exp2"))
         run_experiment(supervised, resume=args.resume, sample_root=args.sample_root)
-        config.loss = supervised.loss  # keeps an offline fallback to mse for self-supervision
         timings["Exp. 2 training + evaluation"] = time.perf_counter() - start
         model = as_model(run_dir / "exp2" / "export")
-    config.data.scale = model.spec.scale  # the export fixes the factor
-    return model
+    return model, config.updated(data={"scale": model.spec.scale})  # the export fixes the factor
 
 
 def write_outputs(run_dir, config, model, self_supervised, metrics, figures, timings,
@@ -213,7 +210,7 @@ def run(args):
     else:
         crop = args.crop or None
     timings = {}
-    model = supervised_model(config, args, run_dir, timings, given)
+    model, config = supervised_model(config, args, run_dir, timings, given)
     self_supervised, extra = None, {}
     if args.self_supervised:
         start = time.perf_counter()

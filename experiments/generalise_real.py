@@ -111,12 +111,12 @@ def training_config(args, cache: Path, volumes, run_dir: Path) -> config_lib.Exp
     config = config_from_args(args, "exp2")
     smallest = min(min(view.shape[1:]) for volume in volumes for _, view in _planes(volume, args.planes))
     step = 2 * config.data.scale
+    sizes = {}
     if config.data.hr_size > smallest:  # never upsample real slices to reach hr_size
-        config.data.hr_size = smallest // step * step
-        if config.data.patch_size and config.data.patch_size > config.data.hr_size:
-            config.data.patch_size = config.data.hr_size
-    config.output_dir = str(run_dir)
-    return config_lib.ExperimentConfig.from_dict(config.to_dict())
+        sizes["hr_size"] = smallest // step * step
+        if config.data.patch_size and config.data.patch_size > sizes["hr_size"]:
+            sizes["patch_size"] = sizes["hr_size"]
+    return config.updated(data=sizes, output_dir=str(run_dir))
 
 
 def stripe_pct(error: np.ndarray, where: np.ndarray, period: int) -> float:

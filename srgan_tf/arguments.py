@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from srgan_tf import config as config_lib
+from srgan_tf import presets
 
 DEFAULT_SAMPLE_ROOT = Path("data") / "sample"
 
@@ -44,7 +45,6 @@ def number_type(kind, allowed: config_lib.Range):
 _CHOICES = {"content_loss": config_lib.CONTENT_LOSSES, "strategy": config_lib.STRATEGIES,
             "precision": config_lib.PRECISIONS, "degradation": config_lib.DEGRADATIONS,
             "slice_profile": config_lib.SLICE_PROFILES}
-_INTERNAL = ("content_loss_note",)  # written by the run itself, not a knob
 
 
 def default_mode(experiment: str) -> str:
@@ -61,13 +61,12 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
 
 
 DEFAULT_SCALE = 4
-# What --resume may change in a run's config.json: how training goes on, not what it learns from.
-RESUME_MAY_CHANGE = {("data", "memory_budget_mb"), ("loss", "vgg_weights")}
 
 
 def add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) -> None:
-    """Flags for every knob of `ExperimentConfig`; defaults come from the chosen preset (with
-    --resume, from the run's config.json)."""
+    """Flags for every knob of `ExperimentConfig` (every field but the run's own records,
+    `config.RECORD`); defaults come from the chosen preset (with --resume, from the run's
+    config.json)."""
     mode = default_mode(experiment)
     parser.usage = "%(prog)s [options]"  # the full list is 40 flags: errors stay readable
     parser.add_argument("--cache", help="HDF5 slice cache from `srgan-tf prepare`; "
@@ -86,25 +85,24 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) -
                              "e.g. runs/exp2-aniso-4x-20250101-120000")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --output from its last checkpoint, with its "
-                             "config.json (only training-schedule flags may change)")
+                             "config.json (only schedule and runtime flags may change, e.g. "
+                             "--adversarial-epochs, --precision, --strategy)")
     parser.add_argument("--sample-root", default=str(DEFAULT_SAMPLE_ROOT),
                         help="where the built-in sample is generated and cached")
     add_threads_argument(parser)
     group = parser.add_argument_group("config overrides (default: the preset's value, shown "
                                       "as quick / paper)")
-    presets = [config_lib.preset(name, experiment=experiment, mode=mode)
-               for name in ("quick", "paper")]
+    named = [presets.preset(name, experiment=experiment, mode=mode) for name in ("quick", "paper")]
     for section, cls in (("data", config_lib.DataConfig), ("model", config_lib.ModelConfig),
                          ("loss", config_lib.LossConfig), ("train", config_lib.TrainConfig)):
         for field in config_lib.dataclasses.fields(cls):
-            if field.name in ("cache", "mode", "scale"):
+            if (field.name in ("cache", "mode", "scale")
+                    or config_lib.FIELD_CLASSES[f"{section}.{field.name}"] == config_lib.RECORD):
                 continue
             flag = "--" + field.name.replace("_", "-")
             options = dict(dest=f"{section}.{field.name}", default=None)
-            values = [getattr(getattr(config, section), field.name) for config in presets]
+            values = [getattr(getattr(config, section), field.name) for config in named]
             options["help"] = f"{values[0]} / {values[1]}"
-            if field.name in _INTERNAL:
-                options["help"] = argparse.SUPPRESS
             if "bool" in str(field.type):
                 options.update(type=_parse_bool, metavar="{true,false}")
             elif field.name in _CHOICES:
@@ -138,55 +136,52 @@ def config_from_args(args: argparse.Namespace, experiment: str) -> config_lib.Ex
     if saved is not None and saved.is_file():
         return resumed_config(args, saved)
     preset_name = args.preset or ("paper" if args.cache else "quick")
-    config = config_lib.preset(preset_name, experiment=experiment,
-                               mode=args.mode or default_mode(experiment),
-                               scale=args.scale or DEFAULT_SCALE)
-    config.data.cache = args.cache
-    for (section, name), value in _given_knobs(args).items():
-        setattr(getattr(config, section), name, value)
-    config.output_dir = args.output
-    return _validated(config)
+    config = presets.preset(preset_name, experiment=experiment,
+                            mode=args.mode or default_mode(experiment),
+                            scale=args.scale or DEFAULT_SCALE)
+    knobs = {"data.cache": args.cache, **_given_knobs(args)}
+    return _updated(config, knobs, output_dir=args.output)
 
 
 def resumed_config(args: argparse.Namespace, saved_path: Path) -> config_lib.ExperimentConfig:
-    """The run's own config.json for --resume, with the training-schedule flags the user gave
-    (more epochs, another strategy or precision...). A flag that would change what the saved
-    checkpoints learned from (data, degradation, networks, losses, cache, preset) is refused:
-    continuing under other settings would mislabel the run and its export."""
+    """The run's own config.json for --resume, with the schedule and runtime flags the user
+    gave (more epochs, another strategy or precision...). A flag that would change what the
+    saved checkpoints learned from (data, degradation, networks, losses, cache, preset) is
+    refused: continuing under other settings would mislabel the run and its export. The
+    classes are `config.FIELD_CLASSES`, which the trainer and Table 1 read too."""
     saved = config_lib.ExperimentConfig.load(saved_path)
-    config = config_lib.ExperimentConfig.from_dict(saved.to_dict())
-    given = {("data", "mode"): args.mode, ("data", "scale"): args.scale, **_given_knobs(args)}
-    differ = []
-    if args.cache and Path(args.cache).resolve() != Path(saved.data.cache or "").resolve():
-        differ.append(f"--cache {args.cache} (the run's: {saved.data.cache})")
-    if args.preset and args.preset != saved.preset:
-        differ.append(f"--preset {args.preset} (the run's: {saved.preset})")
-    for (section, name), value in given.items():
-        old = getattr(getattr(saved, section), name)
-        if value is None or value == old:
-            continue
-        if section == "train" or (section, name) in RESUME_MAY_CHANGE:
-            setattr(getattr(config, section), name, value)
-        else:
-            differ.append(f"--{name.replace('_', '-')} {value} (the run's: {old})")
-    if differ:
+    given = {"data.cache": args.cache, "preset": args.preset, "data.mode": args.mode,
+             "data.scale": args.scale, **_given_knobs(args)}
+    differ = config_lib.resume_differences(
+        saved, {name: value for name, value in given.items() if value is not None})
+    if differ[config_lib.LEARNED]:
+        flags = [f"--{name.split('.')[-1].replace('_', '-')} {value} (the run's: {old})"
+                 for name, (old, value) in differ[config_lib.LEARNED].items()]
         raise config_lib.ConfigError(
             f"--resume continues {args.output} with its config.json, and these flags differ from "
-            f"it: {', '.join(differ)}; drop them (only training-schedule flags such as "
-            "--adversarial-epochs may change), or start a new run with another --output")
-    config.output_dir = args.output
-    return _validated(config)
+            f"it: {', '.join(flags)}; drop them (only schedule and runtime flags such as "
+            "--adversarial-epochs or --precision may change), or start a new run with another "
+            "--output")
+    changes = {name: value for kind in (config_lib.SCHEDULE, config_lib.RUNTIME)
+               for name, (_, value) in differ[kind].items()}
+    return _updated(saved, changes, output_dir=args.output)
 
 
 def _given_knobs(args: argparse.Namespace) -> dict:
-    """{(section, field): value} of the config-override flags the user gave."""
-    return {tuple(key.split(".")): value for key, value in vars(args).items()
-            if "." in key and value is not None}
+    """{"section.field": value} of the config-override flags the user gave."""
+    return {key: value for key, value in vars(args).items() if "." in key and value is not None}
 
 
-def _validated(config: config_lib.ExperimentConfig) -> config_lib.ExperimentConfig:
+def _updated(config: config_lib.ExperimentConfig, knobs: dict,
+             **fields) -> config_lib.ExperimentConfig:
+    """`config` with the {"section.field": value} `knobs` and top-level `fields`; a value the
+    config refuses raises `ConfigError` naming the flags."""
+    sections = {}
+    for name, value in knobs.items():
+        section, field = name.split(".")
+        sections.setdefault(section, {})[field] = value
     try:
-        return config_lib.ExperimentConfig.from_dict(config.to_dict())  # re-validates
+        return config.updated(**sections, **fields)
     except config_lib.ConfigError as error:
         raise config_lib.ConfigError(_as_flags(str(error))) from None
 

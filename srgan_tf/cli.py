@@ -195,9 +195,9 @@ def add_super_resolution_arguments(parser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from srgan_tf.config import (INFERENCE_MODES, INFERENCE_PRECISIONS, RANGES,
-                                 SELF_SUPERVISED_EPOCHS, SELF_SUPERVISED_STEPS, Range)
+    from srgan_tf.config import INFERENCE_MODES, INFERENCE_PRECISIONS, RANGES, Range
     from srgan_tf.arguments import add_experiment_arguments, add_threads_argument, number_type
+    from srgan_tf.presets import preset
 
     parser = argparse.ArgumentParser(prog="srgan-tf", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"srgan-tf {__version__}")
@@ -289,10 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="output slice spacing in mm (default: the in-plane spacing)")
     selfsup.add_argument("--init-model", help="start from this supervised export (fine-tune it "
                                               "on the volume)")
+    schedule = preset("self-supervised").train
     selfsup.add_argument("--steps", type=number_type(int, Range(1)),
-                         help=f"training steps (default: {SELF_SUPERVISED_STEPS})")
+                         help=f"training steps (default: {schedule.total_steps})")
     selfsup.add_argument("--epochs", type=number_type(int, Range(1)),
-                         help=f"epochs the steps are split into (default: {SELF_SUPERVISED_EPOCHS})")
+                         help=f"epochs the steps are split into (default: {schedule.pretrain_epochs})")
     selfsup.add_argument("--seed", type=number_type(int, RANGES["seed"]), default=0,
                          help="seed of weights and patch draws")
     add_super_resolution_arguments(selfsup)

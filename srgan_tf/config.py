@@ -1,12 +1,13 @@
-"""Every knob of an experiment, as dataclasses saved to `config.json` in each run.
+"""Every knob of an experiment, as frozen dataclasses saved to `config.json` in each run.
 
-Presets (`paper`, `quick`) are named configs, not code paths.
+Presets (`paper`, `quick`, `self-supervised`) are named configs, kept as data in
+`srgan_tf.presets`.
 """
 import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from srgan_tf.files import atomic_write_text
 
@@ -33,27 +34,6 @@ INFERENCE_MODE_OF = {"aniso": "through-plane", "iso": "in-plane"}
 SLICE_PROFILES = ("gaussian", "box")
 # How Exp. 2 makes its LR height: the paper's bicubic, or a thick-slice profile (Exp. 3 inputs).
 DEGRADATIONS = ("bicubic", "slice-profile")
-# The schedule of `srgan-tf self-supervised` (the quick networks, generator only, pixel MSE):
-# a linear warm-up over the first 5 % of the steps to a peak rate of 1e-3, then a cosine decay
-# to zero. On MNI152 x4 box slices (true profile; ../shared/realmr) 270 such steps score
-# 35.77 dB / SSIM 0.9833 / HFEN 0.186 against 35.78 / 0.9835 / 0.186 for the earlier 600 steps
-# at a constant 2e-4, and on its perturbed copy (SNR 20, bias 0.2, in-plane FWHM 1.2 mm) 300
-# steps 32.29 / 0.7961 / 0.213 against 32.29 / 0.7964 / 0.216. Training time is proportional
-# to the steps (benchmarks/bench_selfsup.py --versus). Epochs only set how often batch norm is
-# calibrated and a checkpoint written (each costs about 4 training steps); the batches drawn
-# are the same whatever their number.
-SELF_SUPERVISED_STEPS = 270
-SELF_SUPERVISED_EPOCHS = 2
-SELF_SUPERVISED_LEARNING_RATE = 1e-3
-SELF_SUPERVISED_SCHEDULE = "cosine"
-SELF_SUPERVISED_WARMUP = 0.05
-SELF_SUPERVISED_CALIBRATION_BATCHES = 10
-# Slices reflected beyond each end of the slice axis before a self-supervised model's
-# through-plane SR (its receptive field is 21+ LR slices, which more than doubles the SR time of
-# a 26-slice volume); with 8, the end slices differ from those of full padding about as much
-# as bf16 inference differs from fp32 (at most 0.2 % of the range; docs/self-supervised.md,
-# "Time and memory").
-SELF_SUPERVISED_SLICE_PADDING = 8
 # The discriminator halves its input four times: 16 pixels is the smallest it takes.
 MIN_TRAIN_SIZE = 16
 
@@ -218,7 +198,7 @@ RANGES = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     """What the networks see.
 
@@ -268,7 +248,7 @@ class DataConfig:
         return self.patch_size or self.hr_size
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     """Generator and discriminator sizes (Ledig et al.: 16 blocks, 64 filters).
 
@@ -285,7 +265,7 @@ class ModelConfig:
     discriminator_dense: int = 1024
 
 
-@dataclass
+@dataclass(frozen=True)
 class LossConfig:
     """Objective. Paper: VGG54 content + 1e-3 adversarial.
 
@@ -314,7 +294,7 @@ class LossConfig:
     pixel_loss: str = "mse"
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Schedule and runtime. Paper: Adam 1e-4, beta1 0.9, 20 pretrain + 50 adversarial epochs.
 
@@ -341,10 +321,25 @@ class TrainConfig:
     seed: int = 0
     bn_calibration_batches: int = 20
 
+    @property
+    def total_steps(self) -> Optional[int]:
+        """Training steps of both phases; None without `steps_per_epoch` (an epoch is then one
+        pass over the training slices)."""
+        if not self.steps_per_epoch:
+            return None
+        return (self.pretrain_epochs + self.adversarial_epochs) * self.steps_per_epoch
 
-@dataclass
+
+# The sections of an `ExperimentConfig`, by field name.
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
-    """A whole run: name, data, model, loss, training and where results go."""
+    """A whole run: name, data, model, loss, training and where results go.
+
+    Frozen, like its sections: a changed config is a new one (`updated`), checked as it is built.
+    """
 
     experiment: str = "exp2"
     preset: str = "custom"
@@ -393,14 +388,28 @@ class ExperimentConfig:
         return GeneratorSpec(self.data.scale_hw, self.model.num_residual_blocks,
                              self.model.filters, self.model.bicubic_residual)
 
+    def updated(self, **changes) -> "ExperimentConfig":
+        """A new config with `changes`, checked like any other (`dataclasses.replace`).
+
+        Args:
+            **changes: top-level fields by value; a section (data, model, loss, train) as a
+                {field: value} dict of the fields that change, or as a whole section.
+
+        Example:
+            >>> config.updated(data={"cache": "cache.h5"}, output_dir="runs/demo")
+        """
+        values = {name: dataclasses.replace(getattr(self, name), **value)
+                  if name in SECTIONS and isinstance(value, dict) else value
+                  for name, value in changes.items()}
+        return dataclasses.replace(self, **values)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "ExperimentConfig":
-        sections = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
-        kwargs = {k: v for k, v in values.items() if k not in sections}
-        for name, section in sections.items():
+        kwargs = {k: v for k, v in values.items() if k not in SECTIONS}
+        for name, section in SECTIONS.items():
             known = {f.name for f in dataclasses.fields(section)}
             kwargs[name] = section(**{k: v for k, v in values.get(name, {}).items() if k in known})
         return cls(**kwargs)
@@ -413,6 +422,86 @@ class ExperimentConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+# What each field is to a run that goes on (`--resume`, the trainer's resume, Table 1's reuse):
+# the one rule of what may differ between a run's config.json and the config that continues it.
+#   learned:  what the run is and what its checkpoints learned from: must match;
+#   schedule: how long it trains: may differ, the run goes on to the new end;
+#   runtime:  how and where it runs: free (and no reason to retrain a finished run);
+#   record:   what the run writes of itself: not a knob (no flag), never compared.
+LEARNED, SCHEDULE, RUNTIME, RECORD = "learned", "schedule", "runtime", "record"
+RESUME_CLASSES = (LEARNED, SCHEDULE, RUNTIME, RECORD)
+FIELD_CLASSES = {
+    "experiment": LEARNED, "preset": LEARNED, "output_dir": RUNTIME,
+    "data.cache": LEARNED, "data.mode": LEARNED, "data.scale": LEARNED,
+    "data.hr_size": LEARNED, "data.patch_size": LEARNED, "data.batch_size": LEARNED,
+    "data.flips": LEARNED, "data.memory_budget_mb": RUNTIME, "data.min_foreground": LEARNED,
+    "data.sample_patients": LEARNED,
+    "data.val_slices": RUNTIME,  # the validation panels and scores logged, not trained on
+    "data.degradation": LEARNED, "data.slice_profile": LEARNED,
+    "data.slice_thickness_ratio": LEARNED,
+    "model.num_residual_blocks": LEARNED, "model.filters": LEARNED,
+    "model.bicubic_residual": LEARNED, "model.discriminator_filters": LEARNED,
+    "model.discriminator_dense": LEARNED,
+    "loss.content_loss": LEARNED,
+    "loss.vgg_weights": RUNTIME,  # where the VGG19 weights are read from (offline: a file)
+    "loss.adversarial_weight": LEARNED, "loss.pixel_weight": LEARNED,
+    "loss.relativistic": LEARNED, "loss.ema_decay": LEARNED,
+    "loss.content_loss_note": RECORD, "loss.pixel_loss": LEARNED,
+    "train.pretrain_epochs": SCHEDULE, "train.adversarial_epochs": SCHEDULE,
+    "train.steps_per_epoch": SCHEDULE,
+    "train.learning_rate": LEARNED, "train.learning_rate_schedule": LEARNED,
+    "train.warmup_fraction": LEARNED, "train.beta_1": LEARNED,
+    "train.strategy": RUNTIME, "train.sync_batch_norm": LEARNED,
+    "train.precision": RUNTIME,  # the arithmetic, not the data or objective; hardware-bound
+    "train.jit_compile": RUNTIME, "train.seed": LEARNED, "train.bn_calibration_batches": LEARNED,
+}
+
+
+def field_values(config: ExperimentConfig) -> Dict[str, Any]:
+    """Every field of `config` by its name in `FIELD_CLASSES` ("preset", "data.scale", ...)."""
+    values = {}
+    for name, value in config.to_dict().items():
+        if name in SECTIONS:
+            values.update({f"{name}.{key}": item for key, item in value.items()})
+        else:
+            values[name] = value
+    return values
+
+
+def resume_differences(saved: ExperimentConfig, requested: Dict[str, Any]) -> Dict[str, dict]:
+    """The requested values that differ from a run's, by class (`FIELD_CLASSES`).
+
+    A value asks for the run's own when it is equal, and also: a `data.cache` of None (the
+    run's cache) or the same file by another path; a `loss.content_loss` the run asked for and
+    fell back from (offline VGG19 weights: its `content_loss_note` starts "<loss> requested").
+
+    Args:
+        saved: the run's config (its config.json).
+        requested: {field name: value} asked of the run: a whole config (`field_values`) or
+            the flags given.
+
+    Returns:
+        {class: {field name: (the run's value, the requested value)}}, every class present.
+
+    Example:
+        >>> resume_differences(saved, {"train.adversarial_epochs": 80})[SCHEDULE]
+    """
+    found = {kind: {} for kind in RESUME_CLASSES}
+    values = field_values(saved)
+    for name, value in requested.items():
+        old = values[name]
+        if value == old:
+            continue
+        if name == "data.cache" and (value is None or (
+                old is not None and Path(value).resolve() == Path(old).resolve())):
+            continue
+        if name == "loss.content_loss" and saved.loss.content_loss_note.startswith(
+                f"{value} requested"):
+            continue
+        found[FIELD_CLASSES[name]][name] = (old, value)
+    return found
+
+
 def check_choice(name, value, choices):
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}. "
@@ -422,37 +511,3 @@ def check_choice(name, value, choices):
 def check_range(name, value, allowed: Range):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in allowed:
         raise ConfigError(f"{name} must be {allowed.text()}. Received: {name}={value!r}")
-
-
-def preset(name: str, experiment: str = "exp2", mode: str = "aniso", scale: int = 4) -> ExperimentConfig:
-    """A named configuration.
-
-    `paper`: the paper's protocol (whole 224x224 slices, batch 16, 20 + 50 epochs, VGG54).
-    `quick`: a CPU demo on the built-in sample that finishes in minutes: a smaller generator
-    on HR patches, a short schedule, and a pixel term that keeps PSNR above bicubic.
-    """
-    config = ExperimentConfig(experiment=experiment, preset=name,
-                              data=DataConfig(mode=mode, scale=scale))
-    if name == "paper":
-        return config
-    if name == "quick":
-        config.data.patch_size = 96
-        config.data.batch_size = 16
-        config.model.num_residual_blocks = 6
-        config.model.filters = 32
-        config.model.discriminator_filters = 32
-        config.model.discriminator_dense = 256
-        config.model.bicubic_residual = True
-        # Through-plane inputs are thick slices: on real MR (MNI152, x4 box slices) a
-        # slice-profile model scores 36.09 dB / SSIM 0.9840 vs 35.51 / 0.9812 for bicubic.
-        # The profile must match the scanner's: the box model on Gaussian slices scores
-        # 34.77 dB vs 34.96 bicubic-trained and 36.29 Gaussian-trained (--slice-profile).
-        config.data.degradation = "slice-profile"
-        config.loss.pixel_weight = 1.0
-        config.train.pretrain_epochs = 4
-        config.train.adversarial_epochs = 2
-        config.train.steps_per_epoch = 60
-        config.train.learning_rate = 2e-4
-        config.train.precision = "auto"  # bf16 where the CPU has it: same scores, 1.2x faster here
-        return config
-    raise ConfigError(f"Unknown preset. Expected 'paper' or 'quick'. Received: {name!r}")

@@ -110,24 +110,23 @@ def resolve_content_loss(config: config_lib.ExperimentConfig, using_sample: bool
     way to fix it. Only the built-in-sample demo falls back to SRGAN-MSE, loudly.
 
     Returns:
-        The content extractor, or None for pixel MSE.
+        (the config to train, the content extractor or None for pixel MSE); the config is
+        `config` itself unless it fell back to mse, which it then records.
     """
     requested = config.loss.content_loss
     if requested == "mse":
-        return None
+        return config, None
     from srgan_tf.models.vgg import VGGWeightsUnavailable, build_content_extractor
 
     weights = None if config.loss.vgg_weights == "none" else config.loss.vgg_weights
     try:
-        return build_content_extractor(requested, weights=weights)
+        return config, build_content_extractor(requested, weights=weights)
     except VGGWeightsUnavailable as error:
         if not using_sample:
             raise
         print(OFFLINE_WARNING.format(reason=str(error).splitlines()[0]), file=sys.stderr)
-        config.loss.content_loss = "mse"
-        config.loss.content_loss_note = (
-            f"{requested} requested; ImageNet VGG19 weights unavailable, fell back to mse")
-        return None
+        note = f"{requested} requested; ImageNet VGG19 weights unavailable, fell back to mse"
+        return config.updated(loss={"content_loss": "mse", "content_loss_note": note}), None
 
 
 def check_split(cache, split: str = "test", advice: str = "") -> int:
@@ -185,16 +184,16 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
                      "its scores are optimistic")
     from srgan_tf.training_run import train_and_export
 
-    config.data.cache = str(cache)
-    config.output_dir = str(run_dir)
-    extractor = resolve_content_loss(config, using_sample)  # may refuse: nothing written yet
+    config = config.updated(data={"cache": str(cache)}, output_dir=str(run_dir))
+    # may refuse: nothing written yet
+    config, extractor = resolve_content_loss(config, using_sample)
     run_dir.mkdir(parents=True, exist_ok=True)
     result = train_and_export(config, run_dir, resume=resume, content_extractor=extractor)
     metrics = {}
     if evaluate and result.chief:  # a multi-worker run's other workers export nothing
         from srgan_tf.evaluation.run import evaluate_run
 
-        metrics = evaluate_run(config, run_dir, result.export_dir)
+        metrics = evaluate_run(result.config, run_dir, result.export_dir)
     print(last_words(run_dir, result.export_dir))
     return metrics
 

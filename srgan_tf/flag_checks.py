@@ -8,20 +8,22 @@ import argparse
 from typing import List
 
 from srgan_tf import config as config_lib
+from srgan_tf.presets import preset
 
 # Above these, training still runs but is unlikely to be what was meant.
 UNUSUAL_LEARNING_RATE = 1e-2  # Ledig et al. train with 1e-4 (1e-5 in the adversarial phase)
 UNUSUAL_ADVERSARIAL_WEIGHT = 0.1  # the paper's 1e-3; above 0.1 the GAN term drowns the content
 UNUSUAL_TEST_FRACTION = 0.5  # more patients held out than trained on
-FEW_SELF_SUPERVISED_STEPS = 100  # the default is SELF_SUPERVISED_STEPS; below 100 it barely learns
+FEW_SELF_SUPERVISED_STEPS = 100  # the default is the preset's 270; below 100 it barely learns
 
 
 def command_warnings(args: argparse.Namespace) -> List[str]:
     """Warnings for the flags of a `srgan-tf` subcommand (`args.command`)."""
     messages = []
     if args.command == "self-supervised":
-        steps = config_lib.SELF_SUPERVISED_STEPS if args.steps is None else args.steps
-        epochs = config_lib.SELF_SUPERVISED_EPOCHS if args.epochs is None else args.epochs
+        schedule = preset("self-supervised").train
+        steps = schedule.total_steps if args.steps is None else args.steps
+        epochs = schedule.pretrain_epochs if args.epochs is None else args.epochs
         if epochs > steps:
             messages.append(f"--epochs {epochs} exceeds --steps {steps}: training runs {steps} "
                             "epochs of 1 step")
@@ -32,7 +34,7 @@ def command_warnings(args: argparse.Namespace) -> List[str]:
         if steps < FEW_SELF_SUPERVISED_STEPS:
             messages.append(f"--steps {steps}: the model barely trains in fewer than "
                             f"{FEW_SELF_SUPERVISED_STEPS} steps (default "
-                            f"{config_lib.SELF_SUPERVISED_STEPS}); the output is close to cubic "
+                            f"{schedule.total_steps}); the output is close to cubic "
                             "interpolation")
     if args.command == "prepare" and args.test_fraction > UNUSUAL_TEST_FRACTION:
         messages.append(f"--test-fraction {args.test_fraction:g} holds out more patients than "

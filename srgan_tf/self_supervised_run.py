@@ -144,11 +144,10 @@ def plan_volume(volume, options: SelfSupervisedOptions, timings: Optional[Timing
 
 def training_config(acquisition, options: SelfSupervisedOptions):
     """The training config of a model for volumes of this acquisition."""
-    from srgan_tf.config import SELF_SUPERVISED_EPOCHS
     from srgan_tf.training.self_supervised import self_supervised_config
 
     return self_supervised_config(acquisition.model_factor, steps=options.steps,
-                                  epochs=options.epochs or SELF_SUPERVISED_EPOCHS, seed=options.seed)
+                                  epochs=options.epochs, seed=options.seed)
 
 
 def volume_training_slices(plan: VolumePlan, config) -> np.ndarray:
@@ -241,7 +240,8 @@ def train_model(images, acquisition, profile, options: SelfSupervisedOptions, ru
          f"{config.data.batch_size} patches {config.data.train_size}^2")
     initial = None
     if options.init_model:
-        initial, config.model = _initial_weights(options.init_model, config)
+        initial, model = _initial_weights(options.init_model, config)
+        config = config.updated(model=model)
         _say(f"Fine-tuning {options.init_model} ({config.model.num_residual_blocks} blocks x "
              f"{config.model.filters} filters) on this volume")
     exporter = RunExporter()
@@ -373,7 +373,7 @@ def _super_resolve(model, slice_first, acquisition, intensity_range, profile, op
     from srgan_tf.inference.infer import resolve_precision
     from srgan_tf.inference.slice_grid import (interpolation_matrix, keep_empty_support,
                                                resample_axis0)
-    from srgan_tf.config import SELF_SUPERVISED_SLICE_PADDING
+    from srgan_tf.presets import SELF_SUPERVISED_SLICE_PADDING
     from srgan_tf.inference.volume_sr import super_resolve_volume
 
     precision = resolve_precision(options.precision, model)

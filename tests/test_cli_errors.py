@@ -18,6 +18,7 @@ from srgan_tf import config as config_lib
 from srgan_tf.cli import main
 from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume
+from srgan_tf.presets import PRESETS, preset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -293,8 +294,8 @@ def test_one_home_for_names_and_ranges():
                                  config_lib.LossConfig, config_lib.TrainConfig)
               for f in config_lib.dataclasses.fields(cls)}
     assert set(config_lib.RANGES) <= fields
-    for name in ("paper", "quick"):
-        config_lib.preset(name)  # every preset satisfies its own ranges
+    for name in PRESETS:
+        preset(name)  # every preset satisfies its own ranges
 
 
 def test_report_says_when_the_data_is_the_synthetic_phantom(tmp_path):

@@ -187,14 +187,15 @@ def test_evaluate_export_and_cli_evaluate_score_like_the_run(exp2_run, training_
 def test_offline_vgg_policy_decides_by_the_data(tmp_path, capsys):
     from srgan_tf.models.vgg import VGGWeightsUnavailable
 
-    config = ExperimentConfig()
-    config.loss.content_loss, config.loss.vgg_weights = "vgg54", str(tmp_path / "missing.h5")
+    config = ExperimentConfig().updated(
+        loss={"content_loss": "vgg54", "vgg_weights": str(tmp_path / "missing.h5")})
     with pytest.raises(VGGWeightsUnavailable, match="missing.h5"):
         resolve_content_loss(config, using_sample=False)  # the user's data: stop, say how
     assert config.loss.content_loss == "vgg54"
-    assert resolve_content_loss(config, using_sample=True) is None  # the demo: MSE, loudly
-    assert config.loss.content_loss == "mse"
-    assert "vgg54 requested" in config.loss.content_loss_note
+    fallen_back, extractor = resolve_content_loss(config, using_sample=True)
+    assert extractor is None  # the demo: MSE, loudly
+    assert fallen_back.loss.content_loss == "mse"
+    assert "vgg54 requested" in fallen_back.loss.content_loss_note
     assert "WARNING: ImageNet VGG19 weights are not available" in capsys.readouterr().err
 
 

@@ -167,6 +167,7 @@ def test_bad_arguments_are_rejected(cache_path):
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""
+    import dataclasses
     import sys
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -174,9 +175,9 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     from srgan_tf.config import DataConfig
     from srgan_tf.data.pipeline import make_dataset
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    config = DataConfig(mode="aniso", scale=4, hr_size=32, batch_size=4, min_foreground=0.5)
+    base = DataConfig(mode="aniso", scale=4, hr_size=32, batch_size=4, min_foreground=0.5)
     for budget in (64, 0):
-        config.memory_budget_mb = budget
+        config = dataclasses.replace(base, memory_budget_mb=budget)
         dataset = make_dataset(sys.argv[1], config, seed=0)
         dataset = strategy.experimental_distribute_dataset(dataset)
         lr, hr = next(iter(dataset))

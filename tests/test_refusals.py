@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srgan_tf import config as config_lib
 from srgan_tf.cli import main
 from srgan_tf.data.usable_volume import little_signal, unusable_reason
 from srgan_tf.flag_checks import config_warnings
 from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume
+from srgan_tf.presets import preset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,9 +154,9 @@ def test_unusual_flags_warn_in_the_commands_own_lines(argv, words, tmp_path, cap
 
 
 def test_training_configs_that_are_unusual_warn():
-    config = config_lib.preset("quick")
+    config = preset("quick")
     assert config_warnings(config) == []
-    config.train.learning_rate, config.loss.adversarial_weight = 0.05, 0.5
+    config = config.updated(train={"learning_rate": 0.05}, loss={"adversarial_weight": 0.5})
     assert [m.split(" is above")[0] for m in config_warnings(config)] == [
         "--learning-rate 0.05", "--adversarial-weight 0.5"]
 

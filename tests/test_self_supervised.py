@@ -215,23 +215,24 @@ def test_bad_inputs_fail_before_training_with_one_line(tmp_path, capsys, case):
 
 
 def test_self_supervised_config_warms_up_then_decays_the_rate_to_zero():
-    from srgan_tf.config import SELF_SUPERVISED_LEARNING_RATE, SELF_SUPERVISED_STEPS
+    from srgan_tf.presets import preset
     from srgan_tf.training.self_supervised import self_supervised_config
     from srgan_tf.training.trainer import generator_learning_rate
 
+    peak = preset("self-supervised").train.learning_rate
     config = self_supervised_config(4, steps=200, epochs=2)
     assert config.train.pretrain_epochs * config.train.steps_per_epoch == 200
     assert config.train.learning_rate_schedule == "cosine" and config.loss.pixel_loss == "mse"
     rate = generator_learning_rate(config)
     values = [float(rate(step)) for step in (0, 5, 10, 105, 199, 200)]
     warmup = round(config.train.warmup_fraction * 200)
-    assert values[0] < values[1] < float(rate(warmup)) == pytest.approx(SELF_SUPERVISED_LEARNING_RATE)
-    assert values[3] == pytest.approx(SELF_SUPERVISED_LEARNING_RATE / 2, rel=0.05)
+    assert values[0] < values[1] < float(rate(warmup)) == pytest.approx(peak)
+    assert values[3] == pytest.approx(peak / 2, rel=0.05)
     assert values[-1] == pytest.approx(0.0, abs=1e-9) and values[-2] < 1e-6
     constant = self_supervised_config(4, schedule="constant", learning_rate=2e-4)
     assert generator_learning_rate(constant) == 2e-4
-    assert self_supervised_config(2).train.pretrain_epochs * \
-        self_supervised_config(2).train.steps_per_epoch == SELF_SUPERVISED_STEPS
+    assert self_supervised_config(2) == preset("self-supervised", scale=2)  # the defaults: the preset's
+    assert self_supervised_config(2).train.total_steps == 270
 
 
 def test_schedule_and_pixel_loss_are_checked():

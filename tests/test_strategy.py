@@ -27,12 +27,12 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     from srgan_tf.training.strategy import make_strategy
     from srgan_tf.training.trainer import build_srgan, make_optimizers
 
-    config = ExperimentConfig()
-    config.data.mode, config.data.hr_size, config.data.batch_size = "iso", 32, 4
-    config.model.num_residual_blocks, config.model.filters = 2, 8
-    config.model.discriminator_filters, config.model.discriminator_dense = 8, 16
-    config.loss.content_loss, config.loss.pixel_weight, config.loss.ema_decay = "mse", 0.5, 0.5
-    config.train.sync_batch_norm = True  # batch statistics over the global batch, as on one device
+    config = ExperimentConfig().updated(
+        data={"mode": "iso", "hr_size": 32, "batch_size": 4},
+        model={"num_residual_blocks": 2, "filters": 8, "discriminator_filters": 8,
+               "discriminator_dense": 16},
+        loss={"content_loss": "mse", "pixel_weight": 0.5, "ema_decay": 0.5},
+        train={"sync_batch_norm": True})  # batch statistics over the global batch, as on one device
     hr = np.tanh(np.random.default_rng(0).normal(size=(8, 32, 32, 1))).astype("float32")
     dataset = tf.data.Dataset.from_tensor_slices((degrade(hr, (4, 4)), hr)).batch(4).repeat()
     weights, results = None, {}

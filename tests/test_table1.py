@@ -8,7 +8,7 @@ import pytest
 
 from srgan_tf import experiment as experiment_lib
 from srgan_tf.table1.plan import (SETTINGS, add_table1_arguments, apply_objective, objectives_for,
-                                  plan_from_args, plan_table1)
+                                  plan_from_args, plan_table1, run_differences)
 from srgan_tf.table1.report import render_table1, write_figures, write_table1
 from srgan_tf.table1.reproduce import collect, reproduce_table1
 
@@ -148,8 +148,7 @@ def fake_training(monkeypatch):
         calls.append((config.output_dir, resume))
         run_dir = Path(config.output_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        config.data.cache = "data/sample/cache.h5"
-        config.save(run_dir / "config.json")
+        config.updated(data={"cache": "data/sample/cache.h5"}).save(run_dir / "config.json")
         metrics = fake_metrics(config.data.scale)
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
         return metrics
@@ -162,10 +161,10 @@ def test_finished_runs_are_reused_and_interrupted_ones_resumed(tmp_path, fake_tr
     plan = plan_of(tmp_path, settings=("iso-x4", "aniso-x4", "aniso-x8"))
     finished, interrupted, fresh = plan.runs
     finished.run_dir.mkdir(parents=True)
-    saved = apply_objective(finished.config, "improved")
-    saved.data.cache = "data/sample/cache.h5"  # resolved by run_experiment
-    saved.loss.content_loss = "mse"  # the offline VGG fallback
-    saved.loss.content_loss_note = "vgg54 requested; fell back to mse"
+    saved = apply_objective(finished.config, "improved").updated(
+        data={"cache": "data/sample/cache.h5"},  # resolved by run_experiment
+        loss={"content_loss": "mse",  # the offline VGG fallback
+              "content_loss_note": "vgg54 requested; fell back to mse"})
     saved.save(finished.run_dir / "config.json")
     (finished.run_dir / "metrics.json").write_text(json.dumps(fake_metrics(4)))
     interrupted.run_dir.mkdir(parents=True)
@@ -245,11 +244,18 @@ def test_figures_are_written_and_logged_to_tensorboard(tmp_path):
     assert "table1/aniso/slice_0" in tags
 
 
-def test_auto_precision_matches_the_resolved_one_recorded_by_the_trainer():
-    from srgan_tf.table1.plan import config_differences
-    from srgan_tf.runtime import training_precision
+def test_a_finished_run_trains_on_when_its_schedule_grows_and_not_for_the_runtime(tmp_path,
+                                                                                 fake_training):
+    plan = plan_of(tmp_path, settings=("aniso-x4", "aniso-x8"))
+    extended, moved = plan.runs
+    for run, change in ((extended, {"adversarial_epochs": 1}),  # the plan asks for 2
+                        (moved, {"precision": "mixed_float16", "strategy": "mirrored"})):
+        run.run_dir.mkdir(parents=True)
+        run.config.updated(train=change).save(run.run_dir / "config.json")
+        (run.run_dir / "metrics.json").write_text(json.dumps(fake_metrics(run.scale)))
+    assert run_differences(extended)["schedule"] == [
+        "train.adversarial_epochs: 1 in the run, 2 requested"]
+    assert run_differences(moved)["learned"] == run_differences(moved)["schedule"] == []
+    reproduce_table1(plan)
+    assert fake_training == [(str(extended.run_dir), True)]  # resumed to the new end
 
-    resolved = training_precision("auto")
-    assert config_differences({"train": {"precision": resolved}}, {"train": {"precision": "auto"}}) == []
-    other = "mixed_float16"
-    assert config_differences({"train": {"precision": other}}, {"train": {"precision": "auto"}})

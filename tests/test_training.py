@@ -25,16 +25,13 @@ from srgan_tf.training_run import export_from_checkpoint, train_and_export
 
 def tiny_config(**loss) -> ExperimentConfig:
     """2 residual blocks, 8 filters, 32x32 HR, x4 iso, VGG22 with random weights."""
-    config = ExperimentConfig()
-    config.data.mode, config.data.scale, config.data.hr_size = "iso", 4, 32
-    config.data.batch_size, config.data.val_slices, config.data.min_foreground = 4, 2, 0.1
-    config.model.num_residual_blocks, config.model.filters = 2, 8
-    config.model.discriminator_filters, config.model.discriminator_dense = 8, 16
-    config.loss.content_loss, config.loss.vgg_weights = "vgg22", "none"
-    for key, value in loss.items():
-        setattr(config.loss, key, value)
-    config.train.learning_rate = 1e-3
-    return config
+    return ExperimentConfig().updated(
+        data={"mode": "iso", "scale": 4, "hr_size": 32, "batch_size": 4, "val_slices": 2,
+              "min_foreground": 0.1},
+        model={"num_residual_blocks": 2, "filters": 8, "discriminator_filters": 8,
+               "discriminator_dense": 16},
+        loss={"content_loss": "vgg22", "vgg_weights": "none", **loss},
+        train={"learning_rate": 1e-3})
 
 
 def fixed_batch(count=4, size=32):
@@ -170,15 +167,15 @@ def test_tensorboard_logger_writes_phase_scalars_and_every_panel(tmp_path):
 
 
 def test_train_writes_run_resumes_and_exports(training_cache, tmp_path):
-    config = tiny_config(content_loss="mse", pixel_weight=1.0, ema_decay=0.9)
-    config.data.cache, config.data.batch_size = str(training_cache), 2
-    config.train.pretrain_epochs, config.train.adversarial_epochs, config.train.steps_per_epoch = 1, 1, 2
-    config.train.precision = "mixed_bfloat16"
+    config = tiny_config(content_loss="mse", pixel_weight=1.0, ema_decay=0.9).updated(
+        data={"cache": str(training_cache), "batch_size": 2},
+        train={"pretrain_epochs": 1, "adversarial_epochs": 1, "steps_per_epoch": 2,
+               "precision": "mixed_bfloat16"})
     run_dir = tmp_path / "run"
     result = train_and_export(config, run_dir, progress=False)
 
     assert json.loads((run_dir / "config.json").read_text())["loss"]["content_loss"] == "mse"
-    assert result.content_loss_used == "mse"
+    assert result.config.loss.content_loss == "mse"
     assert result.history["epoch"] == [1, 2]  # as the console counts: "Epoch 1/2"
     assert result.history["phase"] == ["pretrain", "adversarial"]
     assert np.isfinite(result.history["val_psnr"]).all() and result.history["d_loss"][1] is not None
@@ -198,7 +195,7 @@ def test_train_writes_run_resumes_and_exports(training_cache, tmp_path):
     with pytest.raises(ValueError, match="already holds checkpoints"):
         train(config, run_dir, progress=False)
 
-    config.train.adversarial_epochs = 2  # one more epoch, continued from the checkpoint
+    config = config.updated(train={"adversarial_epochs": 2})  # one more, from the checkpoint
     resumed = train_and_export(config, run_dir, resume=True, progress=False)
     assert resumed.history["epoch"] == [1, 2, 3]
     assert resumed.history["phase"] == ["pretrain", "adversarial", "adversarial"]
@@ -251,8 +248,7 @@ def test_run_directory_lock_refuses_a_second_holder_and_takes_over_a_dead_ones(t
 
 
 def test_train_refuses_a_run_directory_in_use(training_cache, tmp_path):
-    config = tiny_config(content_loss="mse")
-    config.data.cache = str(training_cache)
+    config = tiny_config(content_loss="mse").updated(data={"cache": str(training_cache)})
     (tmp_path / "run").mkdir()
     with DirectoryLock(tmp_path / "run"):  # another training holds it
         with pytest.raises(InputError, match=f"{tmp_path / 'run'}: another training is using this "
@@ -269,8 +265,7 @@ def test_failed_train_leaves_no_orphan_run_directory(tmp_path, existing):
         run_dir.mkdir()  # as `run_experiment` makes it before training
         for name in existing:
             (run_dir / name).write_text("mine")
-    config = tiny_config(content_loss="mse")
-    config.train.steps_per_epoch = 1
+    config = tiny_config(content_loss="mse").updated(train={"steps_per_epoch": 1})
     lr, hr = fixed_batch()
     broken = tf.data.Dataset.from_tensors((lr, hr[:, :16])).repeat()  # SR and HR sizes differ
     with pytest.raises(Exception, match="[Ii]ncompatible shapes|shape"):

@@ -150,13 +150,25 @@ def _loop(mine: List[FoundVolume], progress: bool, handle) -> List[dict]:
 # ---------------------------------------------------------------- self-supervised
 
 
-def _plan_settings(options) -> dict:
-    from srgan_tf import config
+def _self_supervised_defaults() -> dict:
+    """The self-supervised setting's defaults, under the names that ledgers record them by
+    (a ledger written before the setting became a preset still matches while they hold)."""
+    from srgan_tf.presets import SELF_SUPERVISED_SLICE_PADDING, preset
 
+    train = preset("self-supervised").train
+    return {"SELF_SUPERVISED_CALIBRATION_BATCHES": train.bn_calibration_batches,
+            "SELF_SUPERVISED_EPOCHS": train.pretrain_epochs,
+            "SELF_SUPERVISED_LEARNING_RATE": train.learning_rate,
+            "SELF_SUPERVISED_SCHEDULE": train.learning_rate_schedule,
+            "SELF_SUPERVISED_SLICE_PADDING": SELF_SUPERVISED_SLICE_PADDING,
+            "SELF_SUPERVISED_STEPS": train.total_steps,
+            "SELF_SUPERVISED_WARMUP": train.warmup_fraction}
+
+
+def _plan_settings(options) -> dict:
     # The self-supervised defaults go into the stamp too: a cached decision holds its model
     # recipe, which an upgrade with another default schedule must not reuse.
-    defaults = {name: getattr(config, name) for name in dir(config)
-                if name.startswith("SELF_SUPERVISED_")}
+    defaults = _self_supervised_defaults()
     return {"slice_profile": options.slice_profile, "slice_thickness": options.slice_thickness,
             "target_spacing": options.target_spacing, "steps": options.steps,
             "epochs": options.epochs, "seed": options.seed, "init_model": options.init_model,

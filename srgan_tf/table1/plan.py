@@ -11,7 +11,6 @@ from typing import List, Optional, Sequence
 from srgan_tf import arguments
 from srgan_tf import config as config_lib
 from srgan_tf.io.paths_guard import refuse_overwriting_inputs
-from srgan_tf.runtime import training_precision
 
 SETTINGS = ("iso-x4", "iso-x8", "aniso-x4", "aniso-x8")
 EXPERIMENTS = config_lib.EXPERIMENT_OF_MODE
@@ -20,7 +19,6 @@ PAPER_OBJECTIVE = {"pixel_weight": 0.0, "relativistic": False, "ema_decay": 0.0}
 IMPROVED_FALLBACK = {"pixel_weight": 1.0}  # the quick preset's pixel term
 TARGET_SETTING = "aniso-x4"
 TARGET_METRICS = ("psnr", "ssim", "hfen", "edge_f1")  # "beats bicubic on all at once"
-RUNTIME_ONLY = {("train", "strategy"), ("train", "jit_compile"), ("output_dir",)}
 
 
 @dataclasses.dataclass
@@ -71,8 +69,7 @@ def objectives_for(choice: Optional[str], preset_name: str) -> tuple:
 
 
 def apply_objective(config: config_lib.ExperimentConfig, objective: str) -> config_lib.ExperimentConfig:
-    """A copy of `config` with the "paper" or "improved" adversarial-phase objective."""
-    config = config_lib.ExperimentConfig.from_dict(config.to_dict())
+    """`config` with the "paper" or "improved" adversarial-phase objective."""
     current = {key: getattr(config.loss, key) for key in PAPER_OBJECTIVE}
     if objective == "paper":
         changes = PAPER_OBJECTIVE
@@ -80,9 +77,7 @@ def apply_objective(config: config_lib.ExperimentConfig, objective: str) -> conf
         changes = IMPROVED_FALLBACK if current == PAPER_OBJECTIVE else {}
     else:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}. Received: {objective!r}")
-    for key, value in changes.items():
-        setattr(config.loss, key, value)
-    return config
+    return config.updated(loss=changes)
 
 
 def objective_label(loss: dict) -> str:
@@ -123,35 +118,25 @@ def plan_table1(preset_name: Optional[str] = None, *, cache=None, output_dir=Non
                  "output": None, "data.degradation": "bicubic", **(overrides or {})}
         base = arguments.config_from_args(argparse.Namespace(**flags), EXPERIMENTS[mode])
         for name in objectives_for(objective, preset_name):
-            config = apply_objective(base, name)
             run_dir = output_dir / f"{setting}-{name}"
-            config.output_dir = str(run_dir)
+            config = apply_objective(base, name).updated(output_dir=str(run_dir))
             runs.append(SubRun(setting, name, config, run_dir))
     return Table1Plan(output_dir, runs, preset_name, Path(sample_root), figure_slices)
 
 
-def config_differences(saved: dict, requested: dict) -> List[str]:
-    """Fields where a finished sub-run's config.json differs from the requested config.
-
-    Ignores runtime-only fields, the resolved cache path when the sample is used, the content
-    loss that the offline VGG fallback rewrote, and precision "auto" resolved as recorded.
-    """
-    differences = []
-    for section, values in requested.items():
-        pairs = values.items() if isinstance(values, dict) else [(None, values)]
-        for key, value in pairs:
-            path = (section,) if key is None else (section, key)
-            old = saved.get(section) if key is None else saved.get(section, {}).get(key)
-            if path in RUNTIME_ONLY or key == "content_loss_note" or old == value:
-                continue
-            if path == ("data", "cache") and value is None:
-                continue
-            if key == "content_loss" and saved.get("loss", {}).get("content_loss_note"):
-                continue
-            if path == ("train", "precision") and old == training_precision(value):
-                continue  # "auto" was resolved and recorded by the trainer
-            differences.append(f"{'.'.join(path)}: {old!r} in the run, {value!r} requested")
-    return differences
+def run_differences(run: SubRun) -> dict:
+    """{class: ["field: the run's value in the run, the planned one requested"]} of the fields
+    where the sub-run's config.json differs from its planned config, by the one resume rule
+    (`config.resume_differences`): a learned field refuses the directory, a schedule field
+    resumes it (a finished run trains on to the new end), runtime fields are ignored. Empty
+    lists when the run has no config.json yet."""
+    path = run.run_dir / "config.json"
+    if not path.exists():
+        return {kind: [] for kind in config_lib.RESUME_CLASSES}
+    differ = config_lib.resume_differences(config_lib.ExperimentConfig.load(path),
+                                           config_lib.field_values(run.config))
+    return {kind: [f"{name}: {old!r} in the run, {new!r} requested"
+                   for name, (old, new) in fields.items()] for kind, fields in differ.items()}
 
 
 def saved_config(run: SubRun) -> config_lib.ExperimentConfig:

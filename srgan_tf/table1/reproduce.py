@@ -26,23 +26,24 @@ from srgan_tf import experiment as experiment_lib
 from srgan_tf.evaluation.metrics import METRICS
 from srgan_tf.evaluation.report import PAPER_TABLE1
 from srgan_tf.table1.plan import (EXPERIMENTS, TARGET_METRICS, TARGET_SETTING, SubRun,
-                                  Table1Plan, config_differences, objective_label, saved_config)
+                                  Table1Plan, objective_label, run_differences, saved_config)
 from srgan_tf.table1.report import write_figures, write_table1
 
 
 def run_or_reuse(sub_run: SubRun, sample_root=arguments.DEFAULT_SAMPLE_ROOT) -> dict:
-    """The sub-run's metrics: reused when finished, resumed when interrupted, else trained.
+    """The sub-run's metrics: reused when finished, resumed when interrupted or when its
+    schedule is extended, else trained.
 
     Raises:
         ValueError: the run directory holds a run of another configuration.
     """
     metrics_path, config_path = sub_run.run_dir / "metrics.json", sub_run.run_dir / "config.json"
-    if config_path.exists():
-        differences = config_differences(json.loads(config_path.read_text()), sub_run.config.to_dict())
-        if differences:
-            raise ValueError(f"{sub_run.run_dir} holds a run of another configuration; choose "
-                             f"another --output or delete it. Received: {'; '.join(differences)}")
-    if metrics_path.exists():
+    differences = run_differences(sub_run)
+    if differences[config_lib.LEARNED]:
+        raise ValueError(f"{sub_run.run_dir} holds a run of another configuration; choose "
+                         f"another --output or delete it. Received: "
+                         f"{'; '.join(differences[config_lib.LEARNED])}")
+    if metrics_path.exists() and not differences[config_lib.SCHEDULE]:
         metrics = json.loads(metrics_path.read_text())
         if "sr" in metrics:
             print(f"Reusing finished sub-run {sub_run.run_dir}")
@@ -50,8 +51,7 @@ def run_or_reuse(sub_run: SubRun, sample_root=arguments.DEFAULT_SAMPLE_ROOT) -> 
     resume = config_path.exists()  # the trainer starts fresh when no checkpoint was written
     print(f"\n=== Table 1: {sub_run.setting}, {sub_run.objective} objective -> {sub_run.run_dir}"
           + (" (resuming)" if resume else ""))
-    config = config_lib.ExperimentConfig.from_dict(sub_run.config.to_dict())
-    return experiment_lib.run_experiment(config, resume=resume, sample_root=sample_root)
+    return experiment_lib.run_experiment(sub_run.config, resume=resume, sample_root=sample_root)
 
 
 def collect(plan: Table1Plan, metrics_by_run: Dict[str, dict],

@@ -6,63 +6,55 @@ phase): on real MR the adversarial phase trades fidelity (PSNR, SSIM) for textur
 radiologist cannot tell from structure, and it is 4-5x slower per step on a CPU. It stays
 available (`adversarial_epochs`) for users who want it.
 
-The rate warms up to a peak of 1e-3 and decays to zero along a cosine
-(`SELF_SUPERVISED_SCHEDULE`): a short run converges further per step than at the preset's
-constant 2e-4, and the time is proportional to the steps. Measured and left out: an L1 pixel
-loss (behind MSE on PSNR at every step of a 300-step run), XLA (`jit_compile` fails to
-convert the bf16 train step on CPU, and would bypass oneDNN's AMX kernels that make bf16 pay),
-a vectorised input pipeline (14 ms of CPU per batch of 16, ~2 % of a training step's).
+The rate warms up to a peak of 1e-3 and decays to zero along a cosine (the `self-supervised`
+preset, `srgan_tf.presets`): a short run converges further per step than at the `quick`
+preset's constant 2e-4, and the time is proportional to the steps. Measured and left out: an
+L1 pixel loss (behind MSE on PSNR at every step of a 300-step run), XLA (`jit_compile` fails
+to convert the bf16 train step on CPU, and would bypass oneDNN's AMX kernels that make bf16
+pay), a vectorised input pipeline (14 ms of CPU per batch of 16, ~2 % of a training step's).
 """
-import dataclasses
 from pathlib import Path
 from typing import Optional
 
-from srgan_tf.config import (SELF_SUPERVISED_CALIBRATION_BATCHES, SELF_SUPERVISED_EPOCHS,
-                             SELF_SUPERVISED_LEARNING_RATE,
-                             SELF_SUPERVISED_SCHEDULE, SELF_SUPERVISED_STEPS,
-                             SELF_SUPERVISED_WARMUP, ExperimentConfig, preset)
+from srgan_tf.config import ExperimentConfig
 from srgan_tf.data.self_supervised import self_supervised_dataset
-
+from srgan_tf.presets import preset
 
 
 def self_supervised_config(model_factor: int, *, steps: Optional[int] = None,
-                           epochs: int = SELF_SUPERVISED_EPOCHS, seed: int = 0,
-                           precision: str = "auto",
-                           learning_rate: float = SELF_SUPERVISED_LEARNING_RATE,
-                           schedule: str = SELF_SUPERVISED_SCHEDULE) -> ExperimentConfig:
-    """The `quick` networks as an anisotropic x`model_factor` model, generator-only training
-    on pixel MSE at a warmed-up, cosine-decayed learning rate.
+                           epochs: Optional[int] = None, seed: Optional[int] = None,
+                           precision: Optional[str] = None, learning_rate: Optional[float] = None,
+                           schedule: Optional[str] = None) -> ExperimentConfig:
+    """The `self-supervised` preset as an anisotropic x`model_factor` model: the `quick`
+    networks, generator-only training on pixel MSE at a warmed-up, cosine-decayed rate.
+    Each argument left None keeps the preset's.
 
     Args:
         model_factor: the model's through-plane factor (2, 4 or 8).
-        steps: training steps in all (default SELF_SUPERVISED_STEPS), split evenly over `epochs`
-            (an epoch ends with batch-norm calibration, validation and a checkpoint).
+        steps: training steps in all, split evenly over `epochs` (an epoch ends with
+            batch-norm calibration, validation and a checkpoint).
         epochs: epochs of the schedule.
         seed: random seed of the weights and the patch draws.
         precision: training precision ("auto": bf16 where the CPU has it).
         learning_rate: the peak learning rate (the constant one with schedule "constant").
-        schedule: "cosine" (warm-up over SELF_SUPERVISED_WARMUP of the steps, then a cosine
-            decay to zero) or "constant".
+        schedule: "cosine" (warm-up over the preset's `warmup_fraction` of the steps, then a
+            cosine decay to zero) or "constant".
     """
-    steps = SELF_SUPERVISED_STEPS if steps is None else int(steps)
+    config = preset("self-supervised", scale=model_factor)
+    train = config.train
+    steps = train.total_steps if steps is None else int(steps)
+    epochs = train.pretrain_epochs if epochs is None else int(epochs)
     if steps < 1 or epochs < 1:
         raise ValueError(f"steps and epochs must be >= 1. Received: steps={steps}, epochs={epochs}")
-    config = preset("quick", experiment="self-supervised", mode="aniso", scale=model_factor)
-    config.preset = "self-supervised"
-    config.loss.content_loss = "mse"  # generator-only: no VGG features needed
-    config.loss.vgg_weights = "none"
-    config.train.pretrain_epochs = min(int(epochs), steps)
-    config.train.adversarial_epochs = 0
-    config.train.steps_per_epoch = max(1, steps // config.train.pretrain_epochs)
-    config.train.seed = int(seed)
-    config.train.precision = precision
-    # Batch-norm statistics over 10 batches x 16 patches (a calibration costs 6 training steps
-    # per 20 batches on the quick networks, and runs every epoch).
-    config.train.bn_calibration_batches = SELF_SUPERVISED_CALIBRATION_BATCHES
-    config.train.learning_rate = float(learning_rate)
-    config.train.learning_rate_schedule = schedule
-    config.train.warmup_fraction = SELF_SUPERVISED_WARMUP if schedule == "cosine" else 0.0
-    return ExperimentConfig.from_dict(config.to_dict())
+    epochs = min(epochs, steps)
+    schedule = schedule or train.learning_rate_schedule
+    return config.updated(train={
+        "pretrain_epochs": epochs, "steps_per_epoch": max(1, steps // epochs),
+        "seed": train.seed if seed is None else int(seed),
+        "precision": precision or train.precision,
+        "learning_rate": train.learning_rate if learning_rate is None else float(learning_rate),
+        "learning_rate_schedule": schedule,
+        "warmup_fraction": train.warmup_fraction if schedule == "cosine" else 0.0})
 
 
 def train_on_volume(images, taps, config: ExperimentConfig, run_dir, *, progress: bool = True,
@@ -92,7 +84,6 @@ def train_on_volume(images, taps, config: ExperimentConfig, run_dir, *, progress
         images, taps, config.data.scale, patch_size=config.data.train_size,
         batch_size=global_batch, flips=config.data.flips, seed=config.train.seed,
         val_slices=config.data.val_slices)
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train))
     extra = {"initial_weights": initial_weights} if initial_weights else {}
     return train(config, Path(run_dir), progress=progress, train_dataset=dataset,
                  validation=validation, on_phase_end=on_phase_end, **extra)

@@ -6,8 +6,7 @@ are the orchestrator's (`srgan_tf.training_run`): `train` reports each phase end
 `on_phase_end`.
 
 Example:
-    config = preset("quick")
-    config.data.cache = "cache.h5"
+    config = preset("quick").updated(data={"cache": "cache.h5"})
     result = train(config, "runs/demo")
     print(result.history["val_psnr"][-1])
 """
@@ -21,7 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from srgan_tf.config import ExperimentConfig, GeneratorSpec
+from srgan_tf.config import (LEARNED, ExperimentConfig, GeneratorSpec, field_values,
+                             resume_differences)
 from srgan_tf.runtime import training_precision
 from srgan_tf.training.callbacks import (EpochCheckpoint, EpochLog, HistoryCSV, TensorBoardLogger,
                                          TrainingState, history_columns, read_history,
@@ -38,12 +38,13 @@ SPEC_FILE = "generator.json"  # in checkpoints/: the GeneratorSpec of the checkp
 
 @dataclasses.dataclass
 class TrainResult:
-    """What a training run produced: the run directory, per-epoch history and, when the
-    orchestrator exported it, the export."""
+    """What a training run produced: the run directory, per-epoch history, the config as
+    trained (precision resolved; what config.json holds) and, when the orchestrator exported
+    it, the export."""
 
     run_dir: Path
     history: dict
-    content_loss_used: str
+    config: ExperimentConfig
     chief: bool = True  # False: a multi-worker run's other worker, which wrote nothing
     export_dir: Optional[Path] = None  # set by the orchestrator (`training_run.train_and_export`)
 
@@ -120,7 +121,7 @@ def generator_learning_rate(config: ExperimentConfig):
     train_config = config.train
     if train_config.learning_rate_schedule == "constant":
         return train_config.learning_rate
-    steps = (train_config.pretrain_epochs + train_config.adversarial_epochs) * train_config.steps_per_epoch
+    steps = train_config.total_steps
     warmup = int(round(train_config.warmup_fraction * steps))
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else train_config.learning_rate,
@@ -151,10 +152,11 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
             the run ends: the orchestrator exports there.
 
     Returns:
-        TrainResult with the run directory, history and content loss used.
+        TrainResult with the run directory, history and the config as trained.
     """
     strategy = make_strategy(config.train.strategy)  # first: multiworker needs a fresh runtime
-    config.train.precision = training_precision(config.train.precision)  # config.json: as used
+    # config.json records the precision as used ("auto" resolved)
+    config = config.updated(train={"precision": training_precision(config.train.precision)})
     run_dir = Path(run_dir)
     if train_dataset is not None and not config.train.steps_per_epoch:
         raise ValueError("train_dataset needs config.train.steps_per_epoch (a dataset's length "
@@ -191,7 +193,7 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
         if report:
             report("final", epochs_done)
         history = history_columns(read_history(workspace.directory / "history.csv"))
-    return TrainResult(run_dir, history, config.loss.content_loss, chief)
+    return TrainResult(run_dir, history, config, chief)
 
 
 def _phase_reporter(on_phase_end, model, config: ExperimentConfig, workspace):
@@ -334,7 +336,8 @@ def _cache_path(config: ExperimentConfig) -> Path:
 
 
 def _check_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool):
-    """Never mixes two runs: a fresh start needs an unused run_dir, a resume the same networks."""
+    """Never mixes two runs: a fresh start needs an unused run_dir, a resume what the run
+    learned from (`config.FIELD_CLASSES`: only the schedule and the runtime may differ)."""
     if not resume:
         if tf.train.latest_checkpoint(str(run_dir / "checkpoints")):
             raise ValueError(f"{run_dir} already holds checkpoints: pass resume=True (--resume) to "
@@ -344,12 +347,12 @@ def _check_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool):
     if not saved_path.exists():
         return
     saved = ExperimentConfig.load(saved_path)
-    for section, keys in (("model", None), ("data", ("mode", "scale", "train_size"))):
-        old, new = getattr(saved, section), getattr(config, section)
-        for key in keys or [f.name for f in dataclasses.fields(old)]:
-            if getattr(old, key) != getattr(new, key):
-                raise ValueError(f"resume needs the networks of {saved_path}: {section}.{key} was "
-                                 f"{getattr(old, key)!r}. Received: {getattr(new, key)!r}")
+    differ = resume_differences(saved, field_values(config))[LEARNED]
+    if differ:
+        raise ValueError(f"resume needs what {saved_path} learned from; these differ: "
+                         + "; ".join(f"{name} was {old!r}" for name, (old, _) in differ.items())
+                         + ". Received: " + ", ".join(f"{name}={new!r}"
+                                                      for name, (_, new) in differ.items()))
 
 
 def _verbosity(progress: bool) -> int:

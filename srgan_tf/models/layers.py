@@ -159,11 +159,52 @@ def _hold(x, scale_hw):
     taps_h, taps_w = (_hold_taps(factor) for factor in scale_hw)
     if len(taps_h) == len(taps_w) == 1:
         return x
-    pad_h, pad_w = (len(taps_h) - 1) // 2, (len(taps_w) - 1) // 2
-    padded = ops.pad(x, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]], mode="symmetric")
+    pads = [[0, 0], [(len(taps_h) - 1) // 2] * 2, [(len(taps_w) - 1) // 2] * 2, [0, 0]]
     kernel = np.outer(taps_h, taps_w)[:, :, None, None]
     kernel = np.tile(kernel, (1, 1, x.shape[-1], 1))  # one filter per channel
+    if keras.backend.backend() == "tensorflow":
+        return _hold_tensorflow(x, ops.cast(kernel, x.dtype), pads)
+    padded = ops.pad(x, pads, mode="symmetric")
     return ops.depthwise_conv(padded, ops.cast(kernel, x.dtype), strides=1, padding="valid")
+
+
+def _symmetric_pad_by_copies(x, pads):
+    """tf.pad(x, pads, "SYMMETRIC") along axes 1 and 2 as concatenated slices: a copy, about
+    twice as fast as MirrorPad on a CPU (bfloat16 and float32)."""
+    import tensorflow as tf
+
+    for axis in (1, 2):
+        width = pads[axis][0]
+        if width:
+            head = tf.reverse(tf.gather(x, tf.range(width), axis=axis), [axis])
+            size = tf.shape(x)[axis]
+            tail = tf.reverse(tf.gather(x, tf.range(size - width, size), axis=axis), [axis])
+            x = tf.concat([head, x, tail], axis=axis)
+    return x
+
+
+def _hold_tensorflow(x, kernel, pads):
+    """The hold filter on TensorFlow: padded by copies forward; backward the depthwise conv's
+    input gradient folded back by MirrorPadGrad (the copies' own gradient, slices and adds, is
+    twice as slow)."""
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(x)
+
+    @tf.custom_gradient
+    def hold(x):
+        padded = _symmetric_pad_by_copies(x, pads)
+        y = tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID")
+
+        def gradient(dy):
+            dpadded = tf.raw_ops.DepthwiseConv2dNativeBackpropInput(
+                input_sizes=tf.shape(padded), filter=kernel, out_backprop=dy,
+                strides=[1, 1, 1, 1], padding="VALID")
+            return tf.raw_ops.MirrorPadGrad(input=dpadded, paddings=pads, mode="SYMMETRIC")
+
+        return y, gradient
+
+    return hold(x)
 
 
 @keras.saving.register_keras_serializable(package="srgan_tf")

@@ -227,14 +227,14 @@ def trained_model(model_dir: Path, recipe: dict, train, *, retrain: bool = False
 def train_model(images, acquisition, profile, options: SelfSupervisedOptions, run_dir: Path):
     """Train and export a self-supervised model on `images` (one volume's training slices, or
     the pooled slices of several volumes of one acquisition); the loaded export."""
-    from srgan_tf.data.self_supervised import profile_taps, training_pixel_mm
+    from srgan_tf.data.self_supervised import training_pixel_mm
     from srgan_tf.inference.exported_model import load_exported
     from srgan_tf.training.self_supervised import train_on_volume
     from srgan_tf.training_run import RunExporter
 
     config = training_config(acquisition, options)
     pixel = training_pixel_mm(acquisition)
-    taps = profile_taps(profile, acquisition.model_factor, pixel)
+    taps = profile.sampling_taps(acquisition.model_factor, pixel)
     _say(f"Training: {len(images)} in-plane slices of {images.shape[1]}x{images.shape[2]} "
          f"pixels of {pixel:.4g} mm, x{acquisition.model_factor} height-only, "
          f"{config.train.pretrain_epochs} epochs x {config.train.steps_per_epoch} steps of "

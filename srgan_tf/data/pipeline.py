@@ -31,6 +31,7 @@ import tensorflow as tf
 from srgan_tf.data.cache import SliceCache
 from srgan_tf.data.degrade import degrade, slice_profile_degrade
 from srgan_tf.data.intensity import FOREGROUND_LEVEL
+from srgan_tf.data.slice_profile import SliceProfile
 
 log = logging.getLogger("srgan_tf")
 
@@ -137,14 +138,15 @@ def lr_images(hr, data_config) -> tf.Tensor:
 
     iso, or aniso with `degradation="bicubic"` (the paper): `degrade(hr, scale_hw)`.
     aniso with `degradation="slice-profile"`: thick slices along the height, as through-plane
-    images of an acquired volume are: `slice_profile_degrade(hr, axis=-3, scale, slice_profile,
-    thickness=slice_thickness_ratio * scale)`, with degrade's sampling phase and borders.
+    images of an acquired volume are: `slice_profile_degrade(hr, axis=-3, scale,
+    SliceProfile(slice_profile, slice_thickness_ratio * scale))` (width in HR rows), with
+    degrade's sampling phase and borders.
     """
     if data_config.mode == "aniso" and data_config.degradation == "slice-profile":
         thickness = data_config.slice_thickness_ratio * data_config.scale  # in HR rows
         return slice_profile_degrade(tf.convert_to_tensor(hr, tf.float32), axis=-3,
-                                     factor=data_config.scale, profile=data_config.slice_profile,
-                                     thickness=thickness)
+                                     factor=data_config.scale,
+                                     profile=SliceProfile(data_config.slice_profile, thickness))
     return degrade(hr, data_config.scale_hw)
 
 

@@ -10,8 +10,8 @@ Geometry: the model upsamples by the integer `acquisition.model_factor` (s), so 
 is s training pixels and the training pixel is `slice_spacing / s` mm. The in-plane slices
 are resampled to that pixel size (cv2 INTER_AREA when shrinking, INTER_CUBIC when
 enlarging; untouched when it already matches), and the slice profile is integrated over
-those pixels (`profile_taps`). Both in-plane axes serve as the degraded "height": each
-example is transposed at random, then flipped, then degraded along its height.
+those pixels (`SliceProfile.sampling_taps`). Both in-plane axes serve as the degraded "height":
+each example is transposed at random, then flipped, then degraded along its height.
 """
 from typing import Tuple
 
@@ -71,7 +71,7 @@ def self_supervised_dataset(images: np.ndarray, taps, factor: int, *, patch_size
 
     hr [B, P, P, 1], lr [B, P / factor, P, 1] float32 in [-1, 1]. Each element: a random
     slice, a random P x P patch, a random transpose, random flips, then the height degraded
-    with `taps` (`profile_taps`) and subsampled by `factor`. Draws are stateless in
+    with `taps` (`SliceProfile.sampling_taps`) and subsampled by `factor`. Draws are stateless in
     (seed, element number): the same seed gives the same batches.
 
     Validation: `val_slices` evenly spaced slices, their centred square of side
@@ -79,7 +79,8 @@ def self_supervised_dataset(images: np.ndarray, taps, factor: int, *, patch_size
 
     Args:
         images: (count, rows, cols) float32 from `training_slices`.
-        taps: (offsets, weights) of the slice profile in training pixels.
+        taps: (offsets, weights) of the slice profile in training pixels
+            (`profile.sampling_taps(factor, training_pixel_mm(acquisition))`).
         factor: the model's integer through-plane factor.
         patch_size: P, a multiple of `factor`.
         batch_size: B (the GLOBAL batch under a distribution strategy).
@@ -133,10 +134,3 @@ def validation_pairs(images, taps, factor, picks=4, size=192) -> Tuple[np.ndarra
         hr.append(image)
         lr.append(np.asarray(filter_and_subsample(image, 0, taps, factor)))
     return np.stack(lr).astype(np.float32), np.stack(hr).astype(np.float32)
-
-
-def profile_taps(profile, factor: int, pixel_mm: float) -> Tuple[np.ndarray, np.ndarray]:
-    """Taps of a `SliceProfile` for `filter_and_subsample`: thick slice i is centred at training
-    coordinate i * factor + (factor - 1) / 2 (the degradation module's sampling phase), and
-    each tap weighs the profile integrated over its pixel."""
-    return profile.taps(pixel_mm, centre=(factor - 1) / 2.0)

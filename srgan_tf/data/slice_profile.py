@@ -20,7 +20,12 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 from scipy import sparse, special
 
-SHAPES = ("box", "gaussian", "file")
+from srgan_tf.config import SLICE_PROFILES
+
+# Shapes given by name (config.SLICE_PROFILES, in alphabetical order: box first, the order the
+# estimate has always tried and reported them), and "file": samples read from a .npy file.
+NAMED_SHAPES = tuple(sorted(SLICE_PROFILES))
+SHAPES = NAMED_SHAPES + ("file",)
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))  # a Gaussian's FWHM = this x its sigma
 GAUSSIAN_REACH_SIGMAS = 4.0  # a Gaussian profile is truncated this many sigmas from its centre
 

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from srgan_tf.data.acquisition import Acquisition
+from srgan_tf.data.augment import augment_draws, element_draws, random_patch_and_flips
 from srgan_tf.data.degrade import filter_and_subsample
 from srgan_tf.data.intensity import FOREGROUND_LEVEL, normalize
 
@@ -70,9 +71,10 @@ def self_supervised_dataset(images: np.ndarray, taps, factor: int, *, patch_size
     """Endless `(lr, hr)` training batches and fixed validation pairs from training slices.
 
     hr [B, P, P, 1], lr [B, P / factor, P, 1] float32 in [-1, 1]. Each element: a random
-    slice, a random P x P patch, a random transpose, random flips, then the height degraded
-    with `taps` (`SliceProfile.sampling_taps`) and subsampled by `factor`. Draws are stateless in
-    (seed, element number): the same seed gives the same batches.
+    slice, then `augment.random_patch_and_flips`: a random P x P patch, a random transpose,
+    random flips; then the height degraded with `taps` (`SliceProfile.sampling_taps`) and
+    subsampled by `factor`. Draws are stateless in (seed, element number): the same seed gives
+    the same batches.
 
     Validation: `val_slices` evenly spaced slices, their centred square of side
     min(rows, cols, val_size) (a multiple of factor), alternately as is and transposed.
@@ -99,17 +101,9 @@ def self_supervised_dataset(images: np.ndarray, taps, factor: int, *, patch_size
     slices = tf.constant(images[..., None])
 
     def example(number):
-        draw = tf.random.stateless_uniform([6], seed=tf.stack([tf.constant(seed, tf.int64), number]),
-                                           alg="philox")
-        index = tf.minimum(tf.cast(draw[0] * count, tf.int32), count - 1)
-        top = tf.cast(draw[1] * (rows - patch + 1), tf.int32)
-        left = tf.cast(draw[2] * (cols - patch + 1), tf.int32)
-        hr = slices[index, top:top + patch, left:left + patch, :]
-        hr = tf.cond(draw[3] < 0.5, lambda: tf.transpose(hr, [1, 0, 2]), lambda: hr)
-        if flips:
-            hr = tf.cond(draw[4] < 0.5, lambda: hr[::-1], lambda: hr)
-            hr = tf.cond(draw[5] < 0.5, lambda: hr[:, ::-1], lambda: hr)
-        hr = tf.ensure_shape(hr, [patch, patch, 1])
+        draws = element_draws(seed, number, 1 + augment_draws(transpose=True))
+        index = tf.minimum(tf.cast(draws[0] * count, tf.int32), count - 1)  # the slice first
+        hr = random_patch_and_flips(slices[index], draws[1:], patch, flips=flips, transpose=True)
         lr = filter_and_subsample(hr, 0, taps, factor)
         return tf.ensure_shape(lr, [patch // factor, patch, 1]), hr
 

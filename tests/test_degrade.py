@@ -56,6 +56,21 @@ def test_bicubic_kernel_is_stretched_keys_cubic(scale):
     np.testing.assert_allclose(ours[:, 2:-2, 2:-2], reference[:, 2:-2, 2:-2], atol=1e-5)
 
 
+@pytest.mark.parametrize("factor", [2, 4])
+def test_slice_grid_and_the_bicubic_baseline_share_the_keys_cubic(factor):
+    """One Keys kernel: slice-axis resampling (`slice_grid`, numpy) equals the bicubic baseline
+    (`upsample_bicubic`, TF's resize) on the same grid, away from the borders (TF renormalises
+    there, slice_grid clamps)."""
+    from srgan_tf.inference.slice_grid import interpolation_matrix
+
+    lr = np.random.default_rng(0).normal(size=(16, 5)).astype(np.float32)
+    baseline = upsample_bicubic(lr[None, :, :, None], (factor, 1)).numpy()[0, :, :, 0]
+    step = 1.0 / factor  # output j at input coordinate (j + 0.5) / factor - 0.5
+    matrix = interpolation_matrix(16, 0.0, 1.0, 16 * factor, step / 2 - 0.5, step)
+    inner = slice(2 * factor, -2 * factor)
+    np.testing.assert_allclose((matrix @ lr)[inner], baseline[inner], atol=1e-6)
+
+
 @pytest.mark.parametrize("scale", [4, 8])
 def test_height_only_leaves_columns_untouched(scale):
     row = np.linspace(-1, 1, 32, dtype=np.float32) ** 3

@@ -34,6 +34,7 @@ import numpy as np
 from srgan_tf import config as config_lib
 from srgan_tf.arguments import add_experiment_arguments, config_from_args
 from srgan_tf.data.acquisition import is_isotropic
+from srgan_tf.data.slice_profile import NAMED_SHAPES
 from srgan_tf.experiment import run_experiment
 from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", help="one volume: anterior part trains, posterior part tests")
     parser.add_argument("--planes", choices=("acquired", "all"), default="all",
                         help="all: isotropic training volumes also give coronal, sagittal planes")
-    parser.add_argument("--profile", choices=("box", "gaussian"), nargs="+", default=["box"],
+    parser.add_argument("--profile", choices=NAMED_SHAPES, nargs="+", default=["box"],
                         help="slice profile(s) of the simulated thick test slices")
     parser.add_argument("--work", default=None, help="folder for the cache and run (default: temp)")
     parser.add_argument("--score-only", action="store_true",

@@ -71,14 +71,15 @@ def _say(text: str) -> None:
 def profile_file(option: str) -> Optional[Path]:
     """The .npy file `--slice-profile` names (None for auto, box or gaussian); InputError when
     it is neither."""
+    from srgan_tf.data.slice_profile import NAMED_SHAPES
     from srgan_tf.io.errors import InputError
 
-    if option in ("auto", "box", "gaussian"):
+    if option in ("auto", *NAMED_SHAPES):
         return None
     path = Path(option)
     if path.suffix.lower() != ".npy" or not path.is_file():
-        raise InputError("--slice-profile", f"expected auto, box, gaussian or an existing .npy "
-                                            f"file. Received: {option!r}")
+        raise InputError("--slice-profile", f"expected auto, {', '.join(NAMED_SHAPES)} or an existing "
+                                            f".npy file. Received: {option!r}")
     return path
 
 
@@ -87,10 +88,10 @@ def resolve_profile(option: str, volume, acquisition, intensity_range, source):
     volume's spectrum with the header's thickness (`data.profile_choice`)."""
     from srgan_tf.console import warn
     from srgan_tf.data.profile_choice import choose_slice_profile
-    from srgan_tf.data.slice_profile import SliceProfile, load_profile_file
+    from srgan_tf.data.slice_profile import NAMED_SHAPES, SliceProfile, load_profile_file
     from srgan_tf.io.errors import InputError
 
-    if option in ("box", "gaussian"):
+    if option in NAMED_SHAPES:
         return (SliceProfile(option, acquisition.thickness),
                 f"chosen with --slice-profile {option}; width = slice thickness "
                 f"{acquisition.thickness:.4g} mm (from {acquisition.thickness_source})", None)
@@ -226,14 +227,14 @@ def trained_model(model_dir: Path, recipe: dict, train, *, retrain: bool = False
 def train_model(images, acquisition, profile, options: SelfSupervisedOptions, run_dir: Path):
     """Train and export a self-supervised model on `images` (one volume's training slices, or
     the pooled slices of several volumes of one acquisition); the loaded export."""
-    from srgan_tf.data.self_supervised import profile_taps, training_pixel_mm
+    from srgan_tf.data.self_supervised import training_pixel_mm
     from srgan_tf.inference.exported_model import load_exported
     from srgan_tf.training.self_supervised import train_on_volume
     from srgan_tf.training_run import RunExporter
 
     config = training_config(acquisition, options)
     pixel = training_pixel_mm(acquisition)
-    taps = profile_taps(profile, acquisition.model_factor, pixel)
+    taps = profile.sampling_taps(acquisition.model_factor, pixel)
     _say(f"Training: {len(images)} in-plane slices of {images.shape[1]}x{images.shape[2]} "
          f"pixels of {pixel:.4g} mm, x{acquisition.model_factor} height-only, "
          f"{config.train.pretrain_epochs} epochs x {config.train.steps_per_epoch} steps of "
@@ -325,7 +326,9 @@ def run_self_supervised(options: SelfSupervisedOptions) -> dict:
 
 def self_supervised_inputs(options: SelfSupervisedOptions) -> list:
     """The paths the command reads: the volume, the --init-model export, a profile file."""
-    profile = None if options.slice_profile in ("auto", "box", "gaussian") else options.slice_profile
+    from srgan_tf.data.slice_profile import NAMED_SHAPES
+
+    profile = None if options.slice_profile in ("auto", *NAMED_SHAPES) else options.slice_profile
     return [options.input, options.init_model, profile]
 
 

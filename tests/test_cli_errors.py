@@ -285,10 +285,10 @@ def test_startup_noise_filter_keeps_real_messages():
 
 
 def test_one_home_for_names_and_ranges():
-    from srgan_tf.data.degrade import PROFILES
+    from srgan_tf.data.slice_profile import NAMED_SHAPES
     from srgan_tf.inference.volume_sr import MODES
 
-    assert config_lib.SLICE_PROFILES == PROFILES
+    assert sorted(NAMED_SHAPES) == sorted(config_lib.SLICE_PROFILES)
     assert MODES == config_lib.INFERENCE_MODES
     fields = {f.name for cls in (config_lib.DataConfig, config_lib.ModelConfig,
                                  config_lib.LossConfig, config_lib.TrainConfig)

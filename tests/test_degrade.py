@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 
 from srgan_tf.data.degrade import (bicubic_taps, degrade, keys_cubic, resampling_matrix,
-                                   slice_profile_degrade, slice_profile_taps, upsample_bicubic)
+                                   slice_profile_degrade, upsample_bicubic)
+from srgan_tf.data.slice_profile import SliceProfile
 
 
 def _images(shape=(2, 32, 32, 1), seed=0):
@@ -53,6 +54,21 @@ def test_bicubic_kernel_is_stretched_keys_cubic(scale):
     ours = degrade(hr, (scale, scale)).numpy()
     reference = tf.image.resize(hr, [64 // scale] * 2, method="bicubic", antialias=True).numpy()
     np.testing.assert_allclose(ours[:, 2:-2, 2:-2], reference[:, 2:-2, 2:-2], atol=1e-5)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_slice_grid_and_the_bicubic_baseline_share_the_keys_cubic(factor):
+    """One Keys kernel: slice-axis resampling (`slice_grid`, numpy) equals the bicubic baseline
+    (`upsample_bicubic`, TF's resize) on the same grid, away from the borders (TF renormalises
+    there, slice_grid clamps)."""
+    from srgan_tf.inference.slice_grid import interpolation_matrix
+
+    lr = np.random.default_rng(0).normal(size=(16, 5)).astype(np.float32)
+    baseline = upsample_bicubic(lr[None, :, :, None], (factor, 1)).numpy()[0, :, :, 0]
+    step = 1.0 / factor  # output j at input coordinate (j + 0.5) / factor - 0.5
+    matrix = interpolation_matrix(16, 0.0, 1.0, 16 * factor, step / 2 - 0.5, step)
+    inner = slice(2 * factor, -2 * factor)
+    np.testing.assert_allclose((matrix @ lr)[inner], baseline[inner], atol=1e-6)
 
 
 @pytest.mark.parametrize("scale", [4, 8])
@@ -126,6 +142,7 @@ def test_resampling_matrix_reflects_symmetrically():
 @pytest.mark.parametrize("profile", ["box", "gaussian"])
 @pytest.mark.parametrize("factor", [2, 3, 4])
 def test_slice_profile_shapes_phase_and_energy(profile, factor):
+    profile = SliceProfile(profile, factor)  # contiguous slices
     volume = np.random.default_rng(0).uniform(0, 1, (10, 12, 26)).astype(np.float32)
     thick = slice_profile_degrade(volume, axis=2, factor=factor, profile=profile)
     assert isinstance(thick, np.ndarray) and thick.dtype == np.float32
@@ -142,23 +159,28 @@ def test_slice_profile_shapes_phase_and_energy(profile, factor):
 
 
 def test_slice_profile_kernels():
-    offsets, weights = slice_profile_taps(4, "box")
+    offsets, weights = SliceProfile("box", 4).sampling_taps(4)
     np.testing.assert_array_equal(offsets, [0, 1, 2, 3])
     np.testing.assert_allclose(weights, 0.25)
-    offsets, weights = slice_profile_taps(2, "box", thickness=3)
+    offsets, weights = SliceProfile("box", 3).sampling_taps(2)
     np.testing.assert_array_equal(offsets, [-1, 0, 1, 2])
     np.testing.assert_allclose(weights, [1 / 6, 1 / 3, 1 / 3, 1 / 6])
-    _, gaussian = slice_profile_taps(4, "gaussian", thickness=8)
-    _, narrow = slice_profile_taps(4, "gaussian", thickness=2)
+    _, gaussian = SliceProfile("gaussian", 8).sampling_taps(4)
+    _, narrow = SliceProfile("gaussian", 2).sampling_taps(4)
     assert len(gaussian) > len(narrow)  # thicker slices integrate farther
+    offsets, weights = SliceProfile("box", 2.0).sampling_taps(4, pixel_mm=0.5)  # 4 pixels wide
+    np.testing.assert_array_equal(offsets, [0, 1, 2, 3])
+    np.testing.assert_allclose(weights, 0.25)
     with pytest.raises(ValueError, match="Received"):
-        slice_profile_taps(4, "triangle")
+        SliceProfile("triangle", 4)
+    with pytest.raises(ValueError, match="Received"):
+        slice_profile_degrade(np.ones(8), 0, 2.5, SliceProfile("box", 2))
 
 
 @pytest.mark.parametrize("axis", [1, 2])
 def test_slice_profile_tf_matches_numpy(axis):
     images = _images((2, 32, 24, 1))
-    options = dict(factor=4, profile="gaussian", thickness=5)
+    options = dict(factor=4, profile=SliceProfile("gaussian", 5))
     out = slice_profile_degrade(tf.constant(images), axis=axis, **options)
     assert tf.is_tensor(out)
     expected = slice_profile_degrade(images, axis=axis, **options)
@@ -166,4 +188,4 @@ def test_slice_profile_tf_matches_numpy(axis):
     hwc = slice_profile_degrade(tf.constant(images[0]), axis=axis - 1, **options)
     np.testing.assert_allclose(hwc.numpy(), expected[0], atol=1e-5)
     with pytest.raises(ValueError, match="Received"):
-        slice_profile_degrade(tf.constant(images), axis=3, factor=4)
+        slice_profile_degrade(tf.constant(images), axis=3, factor=4, profile=SliceProfile("box", 4))

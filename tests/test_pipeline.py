@@ -14,6 +14,7 @@ from srgan_tf.data.degrade import degrade, slice_profile_degrade
 from srgan_tf.data.pipeline import (list_candidates, lr_images, make_dataset, prepare_slices,
                                     validation_batch)
 from srgan_tf.data.prepare import build_cache
+from srgan_tf.data.slice_profile import SliceProfile
 from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume
 
@@ -203,7 +204,7 @@ def test_slice_profile_degradation_for_aniso_training(cache_path, profile, thick
     config = _config(degradation="slice-profile", slice_profile=profile,
                      slice_thickness_ratio=thickness)
     lr, hr = _take(make_dataset(cache_path, config, training=True, seed=1), 1)[0]
-    expected = slice_profile_degrade(hr, axis=1, factor=4, profile=profile, thickness=4 * thickness)
+    expected = slice_profile_degrade(hr, axis=1, factor=4, profile=SliceProfile(profile, 4 * thickness))
     np.testing.assert_allclose(lr, expected, atol=1e-6)
     if profile == "box":  # contiguous box slices: the mean of 4 consecutive rows
         np.testing.assert_allclose(lr[:, 2], hr[:, 8:12].mean(axis=1), atol=1e-6)

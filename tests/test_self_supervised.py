@@ -111,15 +111,15 @@ def test_pairs_are_the_in_plane_slices_degraded_with_the_profile():
     volume = thick_volume()
     acquisition = acquisition_from_volume(volume)
     images = ss.training_slices(volume.array, acquisition, robust_range(volume.array), 0.0, 16)
-    taps = ss.profile_taps(SliceProfile("box", acquisition.thickness), 4,
-                           ss.training_pixel_mm(acquisition))
+    taps = SliceProfile("box", acquisition.thickness).sampling_taps(4, ss.training_pixel_mm(acquisition))
     dataset, (val_lr, val_hr) = ss.self_supervised_dataset(images, taps, 4, patch_size=16,
                                                            batch_size=4, val_slices=2, val_size=32)
     lr, hr = (t.numpy() for t in next(iter(dataset)))
     assert hr.shape == (4, 16, 16, 1) and lr.shape == (4, 4, 16, 1)
     assert hr.min() >= -1.0 and hr.max() <= 1.0 and hr.std() > 0.05
-    np.testing.assert_allclose(lr, slice_profile_degrade(hr, 1, 4, "box"), atol=1e-5)
-    np.testing.assert_allclose(val_lr, slice_profile_degrade(val_hr, 1, 4, "box"), atol=1e-5)
+    box = SliceProfile("box", 4)  # the slice thickness in training pixels
+    np.testing.assert_allclose(lr, slice_profile_degrade(hr, 1, 4, box), atol=1e-5)
+    np.testing.assert_allclose(val_lr, slice_profile_degrade(val_hr, 1, 4, box), atol=1e-5)
     again = next(iter(ss.self_supervised_dataset(images, taps, 4, patch_size=16, batch_size=4)[0]))
     np.testing.assert_array_equal(again[1].numpy(), hr)  # stateless draws: same seed, same batch
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from srgan_tf.data.degrade import slice_profile_degrade, slice_profile_taps
+from srgan_tf.data.degrade import resampling_matrix, slice_profile_degrade
 from srgan_tf.data.profile_estimate import estimate_slice_profile, plot_profile_estimate
 from srgan_tf.data.slice_profile import (SliceProfile, degrade_lines, load_profile_file,
                                          output_count, profile_matrix)
@@ -35,21 +35,31 @@ def _sigma_mm(profile):
 
 @pytest.mark.parametrize("shape", ["box", "gaussian"])
 @pytest.mark.parametrize("factor,width", [(3, 2), (3, 3), (5, 4), (5, 5), (7, 3)])
-def test_kernel_matches_degrade_taps_for_integer_widths(shape, factor, width):
+def test_kernel_matches_sampling_taps_for_integer_widths(shape, factor, width):
     kernel = SliceProfile(shape, width * 0.5).kernel(0.5)
     assert len(kernel) % 2 == 1
     assert kernel.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(kernel, kernel[::-1])
-    _, taps = slice_profile_taps(factor, shape, width)  # odd factor: taps sit on whole pixels
+    _, taps = SliceProfile(shape, width).sampling_taps(factor)  # odd factor: taps on whole pixels
     np.testing.assert_allclose(kernel, taps, atol=1e-12)
+
+
+@pytest.mark.parametrize("profile", [SliceProfile("box", 3.6), SliceProfile("gaussian", 2.7),
+                                     SliceProfile.from_samples([1, 3, 4, 3, 1], 0.9)])
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_profile_matrix_of_an_integer_step_is_the_sampling_taps_matrix(profile, factor):
+    """One kernel: `profile_matrix` (real steps) and `degrade`'s taps (integer factors) agree."""
+    expected = resampling_matrix(profile.sampling_taps(factor, 0.9), factor, 37)
+    np.testing.assert_allclose(profile_matrix(profile, 0.9, factor, 37), expected, atol=1e-15)
 
 
 @pytest.mark.parametrize("shape", ["box", "gaussian"])
 @pytest.mark.parametrize("factor,thickness", [(2, None), (4, None), (4, 3), (4, 6), (5, None)])
 def test_degrade_lines_equals_slice_profile_degrade(shape, factor, thickness):
     lines = np.random.default_rng(0).normal(size=(3, 5, 43))
-    expected = slice_profile_degrade(lines, -1, factor, shape, thickness)
-    width_mm = 0.7 * (factor if thickness is None else thickness)
+    width = factor if thickness is None else thickness
+    expected = slice_profile_degrade(lines, -1, factor, SliceProfile(shape, width))
+    width_mm = 0.7 * width
     got = degrade_lines(lines, SliceProfile(shape, width_mm), factor, pixel_mm=0.7)
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
@@ -97,7 +107,7 @@ def test_unreadable_profile_file_raises(tmp_path):
 
 
 def test_estimate_recovers_box(volume, tmp_path):
-    thick = slice_profile_degrade(volume, 0, 4, "box")  # 4 mm slices, box 4 mm, 1 mm pixels
+    thick = slice_profile_degrade(volume, 0, 4, SliceProfile("box", 4))  # 4 mm slices, box 4 mm, 1 mm pixels
     estimate = estimate_slice_profile(thick, (4.0, 1.0, 1.0))
     assert estimate.profile.shape == "box", estimate.reason
     assert estimate.profile.fwhm_mm == pytest.approx(4.0, rel=WIDTH_TOLERANCE), estimate.reason
@@ -110,7 +120,7 @@ def test_estimate_recovers_gaussian_width(volume):
     """The Gaussian width is pinned down; a box of the same spectrum (width ~1.4x) is a near tie
     on one volume, so the chosen profile's standard deviation is what must match."""
     truth = SliceProfile("gaussian", 4.0)
-    thick = slice_profile_degrade(volume, 0, 4, "gaussian")
+    thick = slice_profile_degrade(volume, 0, 4, truth)
     estimate = estimate_slice_profile(thick, (4.0, 1.0, 1.0))
     assert estimate.best_widths_mm["gaussian"] == pytest.approx(4.0, rel=WIDTH_TOLERANCE), estimate.reason
     assert _sigma_mm(estimate.profile) == pytest.approx(_sigma_mm(truth), rel=WIDTH_TOLERANCE)
@@ -131,7 +141,7 @@ def test_estimate_fits_each_inplane_direction(volume):
     the other's width is reported (their spread: the object's anisotropy); "mean" is the former
     method (both directions' spectra averaged)."""
     truth = SliceProfile("box", 4.0)
-    thick = slice_profile_degrade(volume, 0, 4, "box")
+    thick = slice_profile_degrade(volume, 0, 4, SliceProfile("box", 4))
     best = estimate_slice_profile(thick, (4.0, 1.0, 1.0))
     assert len(best.direction_sigmas_mm) == 2 and len(best.direction_scores) == 2
     chosen = int(np.argmin(best.direction_scores))
@@ -161,7 +171,7 @@ def test_infer_warns_when_the_training_degradation_differs_from_the_input(volume
     from srgan_tf.inference.degradation_check import degradation_warning
     from srgan_tf.io.volume import Volume
 
-    thick = Volume(slice_profile_degrade(volume, 0, 4, "box"), spacing=(4.0, 1.0, 1.0))
+    thick = Volume(slice_profile_degrade(volume, 0, 4, SliceProfile("box", 4)), spacing=(4.0, 1.0, 1.0))
 
     def metadata(degradation, profile="box", ratio=1.0):
         return {"config": {"data": {"degradation": degradation, "slice_profile": profile,

@@ -45,8 +45,9 @@ MIN_TARGET_FRACTION = 0.5  # a target spacing finer than half the in-plane pixel
 
 
 def is_isotropic(spacing) -> bool:
-    """Whether a volume has no low-resolution axis: its coarsest spacing is within
-    ISOTROPY_TOLERANCE of its finest (its three planes are equally sharp)."""
+    """Whether spacings count as equal: the coarsest within ISOTROPY_TOLERANCE of the finest.
+    Of a volume's three: it has no low-resolution axis (its planes are equally sharp); of its two
+    largest: which axis is the low-resolution one is ambiguous."""
     spacing = np.asarray(spacing, np.float64)
     return float(spacing.max() / spacing.min()) - 1 < ISOTROPY_TOLERANCE
 
@@ -156,8 +157,7 @@ def acquisition_from_volume(volume: Volume, *, target_spacing: Optional[float] =
         raise InputError(source, f"slice spacing {spacing[axis]:.4g} mm is only {factor:.3g} x the "
                                  f"in-plane spacing {finest:.4g} mm (at least {MIN_FACTOR} needed); "
                                  "cubic interpolation is as good as SR here")
-    second = sorted(spacing)[1]
-    if spacing[axis] / second - 1 < ISOTROPY_TOLERANCE:
+    if is_isotropic(sorted(spacing)[1:]):  # the two largest spacings are equal
         raise InputError(source, f"two axes share the largest spacing ({tuple(round(s, 4) for s in spacing)} "
                                  "mm): the low-resolution axis is ambiguous")
     slice_spacing = float(spacing[axis])

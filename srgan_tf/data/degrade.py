@@ -10,19 +10,16 @@ the thick slices of Exp. 3 all follow one definition:
 - output i = sum_t weights[t] * x[reflect(i * factor + offsets[t])], weights summing to 1.
 
 `degrade` (Exp. 1 iso, Exp. 2 height only) uses the antialiased bicubic kernel; see
-`bicubic_taps`. `slice_profile_degrade` (Exp. 3 through-plane) uses a box or Gaussian slice
-profile; see `slice_profile_taps`.
+`bicubic_taps`. `slice_profile_degrade` (Exp. 3 through-plane) uses a `SliceProfile`; see
+`SliceProfile.sampling_taps`.
 """
-import math
 from typing import Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from srgan_tf.config import check_scale_hw
-from srgan_tf.data.slice_profile import FWHM_PER_SIGMA, reflect_index
-
-PROFILES = ("gaussian", "box")
+from srgan_tf.data.slice_profile import SliceProfile, reflect_index
 
 
 def bicubic_taps(scale: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -56,52 +53,6 @@ def keys_cubic(distance) -> np.ndarray:
     x = np.abs(distance)
     return np.where(x <= 1.0, 1.5 * x ** 3 - 2.5 * x ** 2 + 1.0,
                     np.where(x < 2.0, -0.5 * x ** 3 + 2.5 * x ** 2 - 4.0 * x + 2.0, 0.0))
-
-
-def slice_profile_taps(factor: int, profile: str = "gaussian",
-                       thickness=None) -> Tuple[np.ndarray, np.ndarray]:
-    """Slice-profile kernel: the profile integrated over each input sample's unit extent.
-
-    A thick slice centred at d = 0 (in input samples) with profile p: the tap at distance d
-    weighs the integral of p over [d - 0.5, d + 0.5], normalised to sum to 1.
-    "box": p = 1 on [-thickness / 2, thickness / 2] (thickness = factor: plain average of
-    `factor` consecutive samples). "gaussian": FWHM = thickness, sigma = FWHM / 2.3548
-    (`slice_profile.FWHM_PER_SIGMA`), truncated at 4 sigma.
-
-    Args:
-        factor: subsampling factor (new slice spacing in input samples).
-        profile: "gaussian" or "box".
-        thickness: slice thickness in input samples; default `factor` (contiguous slices).
-
-    Returns:
-        (offsets, weights) as in `bicubic_taps`.
-    """
-    factor = _check_factor("factor", factor)
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {', '.join(PROFILES)}. "
-                         f"Received: profile={profile!r}")
-    thickness = float(factor if thickness is None else thickness)
-    if not thickness > 0:
-        raise ValueError(f"thickness must be > 0 samples. Received: thickness={thickness}")
-    centre = (factor - 1) / 2.0
-    if profile == "box":
-        radius = thickness / 2.0
-    else:
-        sigma = thickness / FWHM_PER_SIGMA
-        radius = 4.0 * sigma
-    reach = int(math.ceil(radius + 0.5 + centre)) + 1
-    offsets = np.arange(-reach, reach + 1)
-    low, high = offsets - centre - 0.5, offsets - centre + 0.5
-    if profile == "box":
-        weights = np.clip(np.minimum(high, radius) - np.maximum(low, -radius), 0.0, None)
-    else:
-        erf = np.vectorize(math.erf)
-        scaled = 1.0 / (sigma * math.sqrt(2.0))
-        weights = 0.5 * (erf(np.clip(high, -radius, radius) * scaled)
-                         - erf(np.clip(low, -radius, radius) * scaled))
-        weights = np.clip(weights, 0.0, None)
-    keep = weights > 0
-    return _normalized(offsets[keep], weights[keep])
 
 
 def resampling_matrix(taps, factor: int, size: int) -> np.ndarray:
@@ -170,26 +121,26 @@ def upsample_bicubic(lr, scale_hw) -> tf.Tensor:
     return x[0] if squeeze else x
 
 
-def slice_profile_degrade(x, axis: int, factor: int, profile: str = "gaussian", thickness=None):
+def slice_profile_degrade(x, axis: int, factor: int, profile: SliceProfile, pixel_mm: float = 1.0):
     """Simulate thick slices along `axis`: filter with the slice profile, keep every
     `factor`-th sample. Output sample i sits at input coordinate i * factor + (factor - 1) / 2;
     the axis length becomes size // factor (trailing samples that fill no slice are dropped).
 
     numpy in -> numpy out (any rank, e.g. 3-D volumes for Exp. 3 scoring, float64 accumulation);
-    TF tensor in -> TF tensor out (NHWC with axis 1 or 2, or HWC with axis 0 or 1: in-plane
-    axes of 2-D slices for self-supervised training). Both use `slice_profile_taps`.
+    TF tensor in -> TF tensor out (NHWC with axis 1 or 2, or HWC with axis 0 or 1: the height
+    of Exp. 2 slice-profile training images). Both use `profile.sampling_taps`.
 
     Args:
         x: numpy array or float32 TF tensor.
         axis: the axis to thicken (negative values count from the end).
         factor: subsampling factor (>= 1).
-        profile: "gaussian" (FWHM = thickness) or "box" (width = thickness).
-        thickness: slice thickness in input samples; default `factor`.
+        profile: the slice profile; its width in the units of `pixel_mm`.
+        pixel_mm: the input sample size; 1 (default) reads the profile's width in input samples.
 
     Example:
-        thick = slice_profile_degrade(volume, axis=0, factor=4, profile="box")
+        thick = slice_profile_degrade(volume, axis=0, factor=4, profile=SliceProfile("box", 4))
     """
-    taps = slice_profile_taps(factor, profile, thickness)
+    taps = profile.sampling_taps(_check_factor("factor", factor), pixel_mm)
     if tf.is_tensor(x):
         rank = x.shape.rank
         if rank not in (3, 4):
@@ -214,7 +165,7 @@ def filter_and_subsample(x, axis: int, taps, factor: int) -> tf.Tensor:
     image with the module's sampling phase and borders; the axis becomes size // factor.
 
     Example:
-        lr = filter_and_subsample(hr_patch, 0, slice_profile_taps(4, "box"), 4)
+        lr = filter_and_subsample(hr_patch, 0, SliceProfile("box", 4).sampling_taps(4), 4)
     """
     images, squeeze = _as_nhwc(x, "x")
     axis = axis % x.shape.rank + (4 - x.shape.rank) if tf.is_tensor(x) else axis + (1 if squeeze else 0)

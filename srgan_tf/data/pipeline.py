@@ -10,7 +10,7 @@ What a network sees, in order:
    either side gives its largest centred square, upsampled bicubically to hr_size;
 4. foreground: slices with fewer than `min_foreground` of their voxels above -0.9 are skipped;
 5. training only: a random `patch_size` patch and random up-down / left-right flips, drawn
-   statelessly from (seed, element number);
+   statelessly from (seed, element number) (`augment.random_patch_and_flips`);
 6. batches of `batch_size` (dropped remainder when training), LR = `lr_images(hr, config)`:
    `degrade(hr, scale_hw)` (bicubic), or for aniso `degradation="slice-profile"` thick slices
    along the height (`slice_profile_degrade`, the Exp. 3 input model).
@@ -28,9 +28,11 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from srgan_tf.data.augment import augment_draws, element_draws, random_patch_and_flips
 from srgan_tf.data.cache import SliceCache
 from srgan_tf.data.degrade import degrade, slice_profile_degrade
 from srgan_tf.data.intensity import FOREGROUND_LEVEL
+from srgan_tf.data.slice_profile import SliceProfile
 
 log = logging.getLogger("srgan_tf")
 
@@ -137,14 +139,15 @@ def lr_images(hr, data_config) -> tf.Tensor:
 
     iso, or aniso with `degradation="bicubic"` (the paper): `degrade(hr, scale_hw)`.
     aniso with `degradation="slice-profile"`: thick slices along the height, as through-plane
-    images of an acquired volume are: `slice_profile_degrade(hr, axis=-3, scale, slice_profile,
-    thickness=slice_thickness_ratio * scale)`, with degrade's sampling phase and borders.
+    images of an acquired volume are: `slice_profile_degrade(hr, axis=-3, scale,
+    SliceProfile(slice_profile, slice_thickness_ratio * scale))` (width in HR rows), with
+    degrade's sampling phase and borders.
     """
     if data_config.mode == "aniso" and data_config.degradation == "slice-profile":
         thickness = data_config.slice_thickness_ratio * data_config.scale  # in HR rows
         return slice_profile_degrade(tf.convert_to_tensor(hr, tf.float32), axis=-3,
-                                     factor=data_config.scale, profile=data_config.slice_profile,
-                                     thickness=thickness)
+                                     factor=data_config.scale,
+                                     profile=SliceProfile(data_config.slice_profile, thickness))
     return degrade(hr, data_config.scale_hw)
 
 
@@ -317,21 +320,13 @@ def _read_normalized_slice(cache, key: str, index: int) -> np.ndarray:
 
 
 def _augmenter(data_config, seed: int):
-    """(element number, hr) -> hr: random patch and flips drawn statelessly from (seed, number)."""
-    hr_size, patch = data_config.hr_size, data_config.train_size
-    flips = data_config.flips
+    """(element number, hr) -> hr: random patch and flips drawn statelessly from (seed, number)
+    (stream 2 * seed + 1; the epochs' shuffles use 2 * seed)."""
+    patch, flips = data_config.train_size, data_config.flips
 
     def augment(number, hr):
-        element_seed = tf.stack([tf.constant(2 * seed + 1, tf.int64), number])
-        draw = tf.random.stateless_uniform([4], seed=element_seed, alg="philox")
-        if patch < hr_size:
-            top = tf.cast(draw[0] * (hr_size - patch + 1), tf.int32)
-            left = tf.cast(draw[1] * (hr_size - patch + 1), tf.int32)
-            hr = hr[top:top + patch, left:left + patch, :]
-        if flips:
-            hr = tf.cond(draw[2] < 0.5, lambda: hr[::-1], lambda: hr)
-            hr = tf.cond(draw[3] < 0.5, lambda: hr[:, ::-1], lambda: hr)
-        return tf.ensure_shape(hr, [patch, patch, 1])
+        draws = element_draws(2 * seed + 1, number, augment_draws(transpose=False))
+        return random_patch_and_flips(hr, draws, patch, flips=flips)
 
     return augment
 

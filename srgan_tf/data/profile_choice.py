@@ -96,7 +96,7 @@ class ProfileChoice:
             "profile": self.profile.to_dict(), "sigma_mm": self.sigma_mm, "decision": self.decision,
             "reason": self.reason, "warning": self.warning,
             "header": {"thickness_mm": self.header_thickness, "source": self.header_source,
-                       "box_sigma_mm": self.header_thickness / math.sqrt(12.0)},
+                       "box_sigma_mm": SliceProfile("box", self.header_thickness).sigma_mm},
             "spectrum": None if estimate is None else {
                 "profile": estimate.profile.to_dict(), "sigma_mm": estimate.sigma_mm,
                 "uncertainty": self.spectrum_uncertainty,

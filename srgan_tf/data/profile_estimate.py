@@ -23,7 +23,7 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-from srgan_tf.data.slice_profile import (SliceProfile, output_count, positive_number,
+from srgan_tf.data.slice_profile import (NAMED_SHAPES, SliceProfile, output_count, positive_number,
                                          reflect_index, sparse_profile_matrix)
 
 # segment lengths (thick samples) tried, longest first: 16 keeps enough segments in small volumes
@@ -107,7 +107,7 @@ class ProfileEstimate:
         return data
 
 
-def default_candidates(slice_mm: float, shapes: Sequence[str] = ("box", "gaussian"),
+def default_candidates(slice_mm: float, shapes: Sequence[str] = NAMED_SHAPES,
                        low: float = 0.5, high: float = 2.0, ratio_step: float = 0.05):
     """Box and Gaussian profiles with widths from `low` to `high` times the slice spacing,
     `ratio_step` (relative) apart."""

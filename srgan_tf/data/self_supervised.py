@@ -10,8 +10,8 @@ Geometry: the model upsamples by the integer `acquisition.model_factor` (s), so 
 is s training pixels and the training pixel is `slice_spacing / s` mm. The in-plane slices
 are resampled to that pixel size (cv2 INTER_AREA when shrinking, INTER_CUBIC when
 enlarging; untouched when it already matches), and the slice profile is integrated over
-those pixels (`profile_taps`). Both in-plane axes serve as the degraded "height": each
-example is transposed at random, then flipped, then degraded along its height.
+those pixels (`SliceProfile.sampling_taps`). Both in-plane axes serve as the degraded "height":
+each example is transposed at random, then flipped, then degraded along its height.
 """
 from typing import Tuple
 
@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from srgan_tf.data.acquisition import Acquisition
+from srgan_tf.data.augment import augment_draws, element_draws, random_patch_and_flips
 from srgan_tf.data.degrade import filter_and_subsample
 from srgan_tf.data.intensity import FOREGROUND_LEVEL, normalize
 
@@ -70,16 +71,18 @@ def self_supervised_dataset(images: np.ndarray, taps, factor: int, *, patch_size
     """Endless `(lr, hr)` training batches and fixed validation pairs from training slices.
 
     hr [B, P, P, 1], lr [B, P / factor, P, 1] float32 in [-1, 1]. Each element: a random
-    slice, a random P x P patch, a random transpose, random flips, then the height degraded
-    with `taps` (`profile_taps`) and subsampled by `factor`. Draws are stateless in
-    (seed, element number): the same seed gives the same batches.
+    slice, then `augment.random_patch_and_flips`: a random P x P patch, a random transpose,
+    random flips; then the height degraded with `taps` (`SliceProfile.sampling_taps`) and
+    subsampled by `factor`. Draws are stateless in (seed, element number): the same seed gives
+    the same batches.
 
     Validation: `val_slices` evenly spaced slices, their centred square of side
     min(rows, cols, val_size) (a multiple of factor), alternately as is and transposed.
 
     Args:
         images: (count, rows, cols) float32 from `training_slices`.
-        taps: (offsets, weights) of the slice profile in training pixels.
+        taps: (offsets, weights) of the slice profile in training pixels
+            (`profile.sampling_taps(factor, training_pixel_mm(acquisition))`).
         factor: the model's integer through-plane factor.
         patch_size: P, a multiple of `factor`.
         batch_size: B (the GLOBAL batch under a distribution strategy).
@@ -98,17 +101,9 @@ def self_supervised_dataset(images: np.ndarray, taps, factor: int, *, patch_size
     slices = tf.constant(images[..., None])
 
     def example(number):
-        draw = tf.random.stateless_uniform([6], seed=tf.stack([tf.constant(seed, tf.int64), number]),
-                                           alg="philox")
-        index = tf.minimum(tf.cast(draw[0] * count, tf.int32), count - 1)
-        top = tf.cast(draw[1] * (rows - patch + 1), tf.int32)
-        left = tf.cast(draw[2] * (cols - patch + 1), tf.int32)
-        hr = slices[index, top:top + patch, left:left + patch, :]
-        hr = tf.cond(draw[3] < 0.5, lambda: tf.transpose(hr, [1, 0, 2]), lambda: hr)
-        if flips:
-            hr = tf.cond(draw[4] < 0.5, lambda: hr[::-1], lambda: hr)
-            hr = tf.cond(draw[5] < 0.5, lambda: hr[:, ::-1], lambda: hr)
-        hr = tf.ensure_shape(hr, [patch, patch, 1])
+        draws = element_draws(seed, number, 1 + augment_draws(transpose=True))
+        index = tf.minimum(tf.cast(draws[0] * count, tf.int32), count - 1)  # the slice first
+        hr = random_patch_and_flips(slices[index], draws[1:], patch, flips=flips, transpose=True)
         lr = filter_and_subsample(hr, 0, taps, factor)
         return tf.ensure_shape(lr, [patch // factor, patch, 1]), hr
 
@@ -133,10 +128,3 @@ def validation_pairs(images, taps, factor, picks=4, size=192) -> Tuple[np.ndarra
         hr.append(image)
         lr.append(np.asarray(filter_and_subsample(image, 0, taps, factor)))
     return np.stack(lr).astype(np.float32), np.stack(hr).astype(np.float32)
-
-
-def profile_taps(profile, factor: int, pixel_mm: float) -> Tuple[np.ndarray, np.ndarray]:
-    """Taps of a `SliceProfile` for `filter_and_subsample`: thick slice i is centred at training
-    coordinate i * factor + (factor - 1) / 2 (the degradation module's sampling phase), and
-    each tap weighs the profile integrated over its pixel."""
-    return profile.taps(pixel_mm, centre=(factor - 1) / 2.0)

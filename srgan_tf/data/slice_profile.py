@@ -1,10 +1,13 @@
 """Slice profiles for through-plane SR: what a thick slice averages, as weights per pixel.
 
-Same conventions as `srgan_tf.data.degrade` (so training degradation and estimation agree):
-output sample k along the thickened axis sits at input coordinate k * step + (step - 1) / 2 (pixel
-centres), borders are half-sample symmetric, and the weight of input sample t is the profile
-integrated over that sample's extent [t - 0.5, t + 0.5]. Unlike `degrade`, the step may be any real
-number (3.6 mm slices on 0.5 mm pixels: step 7.2) and widths need not be whole pixels.
+`SliceProfile` is the one profile type (training degradation, self-supervised pairs, the
+estimate, the degradation check) and `SliceProfile.taps` the one place a profile becomes
+weights: `sampling_taps` for `degrade`'s integer factors, `profile_matrix` for real steps.
+Same conventions as `srgan_tf.data.degrade`: output sample k along the thickened axis sits at
+input coordinate k * step + (step - 1) / 2 (pixel centres), borders are half-sample symmetric,
+and the weight of input sample t is the profile integrated over that sample's extent
+[t - 0.5, t + 0.5]. Here the step may be any real number (3.6 mm slices on 0.5 mm pixels:
+step 7.2) and widths need not be whole pixels.
 
 `data.profile_estimate` estimates a volume's profile from its own spectra.
 numpy/scipy only; `profile_matrix` gives the training degradation as a matrix that
@@ -17,8 +20,14 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 from scipy import sparse, special
 
-SHAPES = ("box", "gaussian", "file")
+from srgan_tf.config import SLICE_PROFILES
+
+# Shapes given by name (config.SLICE_PROFILES, in alphabetical order: box first, the order the
+# estimate has always tried and reported them), and "file": samples read from a .npy file.
+NAMED_SHAPES = tuple(sorted(SLICE_PROFILES))
+SHAPES = NAMED_SHAPES + ("file",)
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))  # a Gaussian's FWHM = this x its sigma
+GAUSSIAN_REACH_SIGMAS = 4.0  # a Gaussian profile is truncated this many sigmas from its centre
 
 
 @dataclass(frozen=True)
@@ -26,8 +35,8 @@ class SliceProfile:
     """A slice profile along the slice axis, in millimetres.
 
     Args:
-        shape: "box" (uniform over `fwhm_mm`), "gaussian" (FWHM `fwhm_mm`, truncated at 4 sigma as
-            in `degrade.slice_profile_taps`) or "file" (`samples` read from a .npy file).
+        shape: "box" (uniform over `fwhm_mm`), "gaussian" (FWHM `fwhm_mm`, truncated at
+            GAUSSIAN_REACH_SIGMAS) or "file" (`samples` read from a .npy file).
         fwhm_mm: full width (box) or full width at half maximum (gaussian, file) in mm.
         samples: "file" only: 1-D non-negative weights, centred, each covering `sample_spacing_mm`.
         sample_spacing_mm: "file" only: the spacing of `samples`.
@@ -71,7 +80,7 @@ class SliceProfile:
         if self.shape == "box":
             return self.fwhm_mm / 2.0
         if self.shape == "gaussian":
-            return 4.0 * self.fwhm_mm / FWHM_PER_SIGMA
+            return GAUSSIAN_REACH_SIGMAS * self.fwhm_mm / FWHM_PER_SIGMA
         return len(self.samples) * self.sample_spacing_mm / 2.0
 
     def cumulative(self, x_mm) -> np.ndarray:
@@ -81,7 +90,7 @@ class SliceProfile:
             return np.clip(x + self.fwhm_mm / 2.0, 0.0, self.fwhm_mm)
         if self.shape == "gaussian":
             sigma = self.fwhm_mm / FWHM_PER_SIGMA
-            reach = 4.0 * sigma
+            reach = GAUSSIAN_REACH_SIGMAS * sigma
             return 0.5 * special.erf(np.clip(x, -reach, reach) / (sigma * math.sqrt(2.0)))
         # each sample is constant over its own cell: exact for a profile given at pixel size
         edges = (np.arange(len(self.samples) + 1) - len(self.samples) / 2.0) * self.sample_spacing_mm
@@ -100,11 +109,24 @@ class SliceProfile:
                           0.0, None)
         return positions, weights / weights.sum(axis=-1, keepdims=True)
 
+    def sampling_taps(self, factor: int, pixel_mm: float = 1.0) -> Tuple[np.ndarray, np.ndarray]:
+        """(offsets, weights) of a thick sample every `factor` input samples of `pixel_mm`, for
+        `degrade.filter_and_subsample`: thick sample i is centred at input coordinate
+        i * factor + (factor - 1) / 2 (the degradation's sampling phase), offsets count from
+        i * factor, and taps of zero weight are left out.
+
+        Example:
+            SliceProfile("box", 4.0).sampling_taps(4)  # offsets [0, 1, 2, 3], weights 0.25 each
+        """
+        offsets, weights = self.taps(pixel_mm, centre=(factor - 1) / 2.0)
+        keep = weights > 0
+        return offsets[keep], weights[keep]
+
     def kernel(self, pixel_mm: float) -> np.ndarray:
         """Centred, odd-length weights (sum 1) of the profile integrated over pixels of `pixel_mm`.
 
-        For an integer width w (pixels) and any odd factor this equals the weights of
-        `degrade.slice_profile_taps(factor, shape, w)`; for even factors those sit half a pixel off.
+        For any odd factor this equals the weights of `sampling_taps(factor, pixel_mm)`; for even
+        factors those sit half a pixel off.
         """
         positions, weights = self.taps(pixel_mm)
         reach = int(np.abs(positions[weights > 1e-12]).max())
@@ -172,8 +194,8 @@ def output_count(size: int, step: float) -> int:
 def profile_matrix(profile: SliceProfile, pixel_mm: float, step: float, size: int) -> np.ndarray:
     """Dense [output_count(size, step), size] float64 matrix: thicken with `profile` and resample at
     `step` input samples (real), output k centred at k * step + (step - 1) / 2, symmetric borders.
-    For integer step and box/gaussian it equals `degrade.resampling_matrix` of
-    `slice_profile_taps(step, shape, fwhm_mm / pixel_mm)`."""
+    For an integer step it equals `degrade.resampling_matrix(profile.sampling_taps(step, pixel_mm),
+    step, size)`."""
     step = positive_number("step", step)
     count = output_count(size, step)
     if count < 1:

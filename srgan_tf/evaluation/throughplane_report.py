@@ -29,8 +29,8 @@ def throughplane_protocol_text(protocol: dict) -> str:
         "- **Volumes**: isotropic HR reference volumes"
         + (f", centred {crop}x{crop} in-plane crop" if crop else "")
         + "; the slab is cut to a whole number of thick slices.",
-        f"- **Thick slices**: `slice_profile_degrade(hr, axis=0, factor={factor}, "
-        f"profile=\"{protocol.get('profile')}\")` (thickness {protocol.get('thickness')} HR "
+        f"- **Thick slices**: `slice_profile_degrade(hr, axis=0, factor={factor}, profile="
+        f"SliceProfile(\"{protocol.get('profile')}\", {protocol.get('thickness')}))` (width in HR "
         f"slices): LR slice i is centred on HR slice i·{factor} + ({factor}−1)/2.",
         "- **SR**: `super_resolve_volume` (the `srgan-tf infer` path): coronal (slices × cols) "
         "and sagittal (slices × rows) images through the anisotropic generator, stacked and "

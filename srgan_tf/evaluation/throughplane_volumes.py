@@ -11,6 +11,7 @@ import numpy as np
 
 from srgan_tf.data.degrade import slice_profile_degrade, upsample_bicubic
 from srgan_tf.data.intensity import normalize, robust_range
+from srgan_tf.data.slice_profile import SliceProfile
 from srgan_tf.io.volume import Volume
 
 DIRECTION_KEYS = {"coronal": "sr_coronal", "sagittal": "sr_sagittal"}
@@ -73,7 +74,8 @@ def simulate_thick_slices(hr: Volume, factor: int, profile: str = "gaussian", th
         raise ValueError(f"Need at least 2 thick slices of {factor} HR slices. "
                          f"Received: {hr.shape[0]} HR slices")
     hr = hr.with_array(np.asarray(hr.array[:count * factor], np.float32))
-    thick = slice_profile_degrade(hr.array, 0, factor, profile, thickness)
+    width = factor if thickness is None else thickness  # in HR slices
+    thick = slice_profile_degrade(hr.array, 0, factor, SliceProfile(profile, width))
     origin = np.asarray(hr.origin) + (factor - 1) / 2 * hr.spacing[0] * hr.direction[0]
     lr = hr.with_array(thick, spacing=(hr.spacing[0] * factor, *hr.spacing[1:]), origin=tuple(origin),
                        series_description=f"{hr.series_description} thick x{factor} ({profile})")

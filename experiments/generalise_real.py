@@ -37,6 +37,7 @@ from srgan_tf.data.acquisition import is_isotropic
 from srgan_tf.data.slice_profile import NAMED_SHAPES
 from srgan_tf.experiment import run_experiment
 from srgan_tf.io.paths_guard import refuse_overwriting_inputs
+from srgan_tf.run_directory import RunDirectory
 
 COLUMNS = ("psnr", "ssim", "hfen", "background_pct", "stripe_pct", "stripe2_pct")
 
@@ -210,12 +211,12 @@ def main(argv=None):
     work = Path(args.work or tempfile.mkdtemp(prefix="generalise-"))
     run_dir = work / "run"
     if args.score_only:
-        config = config_lib.ExperimentConfig.load(run_dir / "config.json")
+        config = config_lib.ExperimentConfig.load(RunDirectory(run_dir).config)
     else:
         cache = build_training_cache(train_volumes, args.planes, work / "train")
         config = training_config(args, cache, train_volumes, run_dir)
         run_experiment(config, resume=args.resume, evaluate=False)
-    exports = {"sr_pretrain": run_dir / "export_pretrain", "sr": run_dir / "export"}
+    exports = {"sr_pretrain": RunDirectory(run_dir).export_pretrain, "sr": RunDirectory(run_dir).export}
     exports = {name: path for name, path in exports.items() if path.exists()}
     results = evaluate(test_volumes, exports, config.data.scale, args.profile, work)
     text = table(results)

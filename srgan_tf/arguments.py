@@ -10,6 +10,7 @@ from pathlib import Path
 
 from srgan_tf import config as config_lib
 from srgan_tf import presets
+from srgan_tf.run_directory import RunDirectory
 
 DEFAULT_SAMPLE_ROOT = Path("data") / "sample"
 
@@ -132,7 +133,7 @@ def config_from_args(args: argparse.Namespace, experiment: str) -> config_lib.Ex
 
     With --resume and a run in --output, its config.json instead (`resumed_config`).
     """
-    saved = Path(args.output) / "config.json" if getattr(args, "resume", False) and args.output else None
+    saved = RunDirectory(args.output).config if getattr(args, "resume", False) and args.output else None
     if saved is not None and saved.is_file():
         return resumed_config(args, saved)
     preset_name = args.preset or ("paper" if args.cache else "quick")

@@ -17,6 +17,7 @@ from srgan_tf.console import command_warnings, warn
 from srgan_tf.flag_checks import config_warnings
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.paths_guard import refuse_overwriting_inputs
+from srgan_tf.run_directory import RunDirectory
 
 log = logging.getLogger("srgan_tf")
 
@@ -146,29 +147,22 @@ def check_split(cache, split: str = "test", advice: str = "") -> int:
     return count
 
 
-def check_run_dir(run_dir: Path, resume: bool) -> None:
-    """A new run needs an unused directory: found before the data is touched (the trainer
-    checks the same later; this one only makes it cheap)."""
-    if resume or not (run_dir / "checkpoints").is_dir():
-        return
-    if any(path.name.startswith(("ckpt", "checkpoint"))  # TensorFlow's files, not the spec
-           for path in (run_dir / "checkpoints").iterdir()):
-        raise InputError(run_dir, "already holds a training run (checkpoints/): pass --resume "
-                                  "to continue it, or choose another --output")
-
-
 def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_root=DEFAULT_SAMPLE_ROOT,
                    evaluate=True) -> dict:
     """Data -> train -> export -> evaluate -> report. Returns the metrics dict.
 
-    Refuses before training when the run directory is taken (without `resume`) or when
-    `evaluate` is asked and the cache has no test patients.
+    The run's checks are made here, once, before training: the run directory is unused
+    (without `resume`) or holds a run of this config (with it), the cache exists and has test
+    patients when `evaluate` is asked, the VGG weights load (or the sample's demo falls back).
     """
+    from srgan_tf.training.checkpoints import check_resume, refuse_existing_run
+
     run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
     refuse_overwriting_inputs([config.data.cache], {"--output": run_dir})
     for message in config_warnings(config):
         warn(message)
-    check_run_dir(run_dir, resume)
+    if not resume:  # before the data is touched
+        refuse_existing_run(RunDirectory(run_dir))
     using_sample = not config.data.cache
     cache = resolve_cache(config, sample_root)
     if evaluate:
@@ -182,13 +176,18 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
             if not opened.series("test"):
                 warn(f"{cache} has no test patients: validation uses training slices, so "
                      "its scores are optimistic")
+    from srgan_tf.training.strategy import make_strategy
     from srgan_tf.training_run import train_and_export
 
     config = config.updated(data={"cache": str(cache)}, output_dir=str(run_dir))
+    strategy = make_strategy(config.train.strategy)  # multiworker: before other TensorFlow work
     # may refuse: nothing written yet
     config, extractor = resolve_content_loss(config, using_sample)
+    if resume:  # the config as it will train (cache resolved, content loss decided)
+        check_resume(config, RunDirectory(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
-    result = train_and_export(config, run_dir, resume=resume, content_extractor=extractor)
+    result = train_and_export(config, run_dir, strategy=strategy, resume=resume,
+                              content_extractor=extractor)
     metrics = {}
     if evaluate and result.chief:  # a multi-worker run's other workers export nothing
         from srgan_tf.evaluation.run import evaluate_run
@@ -206,7 +205,8 @@ def last_words(run_dir: Path, export_dir) -> str:
         run_dir: the run directory.
         export_dir: the final export, or None (a multi-worker run's other workers export nothing).
     """
-    report = run_dir / "report.md"
+    run = RunDirectory(run_dir)
+    report = run.report
     lines = []
     if report.is_file():  # evaluated: the report up to its protocol section
         head = report.read_text().split("\n## Protocol", 1)[0].rstrip()
@@ -214,10 +214,10 @@ def last_words(run_dir: Path, export_dir) -> str:
     lines += ["", f"Run directory: {run_dir}"]
     if report.is_file():
         lines.append(f"  report:       {report} (protocol, figures, configuration)")
-    lines.append(f"  config:       {run_dir / 'config.json'}")
+    lines.append(f"  config:       {run.config}")
     if export_dir:
         lines.append(f"  export:       {export_dir} (srgan-tf infer --model {export_dir} ...)")
-    lines.append(f"  TensorBoard:  tensorboard --logdir {run_dir / 'logs'}")
+    lines.append(f"  TensorBoard:  tensorboard --logdir {run.logs}")
     return "\n".join(lines)
 
 

@@ -155,3 +155,16 @@ def training_precision(precision: str) -> str:
     if start_tensorflow().config.list_physical_devices("GPU"):
         return "float32"
     return "mixed_bfloat16" if native_bfloat16() else "float32"
+
+
+@contextlib.contextmanager
+def precision_policy(name: str):
+    """Keras dtype policy for the layers built inside the block (e.g. "mixed_bfloat16")."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -151,7 +151,8 @@ def test_every_field_has_one_resume_class():
 ])
 def test_the_trainer_the_flags_and_table1_read_one_resume_rule(name, value, tmp_path):
     from srgan_tf.table1.plan import SubRun, run_differences
-    from srgan_tf.training import trainer
+    from srgan_tf.run_directory import RunDirectory
+    from srgan_tf.training.checkpoints import check_resume
 
     kind = config_lib.FIELD_CLASSES[name]
     run = tmp_path / "run"
@@ -165,11 +166,11 @@ def test_the_trainer_the_flags_and_table1_read_one_resume_rule(name, value, tmp_
     table1 = run_differences(SubRun("aniso-x4", "improved", requested, run))
     if kind == config_lib.LEARNED:
         with pytest.raises(ValueError, match=f"resume needs .*{name} was"):
-            trainer._check_run_dir(requested, run, resume=True)
+            check_resume(requested, RunDirectory(run))
         with pytest.raises(config_lib.ConfigError, match=f"{flag} {value} \\(the run's: "):
             config_from_args(args, "exp2")
     else:
-        trainer._check_run_dir(requested, run, resume=True)
+        check_resume(requested, RunDirectory(run))
         assert config_from_args(args, "exp2") == requested
     assert table1[kind] == [f"{name}: {getattr(getattr(saved, section), field)!r} in the run, "
                             f"{value!r} requested"]

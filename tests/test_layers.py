@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "srgan_tf"
 # DESIGN.md's import order; a module imports only from its own layer or earlier ones.
 LAYERS = ("base", "io", "data", "models", "training", "inference", "evaluation", "entry")
 TOP_LEVEL = {"__init__": "base", "config": "base", "presets": "base", "runtime": "base",
-             "files": "base",
+             "files": "base", "run_directory": "base",
              "console": "base",
              "cli": "entry", "experiment": "entry", "self_supervised_run": "entry",
              "arguments": "entry", "flag_checks": "entry",

@@ -13,7 +13,10 @@ import tensorflow as tf
 
 from srgan_tf.arguments import add_experiment_arguments, config_from_args
 from srgan_tf.training.callbacks import read_history
+from srgan_tf.run_directory import RunDirectory
+from srgan_tf.training.strategy import make_strategy
 from srgan_tf.training.trainer import train
+from srgan_tf.training_run import cache_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = "import sys; from srgan_tf.cli import main; sys.exit(main())"  # `srgan-tf` as a user runs it
@@ -67,7 +70,10 @@ def test_two_workers_train_like_one(training_cache, tmp_path):
         # Meanwhile, one worker on the same global batch (the workers mostly wait on each other).
         config = _config("--cache", str(training_cache), *FLAGS, "--strategy", "default",
                          "--batch-size", str(2 * PER_REPLICA_BATCH))
-        single = read_history(train(config, tmp_path / "single", progress=False).run_dir / "history.csv")
+        strategy = make_strategy(config.train.strategy)
+        single_run = train(config, tmp_path / "single", strategy=strategy, progress=False,
+                           **cache_data(config, strategy))
+        single = read_history(RunDirectory(single_run.run_dir).history)
         outputs = [worker.communicate(timeout=600)[0] for worker in workers]
     finally:
         for worker in workers:

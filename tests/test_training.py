@@ -17,7 +17,9 @@ from srgan_tf.inference.exported_model import load_exported
 from srgan_tf.io.errors import InputError
 from srgan_tf.models.generator import build_generator
 from srgan_tf.models.vgg import content_loss_fn
-from srgan_tf.training.callbacks import TensorBoardLogger, TrainingState, read_history
+from srgan_tf.run_directory import RunDirectory
+from srgan_tf.training.callbacks import TensorBoardLogger, read_history
+from srgan_tf.training.checkpoints import TrainingState, refuse_existing_run
 from srgan_tf.training.srgan import SRGAN
 from srgan_tf.training.trainer import build_srgan, make_optimizers, train
 from srgan_tf.training_run import export_from_checkpoint, train_and_export
@@ -192,8 +194,8 @@ def test_train_writes_run_resumes_and_exports(training_cache, tmp_path):
     assert GeneratorSpec.load(run_dir / "checkpoints" / "generator.json") == config.generator_spec()
     assert exported.spec == pretrained.spec == config.generator_spec()
 
-    with pytest.raises(ValueError, match="already holds checkpoints"):
-        train(config, run_dir, progress=False)
+    with pytest.raises(InputError, match="already holds a training run"):
+        refuse_existing_run(RunDirectory(run_dir))
 
     config = config.updated(train={"adversarial_epochs": 2})  # one more, from the checkpoint
     resumed = train_and_export(config, run_dir, resume=True, progress=False)
@@ -248,12 +250,14 @@ def test_run_directory_lock_refuses_a_second_holder_and_takes_over_a_dead_ones(t
 
 
 def test_train_refuses_a_run_directory_in_use(training_cache, tmp_path):
-    config = tiny_config(content_loss="mse").updated(data={"cache": str(training_cache)})
+    config = tiny_config(content_loss="mse").updated(data={"cache": str(training_cache)},
+                                                     train={"steps_per_epoch": 1})
     (tmp_path / "run").mkdir()
     with DirectoryLock(tmp_path / "run"):  # another training holds it
         with pytest.raises(InputError, match=f"{tmp_path / 'run'}: another training is using this "
                                              f"run directory \\(pid {os.getpid()}"):
-            train(config, tmp_path / "run", progress=False)
+            train(config, tmp_path / "run", progress=False, train_dataset=None,
+                  validation=fixed_batch())
 
 
 @pytest.mark.parametrize("existing", [None, [], ["notes.txt"]])

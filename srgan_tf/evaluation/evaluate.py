@@ -17,6 +17,7 @@ import numpy as np
 from srgan_tf.config import DataConfig, mode_of
 from srgan_tf.evaluation import metrics as metrics_lib
 from srgan_tf.files import atomic_write_text
+from srgan_tf.run_directory import RunDirectory
 
 ModelLike = Union[str, Path, Callable[[np.ndarray], np.ndarray]]
 METHOD_TITLES = {"bicubic": "Bicubic", "sr": "SR", "srresnet": "SRResNet", "srgan": "SRGAN"}
@@ -157,7 +158,7 @@ def _evaluate(predictors, sources, cache_path, *, split, scale_hw, data_config, 
                     metrics_lib.all_metrics(h[..., 0], s[..., 0], border=border) for h, s in zip(hr, sr))
             middle = len(hr_all) // 2 - start  # the patient's middle scored slice
             if 0 <= middle < len(hr) and number < figures and output_dir is not None:
-                figure_paths.append(_save_figure(Path(output_dir) / "figures", patient, hr, lr,
+                figure_paths.append(_save_figure(RunDirectory(output_dir).figures, patient, hr, lr,
                                                  outputs, middle))
     result = {method: metrics_lib.summarize_patients(scores[method]) for method in methods}
     result["protocol"] = _protocol(split, scale_hw, slices, border, max_slices_per_patient,
@@ -177,7 +178,7 @@ def write_metrics(result: dict, output_dir=None, figure_paths=()) -> dict:
     if output_dir is not None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         # Identical images give psnr = inf, written as JSON `Infinity` (Python reads it back).
-        atomic_write_text(Path(output_dir) / "metrics.json", json.dumps(result, indent=2) + "\n")
+        atomic_write_text(RunDirectory(output_dir).metrics, json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -7,6 +7,7 @@ from typing import Optional, Sequence, Tuple
 from srgan_tf.config import mode_of
 from srgan_tf.evaluation.metrics import METRICS
 from srgan_tf.files import atomic_write_text
+from srgan_tf.run_directory import RunDirectory
 
 # Sood & Rusu, Table 1 (prostate T2, TCIA): PSNR [dB] / SSIM. Keys as `method_key` builds them.
 PAPER_TABLE1 = {
@@ -209,7 +210,7 @@ def write_report(run_dir, title: str, metrics: dict, config_dict: Optional[dict]
     if config_dict:
         parts += ["## Configuration", "", "```json",
                   json.dumps(config_dict, indent=2, sort_keys=True), "```", ""]
-    path = run_dir / "report.md"
+    path = RunDirectory(run_dir).report
     atomic_write_text(path, "\n".join(parts))
     return path
 

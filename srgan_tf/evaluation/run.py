@@ -6,8 +6,8 @@ from typing import Optional
 from srgan_tf.evaluation.evaluate import evaluate_model
 from srgan_tf.evaluation.report import write_report
 from srgan_tf.io.paths_guard import refuse_overwriting_inputs
+from srgan_tf.run_directory import RunDirectory
 
-PRETRAIN_EXPORT = "export_pretrain"  # the generator after the MSE phase (SRResNet)
 TITLES = {"exp1": "Experiment 1: isotropic SR", "exp2": "Experiment 2: anisotropic SR (height only)"}
 
 
@@ -22,8 +22,9 @@ def evaluate_run(config, run_dir, export_dir, figures: int = 3) -> dict:
     """
     run_dir = Path(run_dir)
     models = {}
-    if (run_dir / PRETRAIN_EXPORT).is_dir() and config.train.adversarial_epochs > 0:
-        models["srresnet"] = run_dir / PRETRAIN_EXPORT
+    srresnet = RunDirectory(run_dir).export_pretrain  # the generator after the MSE phase
+    if srresnet.is_dir() and config.train.adversarial_epochs > 0:
+        models["srresnet"] = srresnet
     models["sr"] = Path(export_dir)
     metrics = evaluate_model(models, config.data.cache, split="test", data_config=config.data,
                              output_dir=run_dir, figures=figures, progress=True)

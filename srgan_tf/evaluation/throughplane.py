@@ -21,7 +21,6 @@ HR volume (the built-in sample's `hr/<patient>.nii.gz`):
    planes per orientation;
 7. mean over planes per volume, then mean and std over patients.
 """
-from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -33,6 +32,7 @@ from srgan_tf.evaluation.throughplane_report import save_case_figure
 from srgan_tf.evaluation.throughplane_volumes import ThroughPlaneCase, as_model, reconstruct
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.volume import Volume
+from srgan_tf.run_directory import RunDirectory
 
 
 
@@ -134,7 +134,7 @@ def score_throughplane(model, hr_volumes: Sequence, factor: Optional[int] = None
                                 **{m: metrics_lib.patient_mean(v["through_plane"])
                                    for m, v in case_scores.items()}}
         if output_dir is not None and figures:
-            figure_paths.append(save_case_figure(Path(output_dir) / "figures", case))
+            figure_paths.append(save_case_figure(RunDirectory(output_dir).figures, case))
     result = {method: {**metrics_lib.summarize_patients(views["through_plane"]),
                        "axial": metrics_lib.summarize_patients(views["axial"])}
               for method, views in scores.items()}

@@ -15,6 +15,7 @@ from srgan_tf.evaluation.throughplane_volumes import (DIRECTION_KEYS, ThroughPla
                                                       crop_in_plane, cubic_along_slices)
 from srgan_tf.io.volume import Volume
 from srgan_tf.files import atomic_write_text
+from srgan_tf.run_directory import RunDirectory
 
 METHOD_LABELS = {"bicubic": "Cubic (slice axis)", "sr": "SR (average)",
                  "sr_sagittal": "SR sagittal only", "sr_coronal": "SR coronal only",
@@ -182,7 +183,7 @@ def qualitative_throughplane(model, volumes: Sequence[Volume], output_dir, *,
         spacing = (volume.spacing[0] / factor, *volume.spacing[1:])
         figure = views_figure(panels, spacing, _thick_boundary(len(panels[0][1]), factor),
                               superior_up=superior_up_of(volume.direction))
-        paths.append(_save(figure, Path(output_dir) / "figures" /
+        paths.append(_save(figure, RunDirectory(output_dir).figures /
                            _file_name(volume.patient_id, "_real.png")))
     return paths
 
@@ -243,6 +244,6 @@ def write_throughplane_report(run_dir, title: str, metrics: dict, config_dict: O
     if config_dict:
         parts += ["## Configuration", "", "```json", json.dumps(config_dict, indent=2, sort_keys=True),
                   "```", ""]
-    path = run_dir / "report.md"
+    path = RunDirectory(run_dir).report
     atomic_write_text(path, "\n".join(parts))
     return path

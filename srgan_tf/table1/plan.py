@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence
 from srgan_tf import arguments
 from srgan_tf import config as config_lib
 from srgan_tf.io.paths_guard import refuse_overwriting_inputs
+from srgan_tf.run_directory import RunDirectory
 
 SETTINGS = ("iso-x4", "iso-x8", "aniso-x4", "aniso-x8")
 EXPERIMENTS = config_lib.EXPERIMENT_OF_MODE
@@ -130,7 +131,7 @@ def run_differences(run: SubRun) -> dict:
     (`config.resume_differences`): a learned field refuses the directory, a schedule field
     resumes it (a finished run trains on to the new end), runtime fields are ignored. Empty
     lists when the run has no config.json yet."""
-    path = run.run_dir / "config.json"
+    path = RunDirectory(run.run_dir).config
     if not path.exists():
         return {kind: [] for kind in config_lib.RESUME_CLASSES}
     differ = config_lib.resume_differences(config_lib.ExperimentConfig.load(path),
@@ -141,7 +142,7 @@ def run_differences(run: SubRun) -> dict:
 
 def saved_config(run: SubRun) -> config_lib.ExperimentConfig:
     """The config the run actually used (resolved cache, content loss), else the planned one."""
-    path = run.run_dir / "config.json"
+    path = RunDirectory(run.run_dir).config
     return config_lib.ExperimentConfig.load(path) if path.exists() else run.config
 
 

@@ -10,6 +10,7 @@ from srgan_tf.evaluation.metrics import METRICS
 from srgan_tf.evaluation.report import (DECIMALS, PAPER_TABLE1, method_key, protocol_text,
                                         scored_on_sample)
 from srgan_tf.files import atomic_write_text
+from srgan_tf.run_directory import RunDirectory
 from srgan_tf.table1.plan import TARGET_SETTING, SubRun, Table1Plan, parse_setting, saved_config
 
 # The paper's column order, then the bicubic columns it left out.
@@ -182,9 +183,10 @@ def write_figures(plan: Table1Plan) -> List[str]:
             scale_hw, suffix = runs[0].config.data.scale_hw, f" ×{runs[0].scale}"
             lr = degrade(hr, scale_hw).numpy()
             outputs = [("Bicubic", upsample_bicubic(lr, scale_hw).numpy())]
-            if (runs[0].run_dir / "export_pretrain").is_dir():
-                outputs.append(("SRResNet", load_exported(runs[0].run_dir / "export_pretrain").predict(lr)))
-            outputs += [(f"SRGAN {run.objective}", load_exported(run.run_dir / "export").predict(lr))
+            srresnet = RunDirectory(runs[0].run_dir).export_pretrain
+            if srresnet.is_dir():
+                outputs.append(("SRResNet", load_exported(srresnet).predict(lr)))
+            outputs += [(f"SRGAN {run.objective}", load_exported(RunDirectory(run.run_dir).export).predict(lr))
                         for run in runs]
             for index in range(len(hr)):
                 panels = [("HR", hr[index, ..., 0]), ("LR" + suffix, lr[index, ..., 0])]

@@ -25,6 +25,7 @@ from srgan_tf import config as config_lib
 from srgan_tf import experiment as experiment_lib
 from srgan_tf.evaluation.metrics import METRICS
 from srgan_tf.evaluation.report import PAPER_TABLE1
+from srgan_tf.run_directory import RunDirectory
 from srgan_tf.table1.plan import (EXPERIMENTS, TARGET_METRICS, TARGET_SETTING, SubRun,
                                   Table1Plan, objective_label, run_differences, saved_config)
 from srgan_tf.table1.report import write_figures, write_table1
@@ -37,7 +38,8 @@ def run_or_reuse(sub_run: SubRun, sample_root=arguments.DEFAULT_SAMPLE_ROOT) -> 
     Raises:
         ValueError: the run directory holds a run of another configuration.
     """
-    metrics_path, config_path = sub_run.run_dir / "metrics.json", sub_run.run_dir / "config.json"
+    files = RunDirectory(sub_run.run_dir)
+    metrics_path, config_path = files.metrics, files.config
     differences = run_differences(sub_run)
     if differences[config_lib.LEARNED]:
         raise ValueError(f"{sub_run.run_dir} holds a run of another configuration; choose "

@@ -1,4 +1,5 @@
-"""Training callbacks: epoch checkpoints (resume), history CSV, TensorBoard scalars and images.
+"""Training callbacks: history CSV, train.log lines, TensorBoard scalars and images (the epoch
+checkpoint is `checkpoints.EpochCheckpoint`).
 
 Epochs count across both phases and from 1, as the console shows them ("Epoch 1/70"):
 pretrain 1..P, adversarial P+1..P+A, in history.csv, train.log and TensorBoard steps alike.
@@ -15,64 +16,6 @@ import tensorflow as tf
 
 from srgan_tf.data.degrade import upsample_bicubic
 from srgan_tf.files import atomic_write_text
-from srgan_tf.training.srgan import PHASES
-
-PHASE_CODES = {phase: code for code, phase in enumerate(PHASES)}
-
-
-class TrainingState:
-    """What a checkpoint holds: generator, discriminator, both optimizers, EMA, epoch, phase.
-
-    `tf.train.CheckpointManager` writes each checkpoint completely before it updates its index
-    file (atomic rename), so a run killed while saving resumes from the previous one.
-
-    Args:
-        model: compiled `SRGAN` (optimizers built).
-        directory: checkpoint directory (run_dir/checkpoints).
-        max_to_keep: checkpoints kept on disk.
-    """
-
-    def __init__(self, model, directory, max_to_keep=2):
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.phase = tf.Variable(0, dtype=tf.int64, trainable=False, name="phase")
-        items = dict(generator=model.generator, discriminator=model.discriminator,
-                     g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
-                     epoch=self.epoch, phase=self.phase)
-        if model.ema_weights:
-            items["ema"] = list(model.ema_weights)
-        self.checkpoint = tf.train.Checkpoint(**items)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, str(directory),
-                                                  max_to_keep=max_to_keep, checkpoint_name="ckpt")
-
-    @property
-    def latest(self):
-        return self.manager.latest_checkpoint
-
-    def save(self, epochs_done: int, phase: str) -> str:
-        self.epoch.assign(epochs_done)
-        self.phase.assign(PHASE_CODES[phase])
-        return self.manager.save(checkpoint_number=epochs_done)
-
-    def restore(self, path=None):
-        """Restores `path` (default: the latest checkpoint). Returns (epochs_done, phase)."""
-        path = path or self.latest
-        if path is None:
-            raise FileNotFoundError(f"{self.manager.directory}: no checkpoint to resume from")
-        self.checkpoint.restore(path).assert_existing_objects_matched()
-        return int(self.epoch.numpy()), PHASES[int(self.phase.numpy())]
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves a `TrainingState` at every epoch end: a killed run loses at most one epoch."""
-
-    def __init__(self, state: TrainingState):
-        super().__init__()
-        self.state = state
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.state.save(epoch + 1, self.model.phase)
-
-
 class EpochLog(keras.callbacks.Callback):
     """One line per epoch, as the console shows it, for the run's train.log.
 

@@ -1,39 +1,43 @@
 """Two-phase SRGAN training (paper Sec. 3): generator alone on MSE, then adversarial.
 
-A run directory holds config.json, checkpoints/ (one per epoch and the `GeneratorSpec` they
-hold; `resume=True` continues from the last), logs/ (TensorBoard) and history.csv. Exports
-are the orchestrator's (`srgan_tf.training_run`): `train` reports each phase end to
+`train` takes the data and the strategy from its caller and trains: into the run directory
+(`RunDirectory`: config.json, checkpoints/, logs/, history.csv, train.log), resuming from the
+last checkpoint with `resume=True`. What the run directory may hold, the cache, the VGG
+weights and the strategy are the entry level's (`srgan_tf.experiment`,
+`srgan_tf.training_run`), and so are the exports: `train` reports each phase end to
 `on_phase_end`.
 
 Example:
-    config = preset("quick").updated(data={"cache": "cache.h5"})
-    result = train(config, "runs/demo")
+    strategy = make_strategy(config.train.strategy)
+    result = train(config, "runs/demo", strategy=strategy, train_dataset=batches,
+                   validation=(val_lr, val_hr))
     print(result.history["val_psnr"][-1])
 """
-import contextlib
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from srgan_tf.config import (LEARNED, ExperimentConfig, GeneratorSpec, field_values,
-                             resume_differences)
-from srgan_tf.runtime import training_precision
-from srgan_tf.training.callbacks import (EpochCheckpoint, EpochLog, HistoryCSV, TensorBoardLogger,
-                                         TrainingState, history_columns, read_history,
-                                         truncate_history)
+from srgan_tf.config import ExperimentConfig
+from srgan_tf.run_directory import RunDirectory
+from srgan_tf.runtime import precision_policy, training_precision
 from srgan_tf.training.batchnorm import BatchNormCalibration
+from srgan_tf.training.callbacks import (EpochLog, HistoryCSV, TensorBoardLogger, history_columns,
+                                         read_history, truncate_history)
+from srgan_tf.training.checkpoints import (EpochCheckpoint, TrainingState, resume_training,
+                                           save_generator_spec)
 from srgan_tf.training.srgan import SRGAN, clone_model_with
 from srgan_tf.training.strategy import (check_workers_agree, distributable, global_batch_size,
                                         is_chief, make_strategy, task_index)
 from srgan_tf.training.workspace import Workspace
 
-
-SPEC_FILE = "generator.json"  # in checkpoints/: the GeneratorSpec of the checkpointed generator
+# A dataset of (lr, hr) batches of the global batch size, or `batches(epochs_done)` drawing one
+# per fit() call (a resumed run then does not replay the batches it has seen).
+TrainingData = Union[tf.data.Dataset, Callable[[int], tf.data.Dataset]]
 
 
 @dataclasses.dataclass
@@ -63,17 +67,6 @@ class PhaseEnd:
     epochs_done: int
     run_dir: Path
     note: Callable[[str], None]  # a line for the run's train.log (and the console)
-
-
-@contextlib.contextmanager
-def precision_policy(name: str):
-    """Keras dtype policy for the layers built inside the block (e.g. "mixed_bfloat16")."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def build_srgan(config: ExperimentConfig, content_extractor=None) -> SRGAN:
@@ -129,22 +122,26 @@ def generator_learning_rate(config: ExperimentConfig):
         warmup_target=train_config.learning_rate if warmup else None, warmup_steps=warmup)
 
 
-def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=None,
-          progress=True, train_dataset=None, validation=None, initial_weights=None,
+def train(config: ExperimentConfig, run_dir, *, train_dataset: TrainingData, validation,
+          strategy: Optional[tf.distribute.Strategy] = None,
+          steps_per_epoch: Optional[int] = None, resume=False, content_extractor=None,
+          progress=True, initial_weights=None,
           on_phase_end: Optional[Callable[[PhaseEnd], None]] = None) -> TrainResult:
-    """Trains an SRGAN as configured.
+    """Trains an SRGAN as configured, on the data given.
 
     Args:
-        config: the experiment; `config.data.cache` must name the HDF5 slice cache.
-        run_dir: where config.json, checkpoints/, logs/ and history.csv go.
+        config: the experiment.
+        run_dir: where config.json, checkpoints/, logs/ and history.csv go (`RunDirectory`).
+        train_dataset: (lr, hr) batches of the global batch size for both phases, or
+            `batches(epochs_done)` returning them anew for each fit() call.
+        validation: (lr, hr) numpy batch to validate on.
+        strategy: the `tf.distribute.Strategy` to train under (made first by the caller:
+            multiworker needs a fresh runtime); None makes `config.train.strategy`'s.
+        steps_per_epoch: steps of each epoch; default `config.train.steps_per_epoch`.
         resume: continue from the last checkpoint in run_dir (fresh start if there is none).
         content_extractor: a VGG feature model already built by the caller (offline weights
             policy), or None to build it from `config.loss`.
         progress: Keras progress bars.
-        train_dataset: a `tf.data.Dataset` of (lr, hr) batches of the global batch size to
-            train on in both phases instead of the cache (e.g. self-supervised data);
-            needs `config.train.steps_per_epoch`.
-        validation: (lr, hr) numpy batch to validate on instead of the cache's test slices.
         initial_weights: a generator `.weights.h5` file to start from (fine-tuning); a
             resumed checkpoint takes precedence.
         on_phase_end: called on the chief with a `PhaseEnd` when the pretraining phase ends
@@ -154,45 +151,42 @@ def train(config: ExperimentConfig, run_dir, *, resume=False, content_extractor=
     Returns:
         TrainResult with the run directory, history and the config as trained.
     """
-    strategy = make_strategy(config.train.strategy)  # first: multiworker needs a fresh runtime
+    if strategy is None:  # callers that do not choose one yet
+        strategy = make_strategy(config.train.strategy)
     # config.json records the precision as used ("auto" resolved)
     config = config.updated(train={"precision": training_precision(config.train.precision)})
     run_dir = Path(run_dir)
-    if train_dataset is not None and not config.train.steps_per_epoch:
-        raise ValueError("train_dataset needs config.train.steps_per_epoch (a dataset's length "
-                         "is not known in advance). Received: steps_per_epoch="
-                         f"{config.train.steps_per_epoch}")
-    if train_dataset is None or validation is None:
-        cache = _cache_path(config)
-    else:
-        cache = None
+    steps_per_epoch = steps_per_epoch or config.train.steps_per_epoch
+    if not steps_per_epoch:
+        raise ValueError("train needs steps_per_epoch (a dataset's length is not known in "
+                         f"advance). Received: steps_per_epoch={steps_per_epoch}")
     chief = is_chief(strategy)
     with Workspace(run_dir, chief, task_index(strategy)) as workspace:
-        _check_run_dir(config, run_dir, resume)
         keras.utils.set_random_seed(config.train.seed)
         with strategy.scope():
             model = build_srgan(config, content_extractor)
             g_optimizer, d_optimizer = make_optimizers(config)
             model.compile(g_optimizer=g_optimizer, d_optimizer=d_optimizer,
                           jit_compile=config.train.jit_compile)
+        files = workspace.files
         if chief:
-            config.save(run_dir / "config.json")
+            config.save(files.config)
         # Every worker saves (saving may need all of them); only the chief's copy is kept.
-        state = TrainingState(model, workspace.directory / "checkpoints", max_to_keep=2 if chief else 1)
-        if chief:  # beside the checkpoints: what they hold, for whoever rebuilds the generator
-            (run_dir / "checkpoints").mkdir(exist_ok=True)
-            config.generator_spec().save(run_dir / "checkpoints" / SPEC_FILE)
-        epochs_done = _restore(state, run_dir, resume, workspace)
+        state = TrainingState(model, files.checkpoints, max_to_keep=2 if chief else 1)
+        if chief:
+            save_generator_spec(config, files)
+        epochs_done = resume_training(state, RunDirectory(run_dir), resume, workspace.note,
+                                      echo=chief)
         if initial_weights and not epochs_done:
             _load_generator_weights(model, initial_weights)
         check_workers_agree(strategy, epochs_done, "the epochs done before this run")
-        truncate_history(workspace.directory / "history.csv", epochs_done)
+        truncate_history(files.history, epochs_done)
         report = _phase_reporter(on_phase_end, model, config, workspace) if chief else None
-        epochs_done = _fit_phases(model, config, cache, workspace, state, epochs_done, strategy,
-                                  progress, train_dataset, validation, report)
+        epochs_done = _fit_phases(model, config, workspace, state, epochs_done, strategy, progress,
+                                  train_dataset, validation, steps_per_epoch, report)
         if report:
             report("final", epochs_done)
-        history = history_columns(read_history(workspace.directory / "history.csv"))
+        history = history_columns(read_history(files.history))
     return TrainResult(run_dir, history, config, chief)
 
 
@@ -215,40 +209,22 @@ def _load_generator_weights(model: SRGAN, path) -> None:
         average.assign(weight)
 
 
-def _restore(state, run_dir: Path, resume: bool, workspace) -> int:
-    """Restores the run's last checkpoint (every worker reads the chief's) when resuming.
-    Returns the epochs done."""
-    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints")) if resume else None
-    if latest:
-        epochs_done, phase = state.restore(latest)
-        workspace.note(f"Resuming from {latest}: {epochs_done} epochs done, phase {phase}",
-                       echo=workspace.chief)
-        return epochs_done
-    if resume:
-        workspace.note(f"No checkpoint in {run_dir / 'checkpoints'}: starting from scratch",
-                       echo=workspace.chief)
-    return 0
-
-
-def _fit_phases(model, config, cache, workspace, state, epochs_done, strategy, progress,
-                train_dataset=None, validation=None, report=None) -> int:
+def _fit_phases(model, config, workspace, state, epochs_done, strategy, progress,
+                train_dataset, validation, steps, report=None) -> int:
     """Pretrain then adversarial `fit()` calls from `epochs_done` on; returns the epochs done.
 
     `report("pretrain", epochs)` (chief only) when the pretraining phase ends in this call, or
     ended exactly at the resumed checkpoint, and an adversarial phase follows.
     """
-    from srgan_tf.data.pipeline import make_dataset, validation_batch
-
     global_batch = global_batch_size(config.data.batch_size, strategy)
-    val_lr, val_hr = validation if validation is not None else validation_batch(cache, config.data)
-    steps = config.train.steps_per_epoch or default_steps_per_epoch(cache, global_batch)
+    val_lr, val_hr = validation
     pretrain_end = config.train.pretrain_epochs
     total = pretrain_end + config.train.adversarial_epochs
-    directory = workspace.directory
+    files = workspace.files
     # The history row before the checkpoint: a run stopped between the two resumes from the
     # previous checkpoint and drops the row (truncate_history); the other order lost the row.
-    callbacks = [HistoryCSV(directory / "history.csv"), EpochCheckpoint(state),
-                 TensorBoardLogger(directory / "logs", (val_lr, val_hr), config.data.scale_hw),
+    callbacks = [HistoryCSV(files.history), EpochCheckpoint(state),
+                 TensorBoardLogger(files.logs, (val_lr, val_hr), config.data.scale_hw),
                  EpochLog(workspace.note, total)]
     calibration = None
     for phase, first, last in (("pretrain", 0, pretrain_end), ("adversarial", pretrain_end, total)):
@@ -261,12 +237,8 @@ def _fit_phases(model, config, cache, workspace, state, epochs_done, strategy, p
         workspace.note(f"Phase {phase}: epochs {max(first, epochs_done) + 1}-{last} of {total}, "
                        f"{steps} steps of {global_batch} ({strategy.num_replicas_in_sync} replica(s))",
                        echo=progress and workspace.chief)
-        if train_dataset is not None:
-            dataset = distributable(train_dataset)
-        else:  # a new seed per fit() call: a resumed run does not replay the batches it has seen
-            dataset = distributable(make_dataset(
-                cache, dataclasses.replace(config.data, batch_size=global_batch), split="train",
-                training=True, seed=config.train.seed + epochs_done))
+        dataset = distributable(train_dataset(epochs_done) if callable(train_dataset)
+                                else train_dataset)
         if calibration is None and config.train.bn_calibration_batches > 0:
             calibration = _calibration_batches(dataset, config)
             callbacks.insert(0, BatchNormCalibration(calibration))  # before the checkpoint
@@ -283,76 +255,6 @@ def _calibration_batches(dataset, config: ExperimentConfig) -> list:
     size = None if config.train.sync_batch_norm else config.data.batch_size
     return [np.asarray(batch[0])[:size]
             for batch in dataset.take(config.train.bn_calibration_batches).as_numpy_iterator()]
-
-
-def restore_generator(run_dir):
-    """The generator of a run's last checkpoint (EMA weights when the run kept them), float32.
-
-    Args:
-        run_dir: a run directory from `train` (config.json and checkpoints/).
-
-    Returns:
-        (generator, its GeneratorSpec, the run's ExperimentConfig, epochs done).
-    """
-    from srgan_tf.models.generator import generator_from_spec
-
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise FileNotFoundError(f"{config_path}: no config.json (is {run_dir} a training run?)")
-    config = ExperimentConfig.load(config_path)
-    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
-    if latest is None:
-        raise FileNotFoundError(f"{run_dir / 'checkpoints'}: no checkpoint to export")
-    spec_path = run_dir / "checkpoints" / SPEC_FILE  # runs before it: their config's
-    spec = GeneratorSpec.load(spec_path) if spec_path.exists() else config.generator_spec()
-    with precision_policy("float32"):
-        generator = generator_from_spec(spec)
-    epoch = tf.Variable(0, dtype=tf.int64)
-    items = {"generator": generator, "epoch": epoch}
-    if config.loss.ema_decay > 0:
-        items["ema"] = [keras.Variable(w.numpy(), trainable=False) for w in generator.weights]
-    tf.train.Checkpoint(**items).restore(latest).expect_partial().assert_existing_objects_matched()
-    if "ema" in items:
-        generator.set_weights([w.numpy() for w in items["ema"]])
-    return generator, spec, config, int(epoch.numpy())
-
-
-def default_steps_per_epoch(cache, global_batch: int) -> int:
-    """Training slices // global batch (at least 1): one pass over the slices per epoch."""
-    from srgan_tf.data.pipeline import list_candidates
-
-    return max(1, list_candidates(cache, "train").count // global_batch)
-
-
-def _cache_path(config: ExperimentConfig) -> Path:
-    if not config.data.cache:
-        raise ValueError("config.data.cache must name an HDF5 slice cache (srgan-tf prepare). "
-                         "Received: cache=None")
-    path = Path(config.data.cache)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: cache file not found (build one with `srgan-tf prepare`)")
-    return path
-
-
-def _check_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool):
-    """Never mixes two runs: a fresh start needs an unused run_dir, a resume what the run
-    learned from (`config.FIELD_CLASSES`: only the schedule and the runtime may differ)."""
-    if not resume:
-        if tf.train.latest_checkpoint(str(run_dir / "checkpoints")):
-            raise ValueError(f"{run_dir} already holds checkpoints: pass resume=True (--resume) to "
-                             f"continue that run, or choose another run directory. Received: run_dir={run_dir}")
-        return
-    saved_path = run_dir / "config.json"
-    if not saved_path.exists():
-        return
-    saved = ExperimentConfig.load(saved_path)
-    differ = resume_differences(saved, field_values(config))[LEARNED]
-    if differ:
-        raise ValueError(f"resume needs what {saved_path} learned from; these differ: "
-                         + "; ".join(f"{name} was {old!r}" for name, (old, _) in differ.items())
-                         + ". Received: " + ", ".join(f"{name}={new!r}"
-                                                      for name, (_, new) in differ.items()))
 
 
 def _verbosity(progress: bool) -> int:

@@ -23,8 +23,8 @@ import tensorflow as tf
 
 from srgan_tf.files import DirectoryLock, DirectoryLocked
 from srgan_tf.io.errors import InputError
-
-LOG_FILE = "train.log"
+from srgan_tf.run_directory import RunDirectory
+from srgan_tf.training.checkpoints import latest_checkpoint
 
 
 class Workspace:
@@ -69,12 +69,17 @@ class Workspace:
                       f"({self._lock.stale_holder})")
         return self
 
+    @property
+    def files(self) -> RunDirectory:
+        """The layout this process writes: the run directory's, or the temporary one's."""
+        return RunDirectory(self.directory)
+
     def note(self, message: str, echo: bool = True) -> None:
         """Prints `message` and appends it, time-stamped, to train.log."""
         if echo:
             print(message)
         stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.directory / LOG_FILE, "a") as handle:
+        with open(self.files.train_log, "a") as handle:
             handle.write(f"{stamp} {message}\n")
 
     def __exit__(self, exc_type, exc, traceback):
@@ -85,7 +90,7 @@ class Workspace:
             shutil.rmtree(self.directory, ignore_errors=True)
             return
         try:
-            if exc_type is not None and not _has_checkpoint(self.run_dir):
+            if exc_type is not None and latest_checkpoint(RunDirectory(self.run_dir)) is None:
                 self._remove_created()
         finally:
             self._lock.release()
@@ -104,7 +109,3 @@ class Workspace:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
-
-
-def _has_checkpoint(run_dir: Path) -> bool:
-    return tf.train.latest_checkpoint(str(run_dir / "checkpoints")) is not None

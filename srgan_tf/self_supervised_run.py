@@ -7,7 +7,7 @@ The run, phase by phase (each timed and printed):
 3. the slice profile: estimated from the volume (`--slice-profile auto`), or box/gaussian
    of the slice thickness, or a `.npy` file;
 4. training on the volume's own in-plane slices degraded with that profile
-   (`training.self_supervised`), exported to `<work dir>/model/export`; the plan it was
+   (`training.own_slices`), exported to `<work dir>/model/export`; the plan it was
    trained for is `<work dir>/plan.json`, and a re-run whose plan matches reuses the model
    (`trained_model`; `--retrain` trains anew). The cohort run (`cohort.runs`) calls the same
    steps: plan, `trained_model` / `train_model` once per protocol, `apply_model` per volume;
@@ -144,7 +144,7 @@ def plan_volume(volume, options: SelfSupervisedOptions, timings: Optional[Timing
 
 def training_config(acquisition, options: SelfSupervisedOptions):
     """The training config of a model for volumes of this acquisition."""
-    from srgan_tf.training.self_supervised import self_supervised_config
+    from srgan_tf.training.own_slices import self_supervised_config
 
     return self_supervised_config(acquisition.model_factor, steps=options.steps,
                                   epochs=options.epochs, seed=options.seed)
@@ -228,7 +228,7 @@ def train_model(images, acquisition, profile, options: SelfSupervisedOptions, ru
     the pooled slices of several volumes of one acquisition); the loaded export."""
     from srgan_tf.data.self_supervised import profile_taps, training_pixel_mm
     from srgan_tf.inference.exported_model import load_exported
-    from srgan_tf.training.self_supervised import train_on_volume
+    from srgan_tf.training.own_slices import train_on_volume
     from srgan_tf.training_run import RunExporter
 
     config = training_config(acquisition, options)

@@ -1,4 +1,4 @@
-"""Self-supervised training run: a generator trained on one volume's own in-plane slices.
+"""Training on one volume's own in-plane slices (self-supervision): its config and its run.
 
 The pairs come from `srgan_tf.data.self_supervised`; the networks, schedule and trainer are
 the SRGAN ones. The default objective is the generator alone on a pixel loss (the SRResNet

@@ -18,7 +18,6 @@ The run, phase by phase (each timed and printed):
    (decisions, profile plot, loss curve, timings) in the work dir.
 """
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -369,33 +368,18 @@ def _initial_weights(init_model, config):
 
 
 def _super_resolve(model, slice_first, acquisition, intensity_range, profile, options):
-    from srgan_tf.data.acquisition import target_grid
     from srgan_tf.inference.infer import resolve_precision
-    from srgan_tf.inference.slice_grid import (interpolation_matrix, keep_empty_support,
-                                               resample_axis0)
-    from srgan_tf.presets import SELF_SUPERVISED_SLICE_PADDING
+    from srgan_tf.inference.output_grid import onto_target_grid
     from srgan_tf.inference.volume_sr import super_resolve_volume
+    from srgan_tf.presets import SELF_SUPERVISED_SLICE_PADDING
 
     precision = resolve_precision(options.precision, model)
     result = super_resolve_volume(model, slice_first, "through-plane", batch_size=options.batch_size,
                                   precision=precision, progress=options.progress,
                                   intensity_range=intensity_range,
                                   slice_padding=SELF_SUPERVISED_SLICE_PADDING)
-    array = result.volume.array
-    s, d = acquisition.model_factor, acquisition.slice_spacing
-    count, step, first = target_grid(slice_first, acquisition)
-    if not (count == array.shape[0] and math.isclose(step, d / s, rel_tol=1e-9)):
-        matrix = interpolation_matrix(array.shape[0], -d / 2 + d / (2 * s), d / s,
-                                      count, first, step)
-        array = resample_axis0(array, matrix)
-    if options.clip:
-        low, high = float(slice_first.array.min()), float(slice_first.array.max())
-        np.clip(array, low, high, out=array)
-        positions = (first + np.arange(count) * step) / d  # in thick-slice index units
-        keep_empty_support(array, slice_first.array, positions, profile.half_support_mm() / d)
-    origin = np.asarray(slice_first.origin) + first * slice_first.direction[0]
-    spacing = (step, *slice_first.spacing[1:])
-    return result.volume.with_array(array, spacing=spacing, origin=tuple(origin)), options.clip
+    return onto_target_grid(result.volume, slice_first, acquisition, profile,
+                            clip=options.clip), options.clip
 
 
 def _write(sr, volume, acquisition, output, dicom_output):

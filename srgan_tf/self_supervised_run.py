@@ -260,6 +260,7 @@ def apply_model(model, plan: VolumePlan, volume, options: SelfSupervisedOptions,
 
 def run_self_supervised(options: SelfSupervisedOptions) -> dict:
     """Run the whole command; returns a summary dict (also written to the work dir)."""
+    from srgan_tf.evaluation.self_supervised_report import write_self_supervised_report
     from srgan_tf.files import DirectoryLock, DirectoryLocked
     from srgan_tf.inference.infer import check_output_locations, peak_rss_mb, read_input_volume
     from srgan_tf.io.errors import InputError
@@ -316,7 +317,7 @@ def run_self_supervised(options: SelfSupervisedOptions) -> dict:
             "seconds": {**{k: round(v, 1) for k, v in timings.phases.items()}, "total": round(total, 1)},
             "peak_rss_mb": round(peak_rss_mb(), 1),
         }
-        write_report(work_dir, summary, plan.estimate)
+        write_self_supervised_report(work_dir, summary, plan.estimate)
     finally:
         lock.release()
     return summary
@@ -391,76 +392,3 @@ def _write(sr, volume, acquisition, output, dicom_output):
     files = write_outputs(sr_volume, volume, output, dicom_output)
     return {"shape": sr_volume.shape, "spacing": sr_volume.spacing, "dicom_files": files,
             "clipped": clipped}
-
-
-def write_report(work_dir: Path, summary: dict, choice) -> None:
-    """report.md, summary.json and figures (profile estimate, loss) of a run in `work_dir`;
-    `choice` is the run's ProfileChoice (or None when the profile was given)."""
-    from srgan_tf.files import atomic_write_text
-
-    figures = []
-    estimate = choice.estimate if choice is not None else None
-    if estimate is not None:
-        from srgan_tf.data.profile_estimate import plot_profile_estimate
-
-        plot_profile_estimate(estimate, work_dir / "slice_profile.png")
-        figures.append("slice_profile.png")
-        atomic_write_text(work_dir / "slice_profile_estimate.json",
-                          json.dumps(estimate.to_dict(), indent=2) + "\n")
-    history = Path(summary["model_export"]).parent / "history.csv"
-    if history.is_file():
-        _plot_history(history, work_dir / "loss.png")
-        figures.append("loss.png")
-    atomic_write_text(work_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    acquisition = summary["acquisition"]
-    lines = [
-        "# Self-supervised through-plane SR", "",
-        f"Input `{summary['input']}`: shape {tuple(summary['input_shape'])}, spacing "
-        f"{tuple(summary['input_spacing_mm'])} mm.",
-        f"Output `{summary['output']}`: shape {tuple(summary['output_shape'])}, spacing "
-        f"{tuple(summary['output_spacing_mm'])} mm"
-        + (f"; DICOM series `{summary['dicom_output']}`" if summary["dicom_output"] else "") + ".",
-        "", "## Decisions", "",
-        f"- Low-resolution axis: array axis {acquisition['slice_axis']} (largest spacing); factor "
-        f"{acquisition['factor']:.4g}; model x{acquisition['model_factor']}; output slice spacing "
-        f"{acquisition['target_spacing']:.4g} mm.",
-        f"- Slice thickness {acquisition['thickness']:.4g} mm (from {acquisition['thickness_source']}), "
-        f"gap {acquisition['gap']:.4g} mm.",
-        f"- Slice profile: {summary['slice_profile']['shape']}, width {summary['slice_profile']['fwhm_mm']:.3g} mm "
-        f"({summary['slice_profile_reason']}).",
-    ] + ([f"- Slice profile warning: {choice.warning}."] if choice is not None and choice.warning else []) + [
-        f"- Intensities clipped to the input's range: {summary['clipped_to_input_range']}.",
-        f"- Trained model: `{summary['model_export']}`.",
-        "", "## Timings (s)", "",
-        "| " + " | ".join(summary["seconds"]) + " |",
-        "|" + "---|" * len(summary["seconds"]),
-        "| " + " | ".join(str(v) for v in summary["seconds"].values()) + " |",
-        "", "## Figures", "",
-    ] + [f"![{name}]({name})" for name in figures]
-    atomic_write_text(work_dir / "report.md", "\n".join(lines) + "\n")
-
-
-def _plot_history(history_csv: Path, path: Path) -> None:
-    import csv
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(history_csv) as stream:
-        rows = list(csv.DictReader(stream))
-    if not rows:
-        return
-    epochs = [float(row.get("epoch", i)) for i, row in enumerate(rows)]
-    figure, axes = plt.subplots(1, 1, figsize=(5, 3.2))
-    for key in ("pixel_mse", "val_pixel_mse", "g_loss", "val_g_loss"):
-        values = [float(row[key]) for row in rows if row.get(key) not in (None, "")]
-        if len(values) == len(rows):
-            axes.plot(epochs, values, marker="o", label=key)
-    axes.set_yscale("log")
-    axes.set_xlabel("epoch")
-    axes.set_title("training loss")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -109,7 +109,8 @@ def train_self_supervised_model(config, run_dir, series, hr_paths, crop, profile
     the code of `srgan-tf self-supervised`: acquisition model, slice profile, training."""
     from srgan_tf.evaluation.throughplane_volumes import crop_in_plane, simulate_thick_slices
     from srgan_tf.io.reader import read_volume
-    from srgan_tf.self_supervised_run import SelfSupervisedOptions, plan_volume, train_volume_model
+    from srgan_tf.self_supervised_run.model import train_volume_model
+    from srgan_tf.self_supervised_run.plan import SelfSupervisedOptions, plan_volume
 
     if hr_paths:  # the very thick slices the score feeds to the models
         volume = simulate_thick_slices(crop_in_plane(read_volume(hr_paths[0]), crop),
@@ -122,7 +123,7 @@ def train_self_supervised_model(config, run_dir, series, hr_paths, crop, profile
     options = SelfSupervisedOptions(input=volume.patient_id, output="unused.nii.gz",
                                     progress=True, **options)
     plan = plan_volume(volume, options)
-    model = train_volume_model(plan, options, Path(run_dir) / "self_supervised")
+    model = train_volume_model(plan, options, Path(run_dir) / "self_supervised" / "model")
     return SelfSupervisedModel(volume.patient_id, Path(model.path), source)
 
 

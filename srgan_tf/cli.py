@@ -113,7 +113,8 @@ def cmd_score(args):
 
 def cmd_self_supervised(args):
     from srgan_tf.io.errors import InputError
-    from srgan_tf.self_supervised_run import SelfSupervisedOptions, run_self_supervised
+    from srgan_tf.self_supervised_run.command import run_self_supervised
+    from srgan_tf.self_supervised_run.plan import SelfSupervisedOptions
 
     options = SelfSupervisedOptions(
         input=args.input, output=args.output, dicom_output=args.dicom_output,

@@ -210,6 +210,7 @@ def test_script_exit_status_and_help_without_tensorflow(tmp_path):
 
 def test_exp3_refuses_a_scale_or_a_model_that_contradicts_the_experiment(tmp_path, monkeypatch,
                                                                          capsys):
+    from srgan_tf import exp3
     from srgan_tf.config import GeneratorSpec
     from srgan_tf.inference.export import export_generator
     from srgan_tf.models.generator import generator_from_spec
@@ -219,12 +220,11 @@ def test_exp3_refuses_a_scale_or_a_model_that_contradicts_the_experiment(tmp_pat
     for name, scale_hw in (("aniso", (2, 1)), ("iso", (2, 2))):
         spec = GeneratorSpec(scale_hw, num_residual_blocks=0, filters=4)
         exports[name] = export_generator(generator_from_spec(spec), tmp_path / name, spec=spec)
-    script = _script("exp3_throughplane")
-    prog = script.build_parser().prog
+    prog = exp3.build_parser().prog
     for argv, words in ((["--model", str(exports["aniso"]), "--scale", "4"],
                          ["--scale 4", "contradicts", "x2"]),
                         (["--model", str(exports["iso"])], ["anisotropic", "iso"])):
-        assert script.main([*argv, "--output", "run"]) == 2
+        assert exp3.main([*argv, "--output", "run"]) == 2
         _assert_one_line_error(capsys.readouterr().err, prog, words)
     assert sorted(os.listdir(tmp_path)) == ["aniso", "iso"]  # refused before writing
 
@@ -232,6 +232,7 @@ def test_exp3_refuses_a_scale_or_a_model_that_contradicts_the_experiment(tmp_pat
 def test_infer_clips_to_the_input_range_and_removes_stale_partials(tmp_path, capsys):
     import keras
 
+    from srgan_tf import exp3
     from srgan_tf.config import GeneratorSpec
     from srgan_tf.inference.export import export_generator
     from srgan_tf.io.nifti import read_nifti

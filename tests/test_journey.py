@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from srgan_tf import exp3
 from srgan_tf.config import ExperimentConfig
 from srgan_tf.experiment import resolve_content_loss
 from srgan_tf.inference.exported_model import load_exported
@@ -247,7 +248,7 @@ def test_exp3_scores_an_exp2_export_on_the_sample(exp2_run, sample_root, tmp_pat
     argv = ["--sample-root", str(sample_root), "--sample-patients", "2", "--preset", "quick",
             "--hr-size", "32", "--patch-size", "32", "--scale", "4",
             "--model", str(exp2_run / "export"), "--max-planes", "4", "--output", str(out)]
-    assert script("exp3_throughplane").main(argv) == 0
+    assert exp3.main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     for method in ("sr", "bicubic"):
         assert_scores(metrics[method])
@@ -262,7 +263,7 @@ def test_exp3_on_the_users_cache_makes_figures_only(exp2_run, training_cache, tm
     argv = ["--cache", str(training_cache), "--preset", "quick", "--hr-size", "32",
             "--patch-size", "32", "--scale", "4", "--model", str(exp2_run / "export"),
             "--max-planes", "2", "--output", str(out)]
-    assert script("exp3_throughplane").main(argv) == 0
+    assert exp3.main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["qualitative_only"] is True and metrics["figures"]
     assert all(Path(figure).is_file() for figure in metrics["figures"])

@@ -20,6 +20,8 @@ TOP_LEVEL = {"__init__": "base", "config": "base", "presets": "base", "runtime":
              "training_run": "entry",
              # Table 1 trains one run per column through run_experiment: beside experiment.py
              "table1": "entry",
+             # Exp. 3 trains an Exp. 2 run (or a self-supervised model), then scores: as Table 1
+             "exp3": "entry",
              # folders of volumes through the self-supervised and infer runs: beside them
              "cohort": "entry"}
 

@@ -146,7 +146,7 @@ def test_the_command_reports_spectrum_header_and_choice(volume, capsys):
 
     from srgan_tf.data.acquisition import acquisition_from_volume
     from srgan_tf.io.volume import Volume
-    from srgan_tf.self_supervised_run import resolve_profile
+    from srgan_tf.self_supervised_run.plan import resolve_profile
 
     thick = Volume(_perturbed_thick(volume, 0, SliceProfile("box", 3.0), 5.0, snr=20), (5.0, 1.0, 1.0),
                    source_tags={"SliceThickness": "3.0"})

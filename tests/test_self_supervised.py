@@ -216,7 +216,7 @@ def test_bad_inputs_fail_before_training_with_one_line(tmp_path, capsys, case):
 
 def test_self_supervised_config_warms_up_then_decays_the_rate_to_zero():
     from srgan_tf.presets import preset
-    from srgan_tf.training.self_supervised import self_supervised_config
+    from srgan_tf.training.own_slices import self_supervised_config
     from srgan_tf.training.trainer import generator_learning_rate
 
     peak = preset("self-supervised").train.learning_rate

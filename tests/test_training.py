@@ -256,8 +256,8 @@ def test_train_refuses_a_run_directory_in_use(training_cache, tmp_path):
     with DirectoryLock(tmp_path / "run"):  # another training holds it
         with pytest.raises(InputError, match=f"{tmp_path / 'run'}: another training is using this "
                                              f"run directory \\(pid {os.getpid()}"):
-            train(config, tmp_path / "run", progress=False, train_dataset=None,
-                  validation=fixed_batch())
+            train(config, tmp_path / "run", strategy=tf.distribute.get_strategy(),
+                  progress=False, train_dataset=None, validation=fixed_batch())
 
 
 @pytest.mark.parametrize("existing", [None, [], ["notes.txt"]])
@@ -273,7 +273,8 @@ def test_failed_train_leaves_no_orphan_run_directory(tmp_path, existing):
     lr, hr = fixed_batch()
     broken = tf.data.Dataset.from_tensors((lr, hr[:, :16])).repeat()  # SR and HR sizes differ
     with pytest.raises(Exception, match="[Ii]ncompatible shapes|shape"):
-        train(config, run_dir, progress=False, train_dataset=broken, validation=(lr, hr))
+        train(config, run_dir, strategy=tf.distribute.get_strategy(), progress=False,
+              train_dataset=broken, validation=(lr, hr))
     if existing:
         assert sorted(os.listdir(run_dir)) == existing
     else:

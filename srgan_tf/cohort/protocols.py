@@ -31,7 +31,7 @@ class Decision:
     profile: dict  # SliceProfile.to_dict()
     reason: str
     intensity_range: List[float]
-    recipe: dict = field(default_factory=dict)  # self_supervised_run.model_recipe
+    recipe: dict = field(default_factory=dict)  # self_supervised_run.plan.model_recipe
 
 
 def _close(a: float, b: float, tolerance: float) -> bool:
@@ -59,7 +59,7 @@ def same_protocol(a: Decision, b: Decision) -> bool:
 
 
 def same_recipe(a: dict, b: dict) -> bool:
-    """Whether a model trained for recipe `a` (`self_supervised_run.model_recipe`) serves
+    """Whether a model trained for recipe `a` (`self_supervised_run.plan.model_recipe`) serves
     volumes planned with recipe `b`, by the tolerances of `same_protocol`."""
     ra, rb = dict(a), dict(b)
     if ra.pop("model_factor", None) != rb.pop("model_factor", None):

@@ -89,7 +89,7 @@ def _check_shared_inputs(slice_profile: Optional[str] = None, model_dir=None,
     """What every volume uses (a profile file, an export) is checked once, before the loop: a
     wrong flag stops the run (exit 2) rather than failing each volume."""
     if slice_profile is not None:
-        from srgan_tf.self_supervised_run import profile_file
+        from srgan_tf.self_supervised_run.plan import profile_file
 
         profile_file(slice_profile)
     if model_dir is not None and not (Path(model_dir) / "metadata.json").is_file():
@@ -187,7 +187,7 @@ def _decide(volume: FoundVolume, options, ledger: Ledger):
 def _decide_cached(volume: FoundVolume, options, ledger: Ledger):
     from srgan_tf import runtime
     from srgan_tf.inference.infer import check_input_volume
-    from srgan_tf.self_supervised_run import model_recipe, plan_volume
+    from srgan_tf.self_supervised_run.plan import model_recipe, plan_volume
 
     cache = ledger.folder(volume.key) / "plan.json"
     stamp = {"input": volume.signature(), "settings": _plan_settings(options)}
@@ -219,9 +219,9 @@ def _decide_cached(volume: FoundVolume, options, ledger: Ledger):
 
 
 def _volume_plan(volume, decision: Decision):
-    """The `self_supervised_run.VolumePlan` of a read volume from its cached decision."""
+    """The `self_supervised_run.plan.VolumePlan` of a read volume from its cached decision."""
     from srgan_tf.data.acquisition import to_slice_first
-    from srgan_tf.self_supervised_run import VolumePlan
+    from srgan_tf.self_supervised_run.plan import VolumePlan
 
     acquisition, profile = _acquisition_profile(decision)
     return VolumePlan(acquisition, to_slice_first(volume, acquisition.slice_axis),
@@ -242,7 +242,7 @@ def _acquisition_profile(decision: Decision):
 def _pooled_slices(protocol: Protocol, found: Dict[str, FoundVolume], decisions, options):
     """The in-plane training slices of (up to MAX_POOLED_VOLUMES evenly spread) members,
     centre-cropped to their common size."""
-    from srgan_tf.self_supervised_run import training_config, volume_training_slices
+    from srgan_tf.self_supervised_run.plan import training_config, volume_training_slices
 
     members = protocol.members
     if len(members) > MAX_POOLED_VOLUMES:
@@ -286,7 +286,7 @@ def _adopt_trained_models(protocols: List[Protocol], models_dir: Path) -> None:
 def _protocol_model(protocol: Protocol, work: Path, found, decisions, options):
     """The protocol's trained model: reused from its folder, or trained there (waiting while
     another process holds the folder's lock)."""
-    from srgan_tf.self_supervised_run import train_model, trained_model
+    from srgan_tf.self_supervised_run.model import train_model, trained_model
 
     folder = work / "models" / protocol.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -327,7 +327,8 @@ def run_cohort_self_supervised(options, part: Part, train_only: bool = False) ->
     train every protocol's model, then stop (the parts then only apply them)."""
     from srgan_tf import runtime
     from srgan_tf.inference.infer import check_output_locations
-    from srgan_tf.self_supervised_run import Timings, apply_model, self_supervised_inputs
+    from srgan_tf.self_supervised_run.command import apply_model
+    from srgan_tf.self_supervised_run.plan import Timings, self_supervised_inputs
 
     _check_shared_inputs(options.slice_profile, options.init_model, "--init-model")
     root, out, work = _prepare_folders(options.input, options.output, options.work_dir,

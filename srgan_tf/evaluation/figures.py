@@ -1,8 +1,10 @@
-"""Comparison figures (HR | LR | bicubic | SR ... with a zoomed inset and an error map).
+"""Comparison figures (HR | LR | bicubic | SR ... with a zoomed inset and an error map), and
+the loss curve of a training's history.csv.
 
 Built on matplotlib's object API with the Agg canvas (no pyplot, no global backend state), so
 figures can be written from training callbacks and converted to arrays for TensorBoard.
 """
+import csv
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -128,3 +130,30 @@ def save_comparison_figure(path: Optional[str], panels, zoom_box=None,
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(str(path), dpi=100)
     return figure_to_array(figure)
+
+
+LOSS_CURVE_KEYS = ("pixel_mse", "val_pixel_mse", "g_loss", "val_g_loss")
+
+
+def save_loss_curve(history_csv, path) -> bool:
+    """Write the losses of a Keras `history.csv` per epoch (log scale) as PNG; False when the
+    history has no rows (nothing written)."""
+    with open(history_csv) as stream:
+        rows = list(csv.DictReader(stream))
+    if not rows:
+        return False
+    epochs = [float(row.get("epoch", i)) for i, row in enumerate(rows)]
+    figure = Figure(figsize=(5, 3.2), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 1)
+    for key in LOSS_CURVE_KEYS:
+        values = [float(row[key]) for row in rows if row.get(key) not in (None, "")]
+        if len(values) == len(rows):  # a key of one phase only is left out
+            axes.plot(epochs, values, marker="o", label=key)
+    axes.set_yscale("log")
+    axes.set_xlabel("epoch")
+    axes.set_title("training loss")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(str(path), dpi=100)
+    return True

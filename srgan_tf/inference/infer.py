@@ -119,15 +119,6 @@ def _check_writable(path: Path) -> None:
                                f"({error.strerror or error})") from None
 
 
-def clip_to_range(volume, low: float, high: float):
-    """(volume with intensities clipped to [low, high], number of voxels changed)."""
-    array = np.asarray(volume.array)
-    outside = int(np.count_nonzero((array < low) | (array > high)))
-    if outside:
-        volume = volume.with_array(np.clip(array, low, high).astype(array.dtype, copy=False))
-    return volume, outside
-
-
 def write_outputs(volume, source, output_path, dicom_output=None) -> int:
     """Write an SR `Volume` as NIfTI (and a derived DICOM series of `source`), each under a
     partial name, the DICOM folder renamed in after the NIfTI; returns the number of DICOM
@@ -239,6 +230,7 @@ def infer_volume(model, mode: str, precision: str, volume, output_path, *, dicom
                  slice_padding: Optional[int] = None) -> dict:
     """Super-resolve a read volume with a loaded export and write the outputs (whose locations
     the caller checked); the summary of `run_infer` without input, seconds and memory."""
+    from srgan_tf.inference.output_grid import clip_to_range
     from srgan_tf.inference.volume_sr import super_resolve_volume
 
     output_path = Path(output_path)

@@ -32,7 +32,7 @@ from srgan_tf.training.checkpoints import (EpochCheckpoint, TrainingState, resum
                                            save_generator_spec)
 from srgan_tf.training.srgan import SRGAN, clone_model_with
 from srgan_tf.training.strategy import (check_workers_agree, distributable, global_batch_size,
-                                        is_chief, make_strategy, task_index)
+                                        is_chief, task_index)
 from srgan_tf.training.workspace import Workspace
 
 # A dataset of (lr, hr) batches of the global batch size, or `batches(epochs_done)` drawing one
@@ -123,7 +123,7 @@ def generator_learning_rate(config: ExperimentConfig):
 
 
 def train(config: ExperimentConfig, run_dir, *, train_dataset: TrainingData, validation,
-          strategy: Optional[tf.distribute.Strategy] = None,
+          strategy: tf.distribute.Strategy,
           steps_per_epoch: Optional[int] = None, resume=False, content_extractor=None,
           progress=True, initial_weights=None,
           on_phase_end: Optional[Callable[[PhaseEnd], None]] = None) -> TrainResult:
@@ -136,7 +136,7 @@ def train(config: ExperimentConfig, run_dir, *, train_dataset: TrainingData, val
             `batches(epochs_done)` returning them anew for each fit() call.
         validation: (lr, hr) numpy batch to validate on.
         strategy: the `tf.distribute.Strategy` to train under (made first by the caller:
-            multiworker needs a fresh runtime); None makes `config.train.strategy`'s.
+            multiworker needs a fresh runtime; the datasets were batched for it).
         steps_per_epoch: steps of each epoch; default `config.train.steps_per_epoch`.
         resume: continue from the last checkpoint in run_dir (fresh start if there is none).
         content_extractor: a VGG feature model already built by the caller (offline weights
@@ -151,8 +151,6 @@ def train(config: ExperimentConfig, run_dir, *, train_dataset: TrainingData, val
     Returns:
         TrainResult with the run directory, history and the config as trained.
     """
-    if strategy is None:  # callers that do not choose one yet
-        strategy = make_strategy(config.train.strategy)
     # config.json records the precision as used ("auto" resolved)
     config = config.updated(train={"precision": training_precision(config.train.precision)})
     run_dir = Path(run_dir)

@@ -1,4 +1,4 @@
-"""Self-supervised training run: a generator trained on one volume's own in-plane slices.
+"""Training on one volume's own in-plane slices (self-supervision): its config and its run.
 
 The pairs come from `srgan_tf.data.self_supervised`; the networks, schedule and trainer are
 the SRGAN ones. The default objective is the generator alone on a pixel loss (the SRResNet
@@ -63,7 +63,7 @@ def train_on_volume(images, taps, config: ExperimentConfig, run_dir, *, progress
 
     Args:
         images: (count, rows, cols) training slices from `data.self_supervised.training_slices`.
-        taps: slice-profile taps in training pixels (`profile_taps` / `slice_profile_taps`).
+        taps: slice-profile taps in training pixels (`SliceProfile.sampling_taps`).
         config: from `self_supervised_config` (aniso, scale = the model factor).
         run_dir: the trainer's run directory (config.json, checkpoints/, logs/, export/).
         progress: Keras progress bars.
@@ -85,5 +85,5 @@ def train_on_volume(images, taps, config: ExperimentConfig, run_dir, *, progress
         batch_size=global_batch, flips=config.data.flips, seed=config.train.seed,
         val_slices=config.data.val_slices)
     extra = {"initial_weights": initial_weights} if initial_weights else {}
-    return train(config, Path(run_dir), progress=progress, train_dataset=dataset,
+    return train(config, Path(run_dir), strategy=strategy, progress=progress, train_dataset=dataset,
                  validation=validation, on_phase_end=on_phase_end, **extra)

@@ -2,7 +2,7 @@
 
 Run: python benchmarks/bench_pipeline.py [--cache cache.h5] [--batches 50] [--patch 96]
 Without --cache, the built-in sample cache (or, with --synthetic or without
-`srgan_tf.data.sample`, random integer-valued 26x320x320 volumes) is built in a temp folder.
+`srgan_tf.data.synthetic.sample`, random integer-valued 26x320x320 volumes) is built in a temp folder.
 Prints JSON: delivered slices/s per mode after a warm-up, and the dataset build time.
 """
 import argparse
@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from srgan_tf.config import DataConfig
-from srgan_tf.data.pipeline import list_candidates, make_dataset
+from srgan_tf.data.pipelines.pipeline import list_candidates, make_dataset
 
 
 def synthetic_cache(root: Path, patients: int = 8, slices: int = 26, size: int = 320,
                     seed: int = 0) -> Path:
     """Random DICOM-like (integer, smooth + noise) volumes -> NIfTI -> HDF5 cache."""
-    from srgan_tf.data.prepare import build_cache
+    from srgan_tf.data.slice_cache.prepare import build_cache
     from srgan_tf.io.nifti import write_nifti
     from srgan_tf.io.volume import Volume
 
@@ -41,7 +41,7 @@ def synthetic_cache(root: Path, patients: int = 8, slices: int = 26, size: int =
 def default_cache(root: Path, synthetic: bool):
     """(cache path, kind): the built-in sample when available, else synthetic volumes."""
     try:
-        from srgan_tf.data.sample import ensure_sample_cache
+        from srgan_tf.data.synthetic.sample import ensure_sample_cache
     except ImportError:
         synthetic = True
     if synthetic:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
-from srgan_tf.data.prepare import build_cache
+from srgan_tf.data.slice_cache.prepare import build_cache
 from srgan_tf.io.dicom_write import write_dicom_series
 from srgan_tf.io.volume import Volume
 

@@ -103,8 +103,8 @@ def main(argv=None):
     options = json.loads(args.options)
     import nibabel
 
-    from srgan_tf.data.profile_choice import choose_slice_profile
-    from srgan_tf.data.profile_estimate import estimate_slice_profile
+    from srgan_tf.data.degradation.profile_choice import choose_slice_profile
+    from srgan_tf.data.degradation.profile_estimate import estimate_slice_profile
 
     template = np.asarray(nibabel.load(args.template).dataobj, np.float32)
     if args.timing:

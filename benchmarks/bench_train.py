@@ -104,7 +104,7 @@ def measure(setting: str, precision: str, jit: bool, phases, steps: int, warmup:
     import numpy as np
     import tensorflow as tf
 
-    from srgan_tf.data.degrade import degrade
+    from srgan_tf.data.degradation.degrade import degrade
     from srgan_tf.training.trainer import build_srgan, make_optimizers
 
     config = bench_config(setting, precision, jit)

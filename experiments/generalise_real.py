@@ -34,7 +34,7 @@ import numpy as np
 from srgan_tf import config as config_lib
 from srgan_tf.arguments import add_experiment_arguments, config_from_args
 from srgan_tf.data.acquisition import is_isotropic
-from srgan_tf.data.slice_profile import NAMED_SHAPES
+from srgan_tf.data.degradation.slice_profile import NAMED_SHAPES
 from srgan_tf.experiment import run_experiment
 from srgan_tf.io.paths_guard import refuse_overwriting_inputs
 from srgan_tf.run_directory import RunDirectory
@@ -92,7 +92,7 @@ def split_volume(path):
 
 def build_training_cache(volumes, planes: str, folder: Path) -> Path:
     """The volumes (and their other planes) as NIfTI files, then `prepare`'s cache."""
-    from srgan_tf.data.prepare import build_cache
+    from srgan_tf.data.slice_cache.prepare import build_cache
     from srgan_tf.io.nifti import write_nifti
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from srgan_tf import __version__
 
 
 def cmd_sample(args):
-    from srgan_tf.data.sample import write_sample_dataset
+    from srgan_tf.data.synthetic.sample import write_sample_dataset
 
     root = write_sample_dataset(args.output, patients=args.patients, seed=args.seed)
     print(f"Synthetic sample dataset written to {root} (DICOM under {Path(root) / 'dicom'}).")
@@ -21,7 +21,7 @@ def cmd_sample(args):
 
 def cmd_prepare(args):
     from srgan_tf.console import warn
-    from srgan_tf.data.prepare import build_cache
+    from srgan_tf.data.slice_cache.prepare import build_cache
     from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER
 
     series_filter = None if args.all_series else (args.series_filter or DEFAULT_SERIES_FILTER)
@@ -33,7 +33,7 @@ def cmd_prepare(args):
 
 
 def cmd_info(args):
-    from srgan_tf.data.cache import SliceCache
+    from srgan_tf.data.slice_cache.cache import SliceCache
 
     with SliceCache(args.cache) as cache:
         print(cache.info_text())

@@ -71,7 +71,7 @@ def parse_args(argv, doc: str = __doc__):
 
 def test_data(cache, hr_dir, max_volumes):
     """(thick-slice test series, HR reference paths of the same patients that exist)."""
-    from srgan_tf.data.cache import SliceCache
+    from srgan_tf.data.slice_cache.cache import SliceCache
 
     with SliceCache(cache) as opened:
         patients = opened.split["test"][:max_volumes] or opened.patients()[:1]

@@ -97,7 +97,7 @@ def resolve_cache(config: config_lib.ExperimentConfig, sample_root) -> Path:
         if not path.exists():
             raise FileNotFoundError(f"{path}: cache file not found (build one with `srgan-tf prepare`)")
         return path
-    from srgan_tf.data.sample import ensure_sample_cache
+    from srgan_tf.data.synthetic.sample import ensure_sample_cache
 
     print(f"No --cache given: using the built-in SYNTHETIC sample under {sample_root}")
     return Path(ensure_sample_cache(sample_root, patients=config.data.sample_patients,
@@ -136,7 +136,7 @@ def check_split(cache, split: str = "test", advice: str = "") -> int:
     Returns:
         The number of series on that side.
     """
-    from srgan_tf.data.cache import SliceCache
+    from srgan_tf.data.slice_cache.cache import SliceCache
 
     with SliceCache(cache) as opened:
         count = len(opened.series(split))
@@ -170,7 +170,7 @@ def run_experiment(config: config_lib.ExperimentConfig, *, resume=False, sample_
                     "least one; rebuild the cache with more patients or a larger "
                     "--test-fraction, or skip it (srgan-tf train --no-evaluate)")
     else:
-        from srgan_tf.data.cache import SliceCache
+        from srgan_tf.data.slice_cache.cache import SliceCache
 
         with SliceCache(cache) as opened:
             if not opened.series("test"):

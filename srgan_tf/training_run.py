@@ -62,7 +62,7 @@ def cache_data(config: ExperimentConfig, strategy) -> dict:
     seen. Validation uses the cache's fixed test slices; an epoch is one pass over the training
     slices unless `config.train.steps_per_epoch` says otherwise.
     """
-    from srgan_tf.data.pipeline import list_candidates, make_dataset, validation_batch
+    from srgan_tf.data.pipelines.pipeline import list_candidates, make_dataset, validation_batch
 
     cache = config.data.cache
     global_batch = global_batch_size(config.data.batch_size, strategy)

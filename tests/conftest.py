@@ -16,7 +16,7 @@ def training_cache(tmp_path_factory):
     import numpy as np
     import tensorflow as tf
 
-    from srgan_tf.data.prepare import build_cache
+    from srgan_tf.data.slice_cache.prepare import build_cache
     from srgan_tf.io.nifti import write_nifti
     from srgan_tf.io.volume import Volume
 

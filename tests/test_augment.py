@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from srgan_tf.data.augment import augment_draws, element_draws, random_patch_and_flips
+from srgan_tf.data.pipelines.augment import augment_draws, element_draws, random_patch_and_flips
 
 IMAGE = np.arange(6 * 8, dtype=np.float32).reshape(6, 8, 1)
 

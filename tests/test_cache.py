@@ -5,13 +5,13 @@ import h5py
 import numpy as np
 import pytest
 
-from srgan_tf.data import cache_format
-from srgan_tf.data import prepare as prepare_lib
-from srgan_tf.data.cache import SliceCache
-from srgan_tf.data.cache_format import SCHEMA_VERSION
+from srgan_tf.data.slice_cache import cache_format
+from srgan_tf.data.slice_cache import prepare as prepare_lib
+from srgan_tf.data.slice_cache.cache import SliceCache
+from srgan_tf.data.slice_cache.cache_format import SCHEMA_VERSION
 from srgan_tf.data.intensity import robust_range
-from srgan_tf.data.prepare import build_cache
-from srgan_tf.data.split import split_patients
+from srgan_tf.data.slice_cache.prepare import build_cache
+from srgan_tf.data.slice_cache.split import split_patients
 from srgan_tf.io.dicom import read_dicom_tree
 from srgan_tf.io.dicom_write import write_dicom_series
 from srgan_tf.io.errors import InputError

@@ -31,7 +31,7 @@ def _volume(shape=(4, 32, 32), patient="P1"):
 
 
 def _one_patient_cache(folder: Path) -> Path:
-    from srgan_tf.data.prepare import build_cache
+    from srgan_tf.data.slice_cache.prepare import build_cache
 
     source = write_nifti(_volume(), folder / "inputs" / "P1.nii.gz")
     build_cache(source, folder / "one.h5", progress=False)  # 1 patient: 0 test patients
@@ -286,7 +286,7 @@ def test_startup_noise_filter_keeps_real_messages():
 
 
 def test_one_home_for_names_and_ranges():
-    from srgan_tf.data.slice_profile import NAMED_SHAPES
+    from srgan_tf.data.degradation.slice_profile import NAMED_SHAPES
     from srgan_tf.inference.volume_sr import MODES
 
     assert sorted(NAMED_SHAPES) == sorted(config_lib.SLICE_PROFILES)

@@ -9,8 +9,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from srgan_tf.data.cache import SliceCache
-from srgan_tf.data.prepare import build_cache
+from srgan_tf.data.slice_cache.cache import SliceCache
+from srgan_tf.data.slice_cache.prepare import build_cache
 from srgan_tf.files import partial_path, remove_stale_partials
 from srgan_tf.io.dicom import read_dicom_tree
 from srgan_tf.io.dicom_write import write_dicom_series

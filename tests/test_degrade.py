@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from srgan_tf.data.degrade import (bicubic_taps, degrade, keys_cubic, resampling_matrix,
+from srgan_tf.data.degradation.degrade import (bicubic_taps, degrade, keys_cubic, resampling_matrix,
                                    slice_profile_degrade, upsample_bicubic)
-from srgan_tf.data.slice_profile import SliceProfile
+from srgan_tf.data.degradation.slice_profile import SliceProfile
 
 
 def _images(shape=(2, 32, 32, 1), seed=0):

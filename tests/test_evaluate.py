@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from srgan_tf.config import DataConfig
-from srgan_tf.data.prepare import build_cache
-from srgan_tf.data.degrade import upsample_bicubic
+from srgan_tf.data.slice_cache.prepare import build_cache
+from srgan_tf.data.degradation.degrade import upsample_bicubic
 from srgan_tf.evaluation.evaluate import evaluate_model
 from srgan_tf.evaluation.report import write_report
 from srgan_tf.io.nifti import write_nifti

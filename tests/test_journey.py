@@ -46,7 +46,7 @@ def script(name):
 
 def small_sample(monkeypatch):
     """The built-in sample's first use renders the small geometry (same data, same code)."""
-    from srgan_tf.data import sample
+    from srgan_tf.data.synthetic import sample
 
     monkeypatch.setattr(sample, "ensure_sample_cache",
                         functools.partial(sample.ensure_sample_cache, **SMALL_SAMPLE))
@@ -87,7 +87,7 @@ def exp2_run(table1_dir):
 @pytest.fixture(scope="module")
 def sample_root(tmp_path_factory):
     """The built-in sample at the small geometry, as `run_experiment` finds it (`small_sample`)."""
-    from srgan_tf.data.sample import ensure_sample_cache
+    from srgan_tf.data.synthetic.sample import ensure_sample_cache
 
     root = tmp_path_factory.mktemp("sample")
     ensure_sample_cache(root, patients=2, seed=ExperimentConfig().train.seed, progress=False,

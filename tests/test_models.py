@@ -197,7 +197,7 @@ def test_discriminator_rejects_bad_input_size():
 
 @pytest.mark.parametrize("scale_hw", [(4, 1), (2, 2)])
 def test_bicubic_residual_generator_starts_at_bicubic_and_round_trips(tmp_path, scale_hw):
-    from srgan_tf.data.degrade import upsample_bicubic
+    from srgan_tf.data.degradation.degrade import upsample_bicubic
 
     model = build_generator(scale_hw, num_residual_blocks=2, filters=8, bicubic_residual=True)
     lr = np.random.default_rng(0).uniform(-1, 1, (2, 8, 6, 1)).astype("float32")

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from srgan_tf.config import DataConfig
-from srgan_tf.data.cache import SliceCache
-from srgan_tf.data.degrade import degrade, slice_profile_degrade
-from srgan_tf.data.pipeline import (list_candidates, lr_images, make_dataset, prepare_slices,
+from srgan_tf.data.slice_cache.cache import SliceCache
+from srgan_tf.data.degradation.degrade import degrade, slice_profile_degrade
+from srgan_tf.data.pipelines.pipeline import (list_candidates, lr_images, make_dataset, prepare_slices,
                                     validation_batch)
-from srgan_tf.data.prepare import build_cache
-from srgan_tf.data.slice_profile import SliceProfile
+from srgan_tf.data.slice_cache.prepare import build_cache
+from srgan_tf.data.degradation.slice_profile import SliceProfile
 from srgan_tf.io.nifti import write_nifti
 from srgan_tf.io.volume import Volume
 
@@ -174,7 +174,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from srgan_tf.config import DataConfig
-    from srgan_tf.data.pipeline import make_dataset
+    from srgan_tf.data.pipelines.pipeline import make_dataset
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     base = DataConfig(mode="aniso", scale=4, hr_size=32, batch_size=4, min_foreground=0.5)
     for budget in (64, 0):

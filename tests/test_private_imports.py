@@ -83,11 +83,11 @@ def reexports(trees):
 
 
 def test_the_scan_reads_function_level_imports_and_module_attributes():
-    tree = ast.parse("def f():\n    from srgan_tf.data.cache_format import _x\n"
-                     "    from srgan_tf.data import cache_format\n    return cache_format._y\n")
-    trees = {"srgan_tf.data.cache_format": ast.parse(""), "srgan_tf.data.other": tree}
-    assert set(private_uses(trees)) == {("srgan_tf.data.other", "srgan_tf.data.cache_format._x"),
-                                        ("srgan_tf.data.other", "srgan_tf.data.cache_format._y")}
+    tree = ast.parse("def f():\n    from srgan_tf.data.slice_cache.cache_format import _x\n"
+                     "    from srgan_tf.data.slice_cache import cache_format\n    return cache_format._y\n")
+    trees = {"srgan_tf.data.slice_cache.cache_format": ast.parse(""), "srgan_tf.data.other": tree}
+    assert set(private_uses(trees)) == {("srgan_tf.data.other", "srgan_tf.data.slice_cache.cache_format._x"),
+                                        ("srgan_tf.data.other", "srgan_tf.data.slice_cache.cache_format._y")}
     facade = ast.parse("from srgan_tf.io.volume import Volume\n__all__ = ['Volume', 'f']\n"
                        "def f():\n    return Volume\n")
     assert reexports({"srgan_tf.a": facade}) == {("srgan_tf.a", "srgan_tf.io.volume.Volume")}

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from srgan_tf.data.profile_choice import choose_slice_profile
-from srgan_tf.data.slice_profile import SliceProfile, degrade_lines
+from srgan_tf.data.degradation.profile_choice import choose_slice_profile
+from srgan_tf.data.degradation.slice_profile import SliceProfile, degrade_lines
 
 TOLERANCE = 0.10  # relative error of the chosen profile's standard deviation
 

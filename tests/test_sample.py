@@ -6,7 +6,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from srgan_tf.data.sample import (MARKER, SERIES_DESCRIPTION, draw_acquisition,
+from srgan_tf.data.synthetic.sample import (MARKER, SERIES_DESCRIPTION, draw_acquisition,
                                   ensure_sample_cache, rician, slice_profile_weights,
                                   synthesize_patient, write_sample_dataset)
 from srgan_tf.io.dicom import read_dicom_tree
@@ -136,7 +136,7 @@ def test_rician_noise_floor_and_signal():
 
 
 def test_ensure_sample_cache_builds_once(tmp_path):
-    from srgan_tf.data.cache import SliceCache
+    from srgan_tf.data.slice_cache.cache import SliceCache
 
     cache = ensure_sample_cache(tmp_path, patients=2, seed=0, progress=False, matrix=32,
                                 slices=4)

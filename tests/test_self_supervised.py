@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from srgan_tf.data import self_supervised as ss
+from srgan_tf.data.pipelines import self_supervised as ss
 from srgan_tf.data.acquisition import (acquisition_from_volume, from_slice_first, target_grid,
                                        to_slice_first)
-from srgan_tf.data.degrade import slice_profile_degrade
+from srgan_tf.data.degradation.degrade import slice_profile_degrade
 from srgan_tf.data.intensity import robust_range
-from srgan_tf.data.slice_profile import SliceProfile
+from srgan_tf.data.degradation.slice_profile import SliceProfile
 from srgan_tf.inference.slice_grid import interpolation_matrix, resample_axis0
 from srgan_tf.io.errors import InputError
 from srgan_tf.io.nifti import read_nifti, write_nifti

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from srgan_tf.data.degrade import resampling_matrix, slice_profile_degrade
-from srgan_tf.data.profile_estimate import estimate_slice_profile, plot_profile_estimate
-from srgan_tf.data.slice_profile import (SliceProfile, degrade_lines, load_profile_file,
+from srgan_tf.data.degradation.degrade import resampling_matrix, slice_profile_degrade
+from srgan_tf.data.degradation.profile_estimate import estimate_slice_profile, plot_profile_estimate
+from srgan_tf.data.degradation.slice_profile import (SliceProfile, degrade_lines, load_profile_file,
                                          output_count, profile_matrix)
 
 # Estimated widths must be within this fraction of the truth (synthetic isotropic volume).

@@ -22,7 +22,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     from srgan_tf.config import ExperimentConfig
-    from srgan_tf.data.degrade import degrade
+    from srgan_tf.data.degradation.degrade import degrade
     from srgan_tf.training.batchnorm import calibrate_batch_norm, calibrate_ema
     from srgan_tf.training.strategy import make_strategy
     from srgan_tf.training.trainer import build_srgan, make_optimizers

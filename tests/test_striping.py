@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import keras
-from srgan_tf.data.degrade import degrade
+from srgan_tf.data.degradation.degrade import degrade
 from srgan_tf.models import generator as generator_module
 from srgan_tf.models.generator import build_generator
 from srgan_tf.models.layers import ICNR, HoldFilter

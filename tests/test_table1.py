@@ -208,7 +208,7 @@ def test_figures_are_written_and_logged_to_tensorboard(tmp_path):
     import numpy as np
     import tensorflow as tf
 
-    from srgan_tf.data.prepare import build_cache
+    from srgan_tf.data.slice_cache.prepare import build_cache
     from srgan_tf.inference.export import export_generator
     from srgan_tf.io.nifti import write_nifti
     from srgan_tf.io.volume import Volume

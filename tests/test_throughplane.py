@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from srgan_tf.data.degrade import upsample_bicubic
+from srgan_tf.data.degradation.degrade import upsample_bicubic
 from srgan_tf.evaluation.throughplane import score_throughplane
 from srgan_tf.evaluation.throughplane_report import qualitative_throughplane, write_throughplane_report
 from srgan_tf.evaluation.throughplane_volumes import cubic_along_slices, reconstruct, simulate_thick_slices

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from srgan_tf.config import ExperimentConfig, GeneratorSpec, LossConfig
-from srgan_tf.data.degrade import degrade
+from srgan_tf.data.degradation.degrade import degrade
 from srgan_tf.files import DirectoryLock, DirectoryLocked
 from srgan_tf.inference.exported_model import load_exported
 from srgan_tf.io.errors import InputError

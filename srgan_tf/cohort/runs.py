@@ -231,7 +231,7 @@ def _volume_plan(volume, decision: Decision):
 def _acquisition_profile(decision: Decision):
     """(Acquisition, SliceProfile) of a decision, without reading its volume."""
     from srgan_tf.data.acquisition import Acquisition
-    from srgan_tf.data.slice_profile import SliceProfile
+    from srgan_tf.data.degradation.slice_profile import SliceProfile
 
     fields = {f.name for f in dataclasses.fields(Acquisition)}
     acquisition = Acquisition(**{k: (tuple(v) if isinstance(v, list) else v)

@@ -94,8 +94,8 @@ def _predictor(item, batch_size) -> Tuple[Callable, str, Optional[Tuple[int, int
 
 def _patient_slices(cache_path, split, hr_size, min_foreground) -> Dict[str, np.ndarray]:
     """{patient id: [S, hr_size, hr_size, 1] HR slices} exactly as the evaluation pipeline."""
-    from srgan_tf.data.cache import SliceCache
-    from srgan_tf.data.pipeline import foreground, prepare_slices
+    from srgan_tf.data.slice_cache.cache import SliceCache
+    from srgan_tf.data.pipelines.pipeline import foreground, prepare_slices
 
     patients: Dict[str, list] = {}
     with SliceCache(cache_path) as cache:
@@ -120,8 +120,8 @@ def _evaluate(predictors, sources, cache_path, *, split, scale_hw, data_config, 
               max_slices_per_patient, output_dir, figures, progress):
     from tqdm.auto import tqdm
 
-    from srgan_tf.data.degrade import upsample_bicubic
-    from srgan_tf.data.pipeline import lr_images
+    from srgan_tf.data.degradation.degrade import upsample_bicubic
+    from srgan_tf.data.pipelines.pipeline import lr_images
 
     scale_hw = tuple(int(s) for s in scale_hw)
     if data_config is not None and tuple(data_config.scale_hw) != scale_hw:
@@ -183,7 +183,7 @@ def write_metrics(result: dict, output_dir=None, figure_paths=()) -> dict:
 
 
 def _protocol(split, scale_hw, slices, border, max_slices, cache_path, sources):
-    from srgan_tf.data.pipeline import describe_lr
+    from srgan_tf.data.pipelines.pipeline import describe_lr
 
     hr_size, min_foreground = slices.hr_size, slices.min_foreground
     protocol = metrics_lib.metric_protocol()
@@ -194,7 +194,7 @@ def _protocol(split, scale_hw, slices, border, max_slices, cache_path, sources):
         "mask": None, "min_foreground": min_foreground, "max_slices_per_patient": max_slices,
         "hr": "pipeline.prepare_slices: normalised [-1, 1], centred hr_size crop",
         "degradation": describe_lr(slices),
-        "bicubic": "srgan_tf.data.degrade.upsample_bicubic of the same LR",
+        "bicubic": "srgan_tf.data.degradation.degrade.upsample_bicubic of the same LR",
         "clipping": "outputs clipped to [-1, 1] before scoring",
         "averaging": "slices -> mean per patient -> mean and std over patients",
         "cache": str(cache_path), "models": sources,

@@ -56,7 +56,7 @@ def protocol_text(protocol: Optional[dict] = None) -> str:
         "skipped, as in training."
         + selection_text,
         f"- **Degradation**: LR = {protocol.get('degradation') or 'the training degradation'}, "
-        "the op the model was trained with (`srgan_tf.data.pipeline.lr_images`); bicubic "
+        "the op the model was trained with (`srgan_tf.data.pipelines.pipeline.lr_images`); bicubic "
         "baseline = `upsample_bicubic(lr, scale_hw)` of that same LR." + setting,
         "- **Data range**: 2.0 (metrics on the [-1, 1] images; SR and bicubic outputs clipped to "
         "[-1, 1], the HR range).",

@@ -3,7 +3,7 @@ timings, figures), summary.json, the slice-profile estimate (JSON and plot) and 
 import json
 from pathlib import Path
 
-from srgan_tf.data.profile_estimate import plot_profile_estimate
+from srgan_tf.data.degradation.profile_estimate import plot_profile_estimate
 from srgan_tf.evaluation.figures import save_loss_curve
 from srgan_tf.files import atomic_write_text
 from srgan_tf.run_directory import RunDirectory

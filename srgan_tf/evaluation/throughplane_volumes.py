@@ -9,9 +9,9 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from srgan_tf.data.degrade import slice_profile_degrade, upsample_bicubic
+from srgan_tf.data.degradation.degrade import slice_profile_degrade, upsample_bicubic
 from srgan_tf.data.intensity import normalize, robust_range
-from srgan_tf.data.slice_profile import SliceProfile
+from srgan_tf.data.degradation.slice_profile import SliceProfile
 from srgan_tf.io.volume import Volume
 
 DIRECTION_KEYS = {"coronal": "sr_coronal", "sagittal": "sr_sagittal"}

@@ -10,7 +10,7 @@ tell them apart reliably).
 """
 from typing import Optional
 
-from srgan_tf.data.slice_profile import SliceProfile
+from srgan_tf.data.degradation.slice_profile import SliceProfile
 
 SIGMA_TOLERANCE = 0.2  # relative difference of profile standard deviations that is flagged
 # Slice spacing / in-plane spacing below which the check is skipped: the slices are then barely
@@ -37,7 +37,7 @@ def describe_training(trained: dict) -> str:
 def degradation_warning(metadata: dict, volume) -> Optional[str]:
     """A one-line warning when `volume`'s estimated slice profile differs from the model's
     training degradation (None when they agree or the profile cannot be estimated)."""
-    from srgan_tf.data.profile_estimate import estimate_slice_profile
+    from srgan_tf.data.degradation.profile_estimate import estimate_slice_profile
 
     trained = training_degradation(metadata)
     spacing = volume.spacing

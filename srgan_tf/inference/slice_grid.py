@@ -9,7 +9,7 @@ interpolation exact for linear signals.
 """
 import numpy as np
 
-from srgan_tf.data.degrade import keys_cubic
+from srgan_tf.data.degradation.degrade import keys_cubic
 
 ANTIALIAS_RATIO = 1.25
 

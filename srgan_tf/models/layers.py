@@ -261,7 +261,7 @@ class PixelUnshuffle(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="srgan_tf")
 class BicubicUpsample(keras.layers.Layer):
-    """The bicubic baseline as a layer: `srgan_tf.data.degrade.upsample_bicubic` by scale_hw.
+    """The bicubic baseline as a layer: `srgan_tf.data.degradation.degrade.upsample_bicubic` by scale_hw.
 
     Used as the generator's global skip (`bicubic_residual=True`), so the network learns only
     the correction to the very bicubic image it is scored against.
@@ -276,7 +276,7 @@ class BicubicUpsample(keras.layers.Layer):
         self.scale_hw = check_scale_hw(scale_hw)
 
     def call(self, inputs):
-        from srgan_tf.data.degrade import upsample_bicubic  # TensorFlow op; data layer is upstream
+        from srgan_tf.data.degradation.degrade import upsample_bicubic  # TensorFlow op; data layer is upstream
 
         return upsample_bicubic(ops.cast(inputs, "float32"), self.scale_hw)
 

@@ -60,7 +60,7 @@ def trained_model(model_dir: Path, recipe: dict, train, *, retrain: bool = False
 def train_model(images, acquisition, profile, options: SelfSupervisedOptions, run_dir: Path):
     """Train and export a self-supervised model on `images` (one volume's training slices, or
     the pooled slices of several volumes of one acquisition); the loaded export."""
-    from srgan_tf.data.self_supervised import training_pixel_mm
+    from srgan_tf.data.pipelines.self_supervised import training_pixel_mm
     from srgan_tf.inference.exported_model import load_exported
     from srgan_tf.training.own_slices import train_on_volume
     from srgan_tf.training_run import RunExporter

@@ -57,7 +57,7 @@ def _say(text: str) -> None:
 def profile_file(option: str) -> Optional[Path]:
     """The .npy file `--slice-profile` names (None for auto, box or gaussian); InputError when
     it is neither."""
-    from srgan_tf.data.slice_profile import NAMED_SHAPES
+    from srgan_tf.data.degradation.slice_profile import NAMED_SHAPES
     from srgan_tf.io.errors import InputError
 
     if option in ("auto", *NAMED_SHAPES):
@@ -73,8 +73,8 @@ def resolve_profile(option: str, volume, acquisition, intensity_range, source):
     """(SliceProfile, reason, ProfileChoice or None) for `--slice-profile`; "auto" combines the
     volume's spectrum with the header's thickness (`data.profile_choice`)."""
     from srgan_tf.console import warn
-    from srgan_tf.data.profile_choice import choose_slice_profile
-    from srgan_tf.data.slice_profile import NAMED_SHAPES, SliceProfile, load_profile_file
+    from srgan_tf.data.degradation.profile_choice import choose_slice_profile
+    from srgan_tf.data.degradation.slice_profile import NAMED_SHAPES, SliceProfile, load_profile_file
     from srgan_tf.io.errors import InputError
 
     if option in NAMED_SHAPES:
@@ -139,7 +139,7 @@ def training_config(acquisition, options: SelfSupervisedOptions):
 
 def volume_training_slices(plan: VolumePlan, config) -> np.ndarray:
     """The planned volume's in-plane slices as training images (training pixels, [-1, 1])."""
-    from srgan_tf.data.self_supervised import training_slices
+    from srgan_tf.data.pipelines.self_supervised import training_slices
 
     return training_slices(plan.slice_first.array, plan.acquisition, plan.intensity_range,
                            config.data.min_foreground, config.data.train_size)
@@ -148,7 +148,7 @@ def volume_training_slices(plan: VolumePlan, config) -> np.ndarray:
 def model_recipe(plan: VolumePlan, options: SelfSupervisedOptions) -> dict:
     """What a trained model depends on (JSON-ready): the training geometry, the slice
     profile and the training settings."""
-    from srgan_tf.data.self_supervised import training_pixel_mm
+    from srgan_tf.data.pipelines.self_supervised import training_pixel_mm
 
     # The resolved schedule, not the flags: a model trained under other defaults (a version
     # with another step count or learning rate) is not reused for this one.
@@ -169,7 +169,7 @@ def model_recipe(plan: VolumePlan, options: SelfSupervisedOptions) -> dict:
 
 def self_supervised_inputs(options: SelfSupervisedOptions) -> list:
     """The paths the command reads: the volume, the --init-model export, a profile file."""
-    from srgan_tf.data.slice_profile import NAMED_SHAPES
+    from srgan_tf.data.degradation.slice_profile import NAMED_SHAPES
 
     profile = None if options.slice_profile in ("auto", *NAMED_SHAPES) else options.slice_profile
     return [options.input, options.init_model, profile]

@@ -165,8 +165,8 @@ def write_figures(plan: Table1Plan) -> List[str]:
     import numpy as np
     import tensorflow as tf
 
-    from srgan_tf.data.degrade import degrade, upsample_bicubic
-    from srgan_tf.data.pipeline import validation_batch
+    from srgan_tf.data.degradation.degrade import degrade, upsample_bicubic
+    from srgan_tf.data.pipelines.pipeline import validation_batch
     from srgan_tf.evaluation.figures import save_comparison_figure
     from srgan_tf.inference.exported_model import load_exported
 

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from srgan_tf.data.degrade import upsample_bicubic
+from srgan_tf.data.degradation.degrade import upsample_bicubic
 from srgan_tf.files import atomic_write_text
 class EpochLog(keras.callbacks.Callback):
     """One line per epoch, as the console shows it, for the run's train.log.

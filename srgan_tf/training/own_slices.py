@@ -1,6 +1,6 @@
 """Training on one volume's own in-plane slices (self-supervision): its config and its run.
 
-The pairs come from `srgan_tf.data.self_supervised`; the networks, schedule and trainer are
+The pairs come from `srgan_tf.data.pipelines.self_supervised`; the networks, schedule and trainer are
 the SRGAN ones. The default objective is the generator alone on a pixel loss (the SRResNet
 phase): on real MR the adversarial phase trades fidelity (PSNR, SSIM) for texture that a
 radiologist cannot tell from structure, and it is 4-5x slower per step on a CPU. It stays
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from srgan_tf.config import ExperimentConfig
-from srgan_tf.data.self_supervised import self_supervised_dataset
+from srgan_tf.data.pipelines.self_supervised import self_supervised_dataset
 from srgan_tf.presets import preset
 
 

@@ -5,11 +5,11 @@ w: superior, origin at the prostate centre), evaluated on the voxel centres of o
 thick slices and an isotropic volume sampled from the same grid show the same anatomy.
 Tissue texture comes from band-limited random fields on that grid.
 The painting primitives (random fields, antialiased shapes, `Canvas`) are in
-`srgan_tf.data.phantom_canvas`.
+`srgan_tf.data.synthetic.phantom_canvas`.
 """
 import numpy as np
 
-from srgan_tf.data.phantom_canvas import Canvas, blob, wobble
+from srgan_tf.data.synthetic.phantom_canvas import Canvas, blob, wobble
 
 # Relative T2 TSE signal of each tissue before the patient's gain (scanner units).
 _TISSUES = {

@@ -23,7 +23,7 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-from srgan_tf.data.slice_profile import (NAMED_SHAPES, SliceProfile, output_count, positive_number,
+from srgan_tf.data.degradation.slice_profile import (NAMED_SHAPES, SliceProfile, output_count, positive_number,
                                          reflect_index, sparse_profile_matrix)
 
 # segment lengths (thick samples) tried, longest first: 16 keeps enough segments in small volumes

@@ -1,6 +1,6 @@
 """Built-in sample data: synthetic T2-weighted prostate MRI as DICOM (TCIA layout) + HR NIfTI.
 
-Each patient is one random pelvis (`srgan_tf.data.phantom`) rendered on an isotropic grid
+Each patient is one random pelvis (`srgan_tf.data.synthetic.phantom`) rendered on an isotropic grid
 whose voxel equals the in-plane pixel. The isotropic volume (with coil bias and Rician noise)
 is the high-resolution reference `hr/<PatientID>.nii.gz`; the axial series is the same noise-free
 signal integrated over each thick slice's profile, then given its own Rician noise, so a thick
@@ -16,8 +16,8 @@ import numpy as np
 from pydicom.uid import generate_uid
 from tqdm.auto import tqdm
 
-from srgan_tf.data.phantom import render_pelvis
-from srgan_tf.data.phantom_canvas import random_field
+from srgan_tf.data.synthetic.phantom import render_pelvis
+from srgan_tf.data.synthetic.phantom_canvas import random_field
 from srgan_tf.files import atomic_write_text
 from srgan_tf.io.dicom_write import write_dicom_series
 from srgan_tf.io.errors import InputError
@@ -299,7 +299,7 @@ def _cache_is_current(cache: Path, marker: Path) -> bool:
     """A readable cache built after the sample it was made from."""
     if not cache.is_file() or cache.stat().st_mtime < marker.stat().st_mtime:
         return False
-    from srgan_tf.data.cache import SliceCache
+    from srgan_tf.data.slice_cache.cache import SliceCache
     try:
         with SliceCache(cache) as opened:
             return bool(opened.series())
@@ -322,7 +322,7 @@ def ensure_sample_cache(root="data/sample", patients: int = 8, seed: int = 0,
     Returns:
         Path of `root/cache.h5`.
     """
-    from srgan_tf.data.prepare import build_cache
+    from srgan_tf.data.slice_cache.prepare import build_cache
 
     root = Path(root)
     write_sample_dataset(root, patients, seed, progress, matrix=matrix, slices=slices)

@@ -3,7 +3,7 @@
 `SliceProfile` is the one profile type (training degradation, self-supervised pairs, the
 estimate, the degradation check) and `SliceProfile.taps` the one place a profile becomes
 weights: `sampling_taps` for `degrade`'s integer factors, `profile_matrix` for real steps.
-Same conventions as `srgan_tf.data.degrade`: output sample k along the thickened axis sits at
+Same conventions as `srgan_tf.data.degradation.degrade`: output sample k along the thickened axis sits at
 input coordinate k * step + (step - 1) / 2 (pixel centres), borders are half-sample symmetric,
 and the weight of input sample t is the profile integrated over that sample's extent
 [t - 0.5, t + 0.5]. Here the step may be any real number (3.6 mm slices on 0.5 mm pixels:

@@ -1,4 +1,4 @@
-"""Painting primitives of the pelvis phantom (`srgan_tf.data.phantom`).
+"""Painting primitives of the pelvis phantom (`srgan_tf.data.synthetic.phantom`).
 
 Band-limited random fields on a voxel grid, antialiased ellipsoids and tubes in the anatomical
 frame, and the `Canvas` that blends them, region by region, into one volume.

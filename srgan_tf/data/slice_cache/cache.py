@@ -1,7 +1,7 @@
 """HDF5 slice cache reader: `SliceCache` opens a cache, checks its schema and reads slices.
 
-The layout and the stored-value encoding are in `srgan_tf.data.cache_format`; the cache is
-written by `srgan_tf.data.prepare.build_cache` (DICOM tree / NIfTI -> one file).
+The layout and the stored-value encoding are in `srgan_tf.data.slice_cache.cache_format`; the cache is
+written by `srgan_tf.data.slice_cache.prepare.build_cache` (DICOM tree / NIfTI -> one file).
 """
 import json
 from dataclasses import dataclass
@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from srgan_tf import __version__
-from srgan_tf.data.cache_format import (PATIENTS_GROUP, READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION,
+from srgan_tf.data.slice_cache.cache_format import (PATIENTS_GROUP, READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION,
                                         SPLIT_GROUP, decode)
 from srgan_tf.data.intensity import normalize
 from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER

@@ -1,6 +1,6 @@
 """Build the HDF5 slice cache (`build_cache`): a DICOM tree / NIfTI files -> one file.
 
-The file has the layout of `srgan_tf.data.cache_format`; `srgan_tf.data.cache.SliceCache`
+The file has the layout of `srgan_tf.data.slice_cache.cache_format`; `srgan_tf.data.slice_cache.cache.SliceCache`
 reads it. lzf was chosen over gzip by measurement: gzip level 1 alone writes ~250 slices/s of
 320x320 uint16 on one core, lzf ~600-800. A background thread reads and encodes the next
 series while the current one is compressed (benchmarks/bench_prepare.py measures the whole
@@ -20,12 +20,12 @@ import h5py
 import numpy as np
 
 from srgan_tf import __version__
-from srgan_tf.data.cache_format import (PATIENTS_GROUP, SCHEMA_VERSION, SPLIT_GROUP, decode,
+from srgan_tf.data.slice_cache.cache_format import (PATIENTS_GROUP, SCHEMA_VERSION, SPLIT_GROUP, decode,
                                         uint16_encoding)
 from srgan_tf.data.intensity import robust_range
-from srgan_tf.data.prepare_summary import (PrepareSummary, WrittenSeries,
+from srgan_tf.data.slice_cache.prepare_summary import (PrepareSummary, WrittenSeries,
                                            no_test_patients_warning)
-from srgan_tf.data.split import split_patients
+from srgan_tf.data.slice_cache.split import split_patients
 from srgan_tf.data.usable_volume import unusable_reason
 from srgan_tf.files import remove_stale_partials, staged_file
 from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER

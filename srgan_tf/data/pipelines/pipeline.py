@@ -28,11 +28,11 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from srgan_tf.data.augment import augment_draws, element_draws, random_patch_and_flips
-from srgan_tf.data.cache import SliceCache
-from srgan_tf.data.degrade import degrade, slice_profile_degrade
+from srgan_tf.data.pipelines.augment import augment_draws, element_draws, random_patch_and_flips
+from srgan_tf.data.slice_cache.cache import SliceCache
+from srgan_tf.data.degradation.degrade import degrade, slice_profile_degrade
 from srgan_tf.data.intensity import FOREGROUND_LEVEL
-from srgan_tf.data.slice_profile import SliceProfile
+from srgan_tf.data.degradation.slice_profile import SliceProfile
 
 log = logging.getLogger("srgan_tf")
 
@@ -156,8 +156,8 @@ def describe_lr(data_config) -> str:
     if data_config.mode == "aniso" and data_config.degradation == "slice-profile":
         return (f"thick slices along the height: {data_config.slice_profile} slice profile, "
                 f"thickness {data_config.slice_thickness_ratio:g} x the spacing of x"
-                f"{data_config.scale} (srgan_tf.data.degrade.slice_profile_degrade)")
-    return "antialiased bicubic downsampling (srgan_tf.data.degrade.degrade)"
+                f"{data_config.scale} (srgan_tf.data.degradation.degrade.slice_profile_degrade)")
+    return "antialiased bicubic downsampling (srgan_tf.data.degradation.degrade.degrade)"
 
 
 def list_candidates(cache_path, split: str) -> Candidates:

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from srgan_tf.config import check_scale_hw
-from srgan_tf.data.slice_profile import SliceProfile, reflect_index
+from srgan_tf.data.degradation.slice_profile import SliceProfile, reflect_index
 
 
 def bicubic_taps(scale: int) -> Tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
 """On-disk format of the HDF5 slice cache: layout, schema version and stored-value encoding.
 
-`srgan_tf.data.prepare` writes this format and `srgan_tf.data.cache` reads it.
+`srgan_tf.data.slice_cache.prepare` writes this format and `srgan_tf.data.slice_cache.cache` reads it.
 
 Layout (schema version 2; version 1 is the same without `missing_slices`)::
 

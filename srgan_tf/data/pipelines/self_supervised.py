@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from srgan_tf.data.acquisition import Acquisition
-from srgan_tf.data.augment import augment_draws, element_draws, random_patch_and_flips
-from srgan_tf.data.degrade import filter_and_subsample
+from srgan_tf.data.pipelines.augment import augment_draws, element_draws, random_patch_and_flips
+from srgan_tf.data.degradation.degrade import filter_and_subsample
 from srgan_tf.data.intensity import FOREGROUND_LEVEL, normalize
 
 SPACING_TOLERANCE = 1e-3  # relative: closer than this, in-plane pixels are used as they are

@@ -40,8 +40,8 @@ import numpy as np
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-from srgan_tf.data.profile_estimate import ProfileEstimate, estimate_slice_profile
-from srgan_tf.data.slice_profile import SliceProfile
+from srgan_tf.data.degradation.profile_estimate import ProfileEstimate, estimate_slice_profile
+from srgan_tf.data.degradation.slice_profile import SliceProfile
 
 SPECTRUM_BIAS = 0.2  # log-sd error of the spectral estimate on perturbed real MR (bench_profile.py)
 HEADER_UNCERTAINTY = {"SliceThickness": 0.08, "--slice-thickness": 0.08, "spacing": 0.15}

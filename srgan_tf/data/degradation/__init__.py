@@ -1,0 +1,1 @@
+"""How thick slices are made and described: the slice profile, degradation, and the profile's estimate from a volume."""

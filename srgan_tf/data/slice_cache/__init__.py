@@ -1,0 +1,1 @@
+"""The HDF5 slice cache: DICOM trees prepared into it, its format, the patient split."""

@@ -114,11 +114,12 @@ def cmd_score(args):
 def cmd_self_supervised(args):
     from srgan_tf.io.errors import InputError
     from srgan_tf.self_supervised_run.command import run_self_supervised
-    from srgan_tf.self_supervised_run.plan import SelfSupervisedOptions
+    from srgan_tf.self_supervised_run.plan import SelfSupervisedOptions, VolumeIO
 
+    paths = VolumeIO(input=args.input, output=args.output, dicom_output=args.dicom_output,
+                     work_dir=args.work_dir)
     options = SelfSupervisedOptions(
-        input=args.input, output=args.output, dicom_output=args.dicom_output,
-        work_dir=args.work_dir, slice_profile=args.slice_profile,
+        slice_profile=args.slice_profile,
         slice_thickness=args.slice_thickness, target_spacing=args.target_spacing,
         init_model=args.init_model, steps=args.steps, epochs=args.epochs,
         batch_size=args.batch_size, precision=args.precision, seed=args.seed,
@@ -132,12 +133,12 @@ def cmd_self_supervised(args):
                                           "models, run into a new --output folder (or remove "
                                           "the protocol's model folder and the outputs "
                                           "cohort.csv lists for it)")
-        return run_cohort_self_supervised(options, part, train_only=args.train_only)
+        return run_cohort_self_supervised(paths, options, part, train_only=args.train_only)
     if args.train_only:
         raise InputError("--train-only", "applies to a folder of volumes (the first step of a "
                                          "study spread over machines); one volume is trained "
                                          "and super-resolved in one run")
-    summary = run_self_supervised(options)
+    summary = run_self_supervised(paths, options)
     print(f"Wrote {summary['output']} (shape {tuple(summary['output_shape'])}, spacing "
           f"{tuple(summary['output_spacing_mm'])} mm)"
           + (f" and {summary['dicom_files']} DICOM files in {summary['dicom_output']}"

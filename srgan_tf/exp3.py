@@ -112,9 +112,8 @@ def train_self_supervised_model(config, run_dir, series, hr_paths, crop, profile
         volume, source = crop_in_plane(series[0], crop), "real"
     print(f"\nSelf-supervised training on {volume.patient_id} ({source} thick slices, "
           f"shape {volume.shape}, spacing {tuple(round(s, 3) for s in volume.spacing)} mm)")
-    options = SelfSupervisedOptions(input=volume.patient_id, output="unused.nii.gz",
-                                    progress=True, **options)
-    plan = plan_volume(volume, options)
+    options = SelfSupervisedOptions(progress=True, **options)
+    plan = plan_volume(volume, options, volume.patient_id)
     model = train_volume_model(plan, options, Path(run_dir) / "self_supervised" / "model")
     return SelfSupervisedModel(volume.patient_id, Path(model.path), source)
 

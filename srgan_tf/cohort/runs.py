@@ -199,12 +199,11 @@ def _decide_cached(volume: FoundVolume, options, ledger: Ledger):
             return Decision(**cached["decision"])
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         pass
-    volume_options = dataclasses.replace(options, input=str(volume.source))
     runtime.start_tensorflow()  # quietly, before planning imports it (a re-run never does)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             image = check_input_volume(volume.read(), volume.source, "self-supervised")
-            plan = plan_volume(image, volume_options)
+            plan = plan_volume(image, options, str(volume.source))
         result = Decision(volume.key, plan.acquisition.to_dict(), plan.profile.to_dict(),
                           plan.reason, [float(v) for v in plan.intensity_range],
                           model_recipe(plan, options))
@@ -321,7 +320,7 @@ def _protocol_model(protocol: Protocol, work: Path, found, decisions, options):
         lock.release()
 
 
-def run_cohort_self_supervised(options, part: Part, train_only: bool = False) -> int:
+def run_cohort_self_supervised(paths, options, part: Part, train_only: bool = False) -> int:
     """`srgan-tf self-supervised --input FOLDER --output OUT_FOLDER`; the exit status (1 when
     a volume failed for a reason other than its input). `train_only`: plan every volume and
     train every protocol's model, then stop (the parts then only apply them)."""
@@ -331,9 +330,9 @@ def run_cohort_self_supervised(options, part: Part, train_only: bool = False) ->
     from srgan_tf.self_supervised_run.plan import Timings, self_supervised_inputs
 
     _check_shared_inputs(options.slice_profile, options.init_model, "--init-model")
-    root, out, work = _prepare_folders(options.input, options.output, options.work_dir,
-                                       reads=self_supervised_inputs(options)[1:],
-                                       dicom_output=options.dicom_output)
+    root, out, work = _prepare_folders(paths.input, paths.output, paths.work_dir,
+                                       reads=self_supervised_inputs(paths, options)[1:],
+                                       dicom_output=paths.dicom_output)
     volumes, problems, mine = _discover(root, out, part, options.progress)
     ledger = Ledger(work)
     found = {v.key: v for v in volumes}
@@ -357,7 +356,7 @@ def run_cohort_self_supervised(options, part: Part, train_only: bool = False) ->
         return 0
 
     def handle(volume: FoundVolume) -> dict:
-        nifti, dicom = output_paths(out, volume.key, options.dicom_output)
+        nifti, dicom = output_paths(out, volume.key, paths.dicom_output)
         decision = decisions[volume.key]
         protocol = of_volume.get(volume.key)
         base = {"input": str(volume.source), "output": str(nifti), "dicom_output": str(dicom or "")}
@@ -380,8 +379,7 @@ def run_cohort_self_supervised(options, part: Part, train_only: bool = False) ->
                     models[protocol.name] = _protocol_model(protocol, work, found, decisions, quiet)
             image = volume.read()
             plan = _volume_plan(image, decision)
-            apply_model(models[protocol.name], plan, image,
-                        dataclasses.replace(quiet, input=str(volume.source)), nifti, dicom, Timings())
+            apply_model(models[protocol.name], plan, image, quiet, nifti, dicom, Timings())
             return {"model": str(models[protocol.name].path)}
 
         return ledger.process(volume.key, base, fingerprint, process, part.name())

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Optional
 
 from srgan_tf.self_supervised_run.model import train_volume_model, trained_model
-from srgan_tf.self_supervised_run.plan import (SelfSupervisedOptions, Timings, VolumePlan,
-                                               model_recipe, plan_volume, self_supervised_inputs)
+from srgan_tf.self_supervised_run.plan import (SelfSupervisedOptions, Timings, VolumeIO,
+                                               VolumePlan, model_recipe, plan_volume,
+                                               self_supervised_inputs)
 
 
 def apply_model(model, plan: VolumePlan, volume, options: SelfSupervisedOptions, output: Path,
@@ -37,8 +38,9 @@ def apply_model(model, plan: VolumePlan, volume, options: SelfSupervisedOptions,
     return timings.run("writing", _write, sr, volume, plan.acquisition, output, dicom_output)
 
 
-def run_self_supervised(options: SelfSupervisedOptions) -> dict:
-    """Run the whole command; returns a summary dict (also written to the work dir)."""
+def run_self_supervised(paths: VolumeIO, options: SelfSupervisedOptions) -> dict:
+    """Run the whole command on one volume; returns a summary dict (also written to the work
+    dir)."""
     from srgan_tf.evaluation.self_supervised_report import write_self_supervised_report
     from srgan_tf.files import DirectoryLock, DirectoryLocked
     from srgan_tf.inference.infer import check_output_locations, peak_rss_mb, read_input_volume
@@ -48,18 +50,18 @@ def run_self_supervised(options: SelfSupervisedOptions) -> dict:
 
     started = time.perf_counter()
     timings = Timings()
-    output = Path(options.output)
-    dicom_output = Path(options.dicom_output) if options.dicom_output else None
-    work_dir = Path(options.work_dir) if options.work_dir else output.with_name(
+    output = Path(paths.output)
+    dicom_output = Path(paths.dicom_output) if paths.dicom_output else None
+    work_dir = Path(paths.work_dir) if paths.work_dir else output.with_name(
         nifti_stem(output) + "_work")
-    refuse_overwriting_inputs(self_supervised_inputs(options), {
+    refuse_overwriting_inputs(self_supervised_inputs(paths, options), {
         "--output": output, "--dicom-output": dicom_output, "--work-dir": work_dir})
     check_output_locations(output, dicom_output)
     if work_dir.exists() and not work_dir.is_dir():
         raise InputError(work_dir, "--work-dir exists and is not a folder")
 
-    volume = timings.run("read", read_input_volume, options.input, "self-supervised")
-    plan = plan_volume(volume, options, timings)
+    volume = timings.run("read", read_input_volume, paths.input, "self-supervised")
+    plan = plan_volume(volume, options, paths.input, timings)
     acquisition, profile = plan.acquisition, plan.profile
     from srgan_tf import runtime
 
@@ -70,7 +72,7 @@ def run_self_supervised(options: SelfSupervisedOptions) -> dict:
         raise InputError(work_dir, f"in use by another run ({error.holder})") from None
     try:
         runtime.start_tensorflow()  # after every check: bad input never waits for TensorFlow
-        recipe = {"input": str(Path(options.input).resolve()), **model_recipe(plan, options),
+        recipe = {"input": str(Path(paths.input).resolve()), **model_recipe(plan, options),
                   "intensity_range": [float(v) for v in plan.intensity_range]}
 
         def train(run_dir):
@@ -81,7 +83,7 @@ def run_self_supervised(options: SelfSupervisedOptions) -> dict:
         written = apply_model(model, plan, volume, options, output, dicom_output, timings)
         total = time.perf_counter() - started
         summary = {
-            "input": str(options.input), "input_shape": list(volume.shape),
+            "input": str(paths.input), "input_shape": list(volume.shape),
             "input_spacing_mm": [round(s, 6) for s in volume.spacing],
             "output": str(output), "output_shape": list(written["shape"]),
             "output_spacing_mm": [round(s, 6) for s in written["spacing"]],

@@ -15,14 +15,22 @@ from typing import Dict, Optional
 import numpy as np
 
 
-@dataclass
-class SelfSupervisedOptions:
-    """Everything `srgan-tf self-supervised` takes (see `--help`)."""
+@dataclass(frozen=True)
+class VolumeIO:
+    """Where `srgan-tf self-supervised` reads and writes: the volume (or a folder of volumes),
+    the NIfTI output (or output folder), a derived DICOM series, the work folder."""
 
     input: str
     output: str
     dicom_output: Optional[str] = None
     work_dir: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class SelfSupervisedOptions:
+    """How `srgan-tf self-supervised` decides and trains (see `--help`): the slice profile, the
+    output grid, the training knobs; where it reads and writes is a `VolumeIO`."""
+
     slice_profile: str = "auto"  # auto | box | gaussian | path to .npy
     slice_thickness: Optional[float] = None
     target_spacing: Optional[float] = None
@@ -108,23 +116,25 @@ class VolumePlan:
     estimate: object = None  # data.profile_choice.ProfileChoice for "auto"
 
 
-def plan_volume(volume, options: SelfSupervisedOptions, timings: Optional[Timings] = None) -> VolumePlan:
-    """Acquisition model, slice-first view, intensity range and slice profile of `volume`;
-    InputError for volumes this command cannot handle (before any training)."""
+def plan_volume(volume, options: SelfSupervisedOptions, source: str,
+                timings: Optional[Timings] = None) -> VolumePlan:
+    """Acquisition model, slice-first view, intensity range and slice profile of `volume`
+    (`source`: its file or folder, named in messages and errors); InputError for volumes this
+    command cannot handle (before any training)."""
     from srgan_tf.data.acquisition import acquisition_from_volume, to_slice_first
     from srgan_tf.data.intensity import robust_range
 
     timings = timings or Timings()
     acquisition = acquisition_from_volume(volume, target_spacing=options.target_spacing,
-                                          thickness=options.slice_thickness, source=options.input)
-    _say(f"Input {options.input}: shape {volume.shape}, spacing "
+                                          thickness=options.slice_thickness, source=source)
+    _say(f"Input {source}: shape {volume.shape}, spacing "
          f"{tuple(round(s, 4) for s in volume.spacing)} mm")
     _say("Acquisition: " + acquisition.describe())
     slice_first = to_slice_first(volume, acquisition.slice_axis)
     intensity_range = robust_range(slice_first.array)
     profile, reason, estimate = timings.run(
         "slice profile", resolve_profile, options.slice_profile, slice_first, acquisition,
-        intensity_range, options.input)
+        intensity_range, source)
     _say(f"Slice profile: {profile.describe()} ({reason})")
     return VolumePlan(acquisition, slice_first, intensity_range, profile, reason, estimate)
 
@@ -167,9 +177,9 @@ def model_recipe(plan: VolumePlan, options: SelfSupervisedOptions) -> dict:
         "seed": options.seed, "init_model": options.init_model}))
 
 
-def self_supervised_inputs(options: SelfSupervisedOptions) -> list:
+def self_supervised_inputs(paths: VolumeIO, options: SelfSupervisedOptions) -> list:
     """The paths the command reads: the volume, the --init-model export, a profile file."""
     from srgan_tf.data.degradation.slice_profile import NAMED_SHAPES
 
     profile = None if options.slice_profile in ("auto", *NAMED_SHAPES) else options.slice_profile
-    return [options.input, options.init_model, profile]
+    return [paths.input, options.init_model, profile]

@@ -29,7 +29,8 @@ INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16")
 INFERENCE_MODES = ("through-plane", "in-plane")
 # How a volume is super-resolved with each kind of model (Exp. 3 uses the aniso model).
 INFERENCE_MODE_OF = {"aniso": "through-plane", "iso": "in-plane"}
-# Slice profiles of simulated thick slices; srgan_tf.data.degradation.slice_profile.NAMED_SHAPES is built from it.
+# Slice profiles of simulated thick slices; srgan_tf.data.degradation.slice_profile.NAMED_SHAPES
+# is built from it.
 # Kept here so argument parsers list them without importing TensorFlow.
 SLICE_PROFILES = ("gaussian", "box")
 # How Exp. 2 makes its LR height: the paper's bicubic, or a thick-slice profile (Exp. 3 inputs).

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from srgan_tf.data.degradation.degrade import (bicubic_taps, degrade, keys_cubic, resampling_matrix,
-                                   slice_profile_degrade, upsample_bicubic)
+                                               slice_profile_degrade, upsample_bicubic)
 from srgan_tf.data.degradation.slice_profile import SliceProfile
 
 

@@ -11,8 +11,8 @@ import pytest
 from srgan_tf.config import DataConfig
 from srgan_tf.data.slice_cache.cache import SliceCache
 from srgan_tf.data.degradation.degrade import degrade, slice_profile_degrade
-from srgan_tf.data.pipelines.pipeline import (list_candidates, lr_images, make_dataset, prepare_slices,
-                                    validation_batch)
+from srgan_tf.data.pipelines.pipeline import (list_candidates, lr_images, make_dataset,
+                                              prepare_slices, validation_batch)
 from srgan_tf.data.slice_cache.prepare import build_cache
 from srgan_tf.data.degradation.slice_profile import SliceProfile
 from srgan_tf.io.nifti import write_nifti

@@ -7,8 +7,8 @@ import pydicom
 import pytest
 
 from srgan_tf.data.synthetic.sample import (MARKER, SERIES_DESCRIPTION, draw_acquisition,
-                                  ensure_sample_cache, rician, slice_profile_weights,
-                                  synthesize_patient, write_sample_dataset)
+                                            ensure_sample_cache, rician, slice_profile_weights,
+                                            synthesize_patient, write_sample_dataset)
 from srgan_tf.io.dicom import read_dicom_tree
 from srgan_tf.io.nifti import read_nifti
 

@@ -4,9 +4,10 @@ import pytest
 from scipy import ndimage
 
 from srgan_tf.data.degradation.degrade import resampling_matrix, slice_profile_degrade
-from srgan_tf.data.degradation.profile_estimate import estimate_slice_profile, plot_profile_estimate
+from srgan_tf.data.degradation.profile_estimate import estimate_slice_profile
+from srgan_tf.evaluation.figures import save_profile_estimate
 from srgan_tf.data.degradation.slice_profile import (SliceProfile, degrade_lines, load_profile_file,
-                                         output_count, profile_matrix)
+                                                     output_count, profile_matrix)
 
 # Estimated widths must be within this fraction of the truth (synthetic isotropic volume).
 WIDTH_TOLERANCE = 0.15
@@ -112,7 +113,7 @@ def test_estimate_recovers_box(volume, tmp_path):
     assert estimate.profile.shape == "box", estimate.reason
     assert estimate.profile.fwhm_mm == pytest.approx(4.0, rel=WIDTH_TOLERANCE), estimate.reason
     assert "box" in estimate.reason
-    plot_profile_estimate(estimate, tmp_path / "profile.png")
+    save_profile_estimate(estimate, tmp_path / "profile.png")
     assert (tmp_path / "profile.png").stat().st_size > 0
 
 

@@ -1,5 +1,5 @@
-"""Comparison figures (HR | LR | bicubic | SR ... with a zoomed inset and an error map), and
-the loss curve of a training's history.csv.
+"""Comparison figures (HR | LR | bicubic | SR ... with a zoomed inset and an error map), the
+loss curve of a training's history.csv, and the slice-profile estimate's fit.
 
 Built on matplotlib's object API with the Agg canvas (no pyplot, no global backend state), so
 figures can be written from training callbacks and converted to arrays for TensorBoard.
@@ -157,3 +157,27 @@ def save_loss_curve(history_csv, path) -> bool:
     figure.tight_layout()
     figure.savefig(str(path), dpi=100)
     return True
+
+
+def save_profile_estimate(estimate, path) -> None:
+    """Write the slice-profile estimate (`data.degradation.profile_estimate.ProfileEstimate`) as
+    a two-panel PNG: residual against width per shape (the choice marked), and the observed
+    through-plane spectrum against the chosen candidate's fitted one."""
+    figure = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2)
+    for shape in estimate.widths_mm:
+        left.plot(estimate.widths_mm[shape], estimate.scores[shape], label=shape)
+    left.plot([estimate.profile.fwhm_mm], [min(estimate.scores[estimate.profile.shape])], "ko",
+              label=f"chosen: {estimate.profile.describe()}")
+    left.axvline(estimate.slice_mm, color="grey", linestyle=":", label="slice spacing")
+    left.set(xlabel="width (box) / FWHM (gaussian), mm", ylabel="log-spectrum residual (RMS)",
+             title="Slice profile candidates")
+    left.legend(fontsize=8)
+    right.semilogy(estimate.frequencies, estimate.observed, "k.-", label="through-plane (observed)")
+    right.semilogy(estimate.frequencies, estimate.fitted, "r-", label="in-plane, thickened (fitted)")
+    right.set(xlabel="cycles / mm", ylabel="power", title="Spectra in the fitted band")
+    right.legend(fontsize=8)
+    figure.suptitle(estimate.reason, fontsize=8)
+    figure.tight_layout()
+    figure.savefig(str(path), dpi=100)

@@ -3,8 +3,7 @@ timings, figures), summary.json, the slice-profile estimate (JSON and plot) and 
 import json
 from pathlib import Path
 
-from srgan_tf.data.degradation.profile_estimate import plot_profile_estimate
-from srgan_tf.evaluation.figures import save_loss_curve
+from srgan_tf.evaluation.figures import save_loss_curve, save_profile_estimate
 from srgan_tf.files import atomic_write_text
 from srgan_tf.run_directory import RunDirectory
 
@@ -24,7 +23,7 @@ def write_self_supervised_report(work_dir, summary: dict, choice) -> Path:
     figures = []
     estimate = choice.estimate if choice is not None else None
     if estimate is not None:
-        plot_profile_estimate(estimate, work_dir / "slice_profile.png")
+        save_profile_estimate(estimate, work_dir / "slice_profile.png")
         figures.append("slice_profile.png")
         atomic_write_text(work_dir / "slice_profile_estimate.json",
                           json.dumps(estimate.to_dict(), indent=2) + "\n")

@@ -1,1 +1,2 @@
-"""How thick slices are made and described: the slice profile, degradation, and the profile's estimate from a volume."""
+"""How thick slices are made and described: the slice profile, degradation, and the
+profile's estimate from a volume."""

@@ -23,8 +23,9 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-from srgan_tf.data.degradation.slice_profile import (NAMED_SHAPES, SliceProfile, output_count, positive_number,
-                                         reflect_index, sparse_profile_matrix)
+from srgan_tf.data.degradation.slice_profile import (NAMED_SHAPES, SliceProfile, output_count,
+                                                     positive_number, reflect_index,
+                                                     sparse_profile_matrix)
 
 # segment lengths (thick samples) tried, longest first: 16 keeps enough segments in small volumes
 _LENGTHS = (16, 12, 8)
@@ -389,30 +390,3 @@ def _fit(observed, model, noise_floor):
         if best is None or score < best[0]:
             best = (score, shaped * np.exp(gain))
     return best
-
-
-def plot_profile_estimate(estimate: ProfileEstimate, path) -> None:
-    """Save a two-panel PNG: residual vs width per shape (choice marked), and the observed
-    through-plane spectrum vs the chosen candidate's fitted spectrum."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, (left, right) = pyplot.subplots(1, 2, figsize=(10, 4))
-    for shape in estimate.widths_mm:
-        left.plot(estimate.widths_mm[shape], estimate.scores[shape], label=shape)
-    left.plot([estimate.profile.fwhm_mm], [min(estimate.scores[estimate.profile.shape])], "ko",
-              label=f"chosen: {estimate.profile.describe()}")
-    left.axvline(estimate.slice_mm, color="grey", linestyle=":", label="slice spacing")
-    left.set(xlabel="width (box) / FWHM (gaussian), mm", ylabel="log-spectrum residual (RMS)",
-             title="Slice profile candidates")
-    left.legend(fontsize=8)
-    right.semilogy(estimate.frequencies, estimate.observed, "k.-", label="through-plane (observed)")
-    right.semilogy(estimate.frequencies, estimate.fitted, "r-", label="in-plane, thickened (fitted)")
-    right.set(xlabel="cycles / mm", ylabel="power", title="Spectra in the fitted band")
-    right.legend(fontsize=8)
-    figure.suptitle(estimate.reason, fontsize=8)
-    figure.tight_layout()
-    figure.savefig(str(path), dpi=100)
-    pyplot.close(figure)

@@ -12,8 +12,8 @@ import h5py
 import numpy as np
 
 from srgan_tf import __version__
-from srgan_tf.data.slice_cache.cache_format import (PATIENTS_GROUP, READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION,
-                                        SPLIT_GROUP, decode)
+from srgan_tf.data.slice_cache.cache_format import (PATIENTS_GROUP, READABLE_SCHEMA_VERSIONS,
+                                                    SCHEMA_VERSION, SPLIT_GROUP, decode)
 from srgan_tf.data.intensity import normalize
 from srgan_tf.io.dicom import DEFAULT_SERIES_FILTER
 from srgan_tf.io.dicom_series import MissingSlice

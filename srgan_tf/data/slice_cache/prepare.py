@@ -20,11 +20,11 @@ import h5py
 import numpy as np
 
 from srgan_tf import __version__
-from srgan_tf.data.slice_cache.cache_format import (PATIENTS_GROUP, SCHEMA_VERSION, SPLIT_GROUP, decode,
-                                        uint16_encoding)
+from srgan_tf.data.slice_cache.cache_format import (PATIENTS_GROUP, SCHEMA_VERSION, SPLIT_GROUP,
+                                                    decode, uint16_encoding)
 from srgan_tf.data.intensity import robust_range
 from srgan_tf.data.slice_cache.prepare_summary import (PrepareSummary, WrittenSeries,
-                                           no_test_patients_warning)
+                                                       no_test_patients_warning)
 from srgan_tf.data.slice_cache.split import split_patients
 from srgan_tf.data.usable_volume import unusable_reason
 from srgan_tf.files import remove_stale_partials, staged_file

@@ -20,6 +20,7 @@ fraction of it the step reaches, counting the step's FLOPs per image as
 
     python benchmarks/bench_train.py                       # float32 and mixed_bfloat16, no XLA (~9 min)
     python benchmarks/bench_train.py --setting patch --jit both --steps 5
+    python benchmarks/bench_train.py --setting patch --profile 12   # where a step's time goes
 """
 import argparse
 import json
@@ -99,7 +100,39 @@ def step_gflops(config) -> dict:
             "vgg_forward": vgg / 1e9}
 
 
-def measure(setting: str, precision: str, jit: bool, phases, steps: int, warmup: int) -> list:
+def op_times(step, top: int) -> list:
+    """TensorFlow's profiler on one call of `step`: the `top` op types by time, as
+    [op type, milliseconds, fraction] (durations of the ops on TensorFlow's compute threads,
+    summed: two threads can run ops at once, so the total can exceed the wall time)."""
+    import collections
+    import glob
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        step()
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as handle:
+            space.ParseFromString(handle.read())
+    by_type = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" in name and "::" not in name:  # "scope/op:OpType", not executor events
+                    by_type[name.rsplit(":", 1)[1]] += event.duration_ps / 1e9
+    total = sum(by_type.values()) or 1.0
+    return [[kind, round(ms, 1), round(ms / total, 3)] for kind, ms in by_type.most_common(top)]
+
+
+def measure(setting: str, precision: str, jit: bool, phases, steps: int, warmup: int,
+            profile: int = 0) -> list:
     """Runs in a worker process: one model, both phases, timed train-function calls."""
     import numpy as np
     import tensorflow as tf
@@ -154,12 +187,15 @@ def measure(setting: str, precision: str, jit: bool, phases, steps: int, warmup:
             "target_images_per_s": TARGETS.get((setting, phase)),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         })
+        if profile:
+            rows[-1]["op_types_ms"] = op_times(
+                lambda: float(model.train_function([(lr, hr)])["g_loss"]), profile)
     return rows
 
 
 def _worker_main(args):
     rows = measure(args.setting, args.precision, args.jit == "on", args.phases.split(","),
-                   args.steps, args.warmup)
+                   args.steps, args.warmup, args.profile)
     print("ROWS" + json.dumps(rows))
 
 
@@ -187,6 +223,9 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (tracing included)")
     parser.add_argument("--phases", default="pretrain,adversarial")
     parser.add_argument("--output", help="also write the JSON here")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also trace one step with TensorFlow's profiler and print its N "
+                             "most expensive op types")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -204,7 +243,8 @@ def main(argv=None):
                 command = [sys.executable, os.path.abspath(__file__), "--worker", "--setting", setting,
                            "--precision", precision, "--jit", jit,
                            "--steps", str(args.steps or DEFAULT_STEPS.get(setting, 2)),
-                           "--warmup", str(args.warmup), "--phases", args.phases]
+                           "--warmup", str(args.warmup), "--phases", args.phases,
+                           "--profile", str(args.profile)]
                 print(f"[bench_train] {setting} {precision} jit={jit} ...", file=sys.stderr, flush=True)
                 result = subprocess.run(command, capture_output=True, text=True, env=environment)
                 if result.returncode != 0 or "ROWS" not in result.stdout:
@@ -217,6 +257,9 @@ def main(argv=None):
                     print(f"[bench_train]   {row['phase']:<11} {row['images_per_s']:7.2f} img/s "
                           f"({row['achieved_gflops']:.0f} GFLOP/s, {row['fraction_of_conv_same_precision']:.0%} "
                           f"of the conv at its precision, peak RSS {row['peak_rss_mb']:.0f} MB)", file=sys.stderr, flush=True)
+                    for kind, ms, share in row.get("op_types_ms", []):
+                        print(f"[bench_train]     {kind:<45} {ms:8.1f} ms  {share:5.1%}",
+                              file=sys.stderr, flush=True)
     report = {"benchmark": "bench_train", "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
               "results": rows, "ratios": _ratios([r for r in rows if "error" not in r])}
     text = json.dumps(report, indent=2)

@@ -74,6 +74,17 @@ def test_discovery_finds_nifti_files_and_dicom_series_and_names_mirrored_outputs
     assert [Path(p.path).name for p in problems] == ["broken.dcm"]
 
 
+def test_repeated_names_never_take_another_volumes_key(tmp_path):
+    """T2w.nii and T2w.nii.gz share a name; the repeat must not become the key a real T2w_2.nii
+    holds (two volumes writing one output)."""
+    for name in ("T2w.nii", "T2w.nii.gz", "T2w_2.nii"):
+        write_nifti(_volume(seed=1, shape=(4, 8, 8)), tmp_path / "a" / name)
+    volumes, _ = discover_volumes(tmp_path)
+    keys = {v.source.name: v.key for v in volumes}
+    assert len(set(keys.values())) == 3
+    assert keys["T2w_2.nii"] == "a/T2w_2" and {keys["T2w.nii"], keys["T2w.nii.gz"]} == {"a/T2w", "a/T2w_3"}
+
+
 def test_parts_come_from_flags_slurm_or_kubernetes_and_split_disjointly():
     assert resolve_part(None, None, {}) == Part(0, 1, "one part")
     assert resolve_part(3, 2, {}).index == 2

@@ -59,12 +59,20 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "series"
 
 
-def _unique(key: str, taken: Dict[str, int]) -> str:
-    """`key`, or `key_2`, `key_3`... when an earlier volume took it (deterministic: callers
-    pass volumes in sorted order)."""
-    count = taken.get(key, 0) + 1
-    taken[key] = count
-    return key if count == 1 else f"{key}_{count}"
+def _unique_keys(keys: List[str]) -> List[str]:
+    """`keys` with each repeat renamed `key_2`, `key_3`...: never a key that another volume
+    holds as its own (`a/T2w.nii` and `a/T2w.nii.gz` beside a real `a/T2w_2.nii` give `a/T2w`,
+    `a/T2w_3`, `a/T2w_2`), so no two volumes share an output. Deterministic: callers pass
+    volumes in sorted order."""
+    own, assigned, unique = set(keys), set(), []
+    for key in keys:
+        candidate, number = key, 1
+        while candidate in assigned or (candidate != key and candidate in own):
+            number += 1
+            candidate = f"{key}_{number}"
+        assigned.add(candidate)
+        unique.append(candidate)
+    return unique
 
 
 def discover_volumes(root, exclude=None, progress: bool = False
@@ -131,9 +139,8 @@ def _named(root: Path, nifti: List[Path], series: Dict[str, List[SliceHeader]]) 
                 key = (relative / label).as_posix()
             found.append(FoundVolume(key, Path(folder), "dicom", headers))
     found.sort(key=lambda volume: (volume.key, str(volume.source)))
-    taken: Dict[str, int] = {}
-    for volume in found:
-        volume.key = _unique(volume.key, taken)
+    for volume, key in zip(found, _unique_keys([volume.key for volume in found])):
+        volume.key = key
     return found
 
 

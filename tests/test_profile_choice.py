@@ -157,3 +157,18 @@ def test_the_command_reports_spectrum_header_and_choice(volume, capsys):
     summary = json.loads(json.dumps(choice.to_dict()))
     assert summary["header"]["thickness_mm"] == 3.0 and summary["decision"] in ("combined", "header")
     assert summary["spectrum"]["sigma_mm"] > 0
+
+
+def test_a_nifti_box_is_never_wider_than_its_spacing(volume):
+    """2-D slices do not overlap: for a NIfTI (the spacing is the only header) a spectrum reading
+    wider than the spacing's box does not widen the box beyond the spacing; a given thickness
+    (DICOM SliceThickness, --slice-thickness) is combined as measured."""
+    thick = _perturbed_thick(volume, 0, SliceProfile("box", 4.6), 4.0, snr=30)
+    choice = choose_slice_profile(thick, (4.0, 1.0, 1.0))
+    assert choice.estimate.sigma_mm > SliceProfile("box", 4.0).sigma_mm, choice.reason
+    assert choice.decision == "combined" and choice.profile.shape == "box", choice.reason
+    assert choice.sigma_mm == pytest.approx(SliceProfile("box", 4.0).sigma_mm, rel=1e-9)
+    assert "capped" in choice.reason
+    given = choose_slice_profile(thick, (4.0, 1.0, 1.0), header_thickness=4.6,
+                                 estimate=choice.estimate)
+    assert given.sigma_mm > SliceProfile("box", 4.6).sigma_mm * 0.97 and "capped" not in given.reason

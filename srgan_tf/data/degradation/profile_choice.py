@@ -32,7 +32,9 @@ than the spacing's box by more than its uncertainty, "gap" explains it best and 
 own profile is used (decision "spectrum"), with a warning that names `--slice-thickness`; so
 is it when the fit is flat only toward narrow widths and they, and both in-plane directions'
 widths, are narrower than the spacing's box (an upper bound, not an unknown; the directions'
-disagreement does not count there, the slabs' does).
+disagreement does not count there, the slabs' does). For the same reason the combined box of a
+NIfTI stops at the spacing's box: its prior is one-sided (2-D slices do not overlap), so a
+spectrum reading wider does not widen the box beyond the spacing (the reason says "capped").
 """
 import math
 
@@ -192,7 +194,11 @@ def choose_slice_profile(array, spacing, *, header_thickness: Optional[float] = 
                                f"{header} (sd {math.exp(spacing_box):.2f} mm) by "
                                f"{(spacing_box - log_sigma) / u_spectrum:.1f} uncertainties", measured)
     weight = u_header ** -2 / (u_header ** -2 + u_spectrum ** -2)
-    sigma = math.exp(weight * centre + (1 - weight) * log_sigma)
+    log_combined = weight * centre + (1 - weight) * log_sigma
+    # a NIfTI's spacing bounds a box's width from above (2-D slices do not overlap): the box's
+    # prior is one-sided, so the combined width stops at the spacing's box
+    capped = gap and shape == "box" and log_combined > spacing_box
+    sigma = math.exp(min(log_combined, spacing_box) if capped else log_combined)
     profile = SliceProfile(shape, header_thickness).with_sigma(sigma)
     warning = None
     if nearest > AGREE_Z:
@@ -201,7 +207,9 @@ def choose_slice_profile(array, spacing, *, header_thickness: Optional[float] = 
                    + ("; with gaps between the slices pass --slice-thickness" if header_source == "spacing"
                       else ""))
     reason = (f"{measured} combined with a {shape} of the {header} (+-{u_header:.0%}, weight "
-              f"{weight:.0%}): {profile.describe()}, sd {sigma:.2f} mm")
+              f"{weight:.0%}): {profile.describe()}, sd {sigma:.2f} mm"
+              + (f" (the spacing bounds a box's width: {math.exp(log_combined):.2f} mm capped)"
+                 if capped else ""))
     return ProfileChoice(profile, "combined", reason, header_thickness, header_source, estimate,
                          u_spectrum, nearest, warning)
 

@@ -131,12 +131,17 @@ def test_few_slices_fall_back_to_the_header(volume):
     assert choice.estimate.segment_length < 12
     assert choice.decision == "header" and "too few" in choice.reason, choice.reason
     assert choice.profile == SliceProfile("box", 7.0)
+    # a NIfTI's spacing is only an upper bound of the thickness: said, naming the flag that fixes it
+    assert choice.warning and "--slice-thickness" in choice.warning and "gaps" in choice.warning
+    given = choose_slice_profile(thick, (7.0, 1.0, 1.0), header_thickness=7.0, estimate=choice.estimate)
+    assert given.decision == "header" and given.warning is None
 
 
 def test_unmeasurable_volume_falls_back_to_the_header():
     choice = choose_slice_profile(np.ones((3, 16, 16), np.float32), (4.0, 1.0, 1.0))
     assert choice.decision == "header" and choice.profile == SliceProfile("box", 4.0)
     assert "could not be measured" in choice.reason
+    assert choice.warning and "--slice-thickness" in choice.warning
 
 
 def test_the_command_reports_spectrum_header_and_choice(volume, capsys):

@@ -140,7 +140,7 @@ def choose_slice_profile(array, spacing, *, header_thickness: Optional[float] = 
     except ValueError as error:  # too few slices or too little tissue to measure a spectrum
         return ProfileChoice(fallback, "header", f"the spectrum could not be measured "
                              f"({str(error).split('. Received')[0]}); a box of the {header}",
-                             header_thickness, header_source)
+                             header_thickness, header_source, warning=_unknown_thickness(header_source, header))
     # sampling (slabs) and anisotropy (the in-plane directions disagree) uncertainty, then the bias
     spread = math.hypot(estimate.uncertainty, ANISOTROPY * _direction_spread(estimate))
     u_spectrum = math.hypot(spread, SPECTRUM_BIAS)
@@ -165,7 +165,8 @@ def choose_slice_profile(array, spacing, *, header_thickness: Optional[float] = 
              "edge") if estimate.at_edge else \
             f"the slabs of rows and the in-plane directions disagree by +-{spread:.0%}"
         return ProfileChoice(fallback, "header", f"{measured} is flat ({why}); falling back to a box "
-                             f"of the {header}", header_thickness, header_source, estimate, u_spectrum)
+                             f"of the {header}", header_thickness, header_source, estimate, u_spectrum,
+                             warning=_unknown_thickness(header_source, header))
     if narrow:
         return _gap_choice(estimate, header, header_thickness, header_source, u_spectrum, spacing_box,
                            None, f"every width up to sd {estimate.interval_sigmas_mm[1]:.2f} mm fits "
@@ -212,6 +213,15 @@ def choose_slice_profile(array, spacing, *, header_thickness: Optional[float] = 
                  if capped else ""))
     return ProfileChoice(profile, "combined", reason, header_thickness, header_source, estimate,
                          u_spectrum, nearest, warning)
+
+
+def _unknown_thickness(header_source: str, header: str) -> Optional[str]:
+    """The warning of a fallback to a NIfTI's spacing: no header and no spectrum says the thickness."""
+    if header_source != "spacing":
+        return None
+    return (f"neither the header (a NIfTI has no slice thickness) nor the spectrum tells the slice "
+            f"thickness; a box of the {header} is assumed, too wide if the slices have gaps: pass "
+            f"--slice-thickness if it is known")
 
 
 def _normal_cdf(x: float) -> float:

@@ -177,3 +177,18 @@ def test_a_nifti_box_is_never_wider_than_its_spacing(volume):
     given = choose_slice_profile(thick, (4.0, 1.0, 1.0), header_thickness=4.6,
                                  estimate=choice.estimate)
     assert given.sigma_mm > SliceProfile("box", 4.6).sigma_mm * 0.97 and "capped" not in given.reason
+
+
+def test_the_choice_does_not_depend_on_the_in_plane_axes_order(volume):
+    """A NIfTI and a DICOM series of one scan may store the in-plane axes swapped or flipped:
+    swapped, the estimate (sampled segments, slabs of rows and of cols) and the choice are the
+    same; flipped, the same up to the thick samples' sub-pixel grid (within 2 %)."""
+    thick = _perturbed_thick(volume, 1, SliceProfile("box", 4.0), 4.0, snr=20, bias=0.2)
+    reference = choose_slice_profile(thick, (4.0, 1.0, 1.0))
+    swapped = choose_slice_profile(np.ascontiguousarray(thick.transpose(0, 2, 1)), (4.0, 1.0, 1.0))
+    assert swapped.sigma_mm == pytest.approx(reference.sigma_mm, rel=1e-9), (swapped.reason, reference.reason)
+    assert swapped.spectrum_uncertainty == pytest.approx(reference.spectrum_uncertainty, rel=1e-9)
+    assert sorted(swapped.estimate.direction_sigmas_mm) == pytest.approx(
+        sorted(reference.estimate.direction_sigmas_mm), rel=1e-9)
+    flipped = choose_slice_profile(np.ascontiguousarray(thick[:, ::-1]), (4.0, 1.0, 1.0))
+    assert flipped.sigma_mm == pytest.approx(reference.sigma_mm, rel=0.02), (flipped.reason, reference.reason)

@@ -163,7 +163,7 @@ def choose_slice_profile(array, spacing, *, header_thickness: Optional[float] = 
                "too few to tell widths apart") if few else \
             (f"widths of sd {low:.2f} to {high:.2f} mm fit about as well, up to the candidates' "
              "edge") if estimate.at_edge else \
-            f"the slabs of rows and the in-plane directions disagree by +-{spread:.0%}"
+            f"the slabs of rows and cols and the in-plane directions disagree by +-{spread:.0%}"
         return ProfileChoice(fallback, "header", f"{measured} is flat ({why}); falling back to a box "
                              f"of the {header}", header_thickness, header_source, estimate, u_spectrum,
                              warning=_unknown_thickness(header_source, header))

@@ -30,13 +30,18 @@ from srgan_tf.data.degradation.slice_profile import (NAMED_SHAPES, SliceProfile,
 # segment lengths (thick samples) tried, longest first: 16 keeps enough segments in small volumes
 _LENGTHS = (16, 12, 8)
 _MIN_SEGMENTS = 400
-# the through-plane segments are split into this many slabs along the rows; the spread of the
-# slabs' best widths gives the estimate's sampling uncertainty
+# the through-plane segments are split into this many slabs of rows, and again into as many slabs
+# of cols; the spread of the slabs' best widths gives the estimate's sampling uncertainty (both
+# partitions, so that it does not change when the in-plane axes are swapped or flipped)
 SLABS = 4
+GROUPS = 2 * SLABS  # slabs of rows 0..SLABS-1, slabs of cols SLABS..GROUPS-1
 # widths whose residual is within this fraction above the minimum fit about as well: when that
 # range reaches the narrowest or widest candidate, the fit has no minimum to speak of (white
 # noise: every width up to the spacing fits)
 FLAT_TOLERANCE = 0.5
+# through-plane segments x cross-blur taps^2 spent at most (the cross-spectra's cost): wide kernels
+# on fine pixels (0.5 mm pixels, 7 mm slices: 93 taps) sample fewer segments, never under 2000
+CROSS_BUDGET = 16000 * 48 ** 2
 
 
 @dataclass
@@ -53,9 +58,11 @@ class ProfileEstimate:
         observed, fitted: through-plane power spectrum and the chosen candidate's model spectrum
             (gain and noise floor applied), on `frequencies`.
         slab_sigmas_mm: the chosen shape's best standard deviation in each of `SLABS` slabs of
-            rows (each slab's through-plane spectrum against the whole volume's model).
-        uncertainty: sampling uncertainty of log(standard deviation): the slabs' spread over
-            sqrt(SLABS); the estimate's bias on real scans comes on top (`profile_choice`).
+            rows, then of `SLABS` slabs of cols (each slab's through-plane spectrum against the
+            whole volume's model).
+        uncertainty: sampling uncertainty of log(standard deviation): the slabs' spread (RMS of
+            the two partitions') over sqrt(SLABS); the estimate's bias on real scans comes on top
+            (`profile_choice`).
         interval_sigmas_mm: (low, high) standard deviations of the chosen shape whose residuals
             are within FLAT_TOLERANCE of the minimum (contiguous around it).
         at_edge: that interval reaches the narrowest or widest candidate: the fit is flat.
@@ -119,7 +126,7 @@ def default_candidates(slice_mm: float, shapes: Sequence[str] = NAMED_SHAPES,
 
 def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
                            band: Tuple[float, float] = (0.15, 0.95), noise_floor: bool = False,
-                           box_margin: float = 0.1, max_segments: int = 2000,
+                           box_margin: float = 0.1, max_segments: int = 16000,
                            seed: int = 0, inplane: str = "best") -> ProfileEstimate:
     """Estimate the slice profile of a thick-slice volume from its own data.
 
@@ -150,7 +157,8 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
         box_margin: a Gaussian wins over the best box only if its residual is lower by more than
             this fraction. A box of width w and a Gaussian of FWHM ~0.7 w have nearly the same
             spectrum, and slice-selective excitation gives near-rectangular profiles.
-        max_segments: at most this many line segments per direction (deterministic subsample).
+        max_segments: at most this many line segments per direction (deterministic subsample;
+            through-plane segments also within CROSS_BUDGET).
         seed: seed of that subsample.
         inplane: "best" (the in-plane direction that fits better) or "mean" (both averaged).
 
@@ -181,11 +189,12 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
     reach = max(len(c.kernel(pixel_mm)) for c in candidates) // 2 + 1
     steps = ((2, col_mm), (1, row_mm))  # in-plane lines along cols, along rows
     for length in sorted({min(n, volume.shape[0]) for n in _LENGTHS}, reverse=True):
-        through = _through_plane_segments(volume, foreground, (row_mm, col_mm), slice_mm, length, reach,
-                                          max_segments, rng)
         lines = [_inplane_segments(volume, foreground, axis, pixel, slice_mm, length, max_segments, rng)
                  for axis, pixel in steps]
-        if through is not None and all(d is not None for d in lines):
+        through = None if any(d is None for d in lines) else _through_plane_segments(
+            volume, foreground, (row_mm, col_mm), slice_mm, length, reach,
+            min(max_segments, max(2000, CROSS_BUDGET // (2 * reach + 1) ** 2)), rng)
+        if through is not None:
             break
     else:
         raise ValueError(f"Too few foreground lines to estimate a slice profile (fewer than "
@@ -193,20 +202,21 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
     bins = np.arange(length // 2 + 1) / length * 2.0  # fractions of Nyquist
     keep = (bins >= band[0]) & (bins <= band[1])
 
-    # slabs of rows holding equal numbers of segments
-    slab = np.argsort(np.argsort(through[2], kind="stable")) * SLABS // len(through[2])
+    # slabs of rows, and slabs of cols, holding about equal numbers of segments: [segments, 2]
+    slab = np.stack([_slabs(through[2][:, k]) + k * SLABS for k in (0, 1)], axis=1)
 
     # the in-plane models: each direction alone ("best"), or both averaged ("mean")
     models = [[d] for d in lines] if inplane == "best" else [lines]
 
-    counts = np.bincount(slab, minlength=SLABS)[:, None]
+    counts = np.bincount(slab.ravel(), minlength=GROUPS)[:, None]
+    spectra = [_cross_spectra(patch, slab, keep) for patch in through[:2]]
 
     def evaluate(candidate, which):
         # through-plane lines cross-blurred along rows and along cols, averaged, for every in-plane
         # direction (pairing each direction with the cross-blur along its own axis only, as a swap
         # of the slice and that axis would, measured worse on benchmarks/bench_profile.py)
-        groups = np.mean(_through_power(candidate, through[:2], (row_mm, col_mm), slice_mm / pixel_mm,
-                                        reach, slab), axis=0)[:, keep]
+        groups = np.mean(_through_power(candidate, spectra, (row_mm, col_mm), slice_mm / pixel_mm, reach),
+                         axis=0)
         observed = (groups * counts).sum(0) / counts.sum()
         out = []
         for k in which:
@@ -261,16 +271,28 @@ def _summarize(candidates, fits, box_margin) -> Dict:
                 best_widths_mm=best_widths, observed=fits[best][2], fitted=fits[best][1])
 
 
+def _slabs(positions) -> np.ndarray:
+    """The slab (0..SLABS-1) of each segment from its row (or col): by the middle of its row's
+    share of the segments in row order, so a whole row goes to one slab and reversing the rows
+    mirrors the slabs."""
+    values, inverse, counts = np.unique(positions, return_inverse=True, return_counts=True)
+    middle = np.cumsum(counts) - counts / 2.0
+    return np.minimum((middle[inverse] * SLABS / len(positions)).astype(int), SLABS - 1)
+
+
 def _slab_spread(candidates, fits, chosen) -> Dict:
     """Each slab's best standard deviation among the chosen shape's candidates, their spread
     (log) over sqrt(SLABS), the interval of about equally good widths and whether it reaches
     the candidates' edge."""
     same = [i for i, c in enumerate(candidates) if c.shape == chosen.shape]
     sigmas = np.array([candidates[i].sigma_mm for i in same])
-    slab_scores = np.array([fits[i][3] for i in same])  # [candidates, slabs]
+    slab_scores = np.array([fits[i][3] for i in same])  # [candidates, GROUPS]
     usable = np.isfinite(slab_scores).all(axis=0)
     best = sigmas[np.argmin(slab_scores[:, usable], axis=0)]
-    spread = float(np.std(np.log(best), ddof=1)) if len(best) > 1 else float("inf")
+    # the spread within each partition (slabs of rows, of cols), combined as their RMS
+    parts = [np.log(best[(np.flatnonzero(usable) // SLABS) == k]) for k in (0, 1)]
+    spread = (float(np.sqrt(np.mean([np.var(p, ddof=1) for p in parts])))
+              if all(len(p) > 1 for p in parts) else float("inf"))
     scores = np.array([fits[i][0] for i in same])
     good = scores <= scores.min() * (1.0 + FLAT_TOLERANCE)
     low = high = int(np.argmin(scores))
@@ -278,7 +300,7 @@ def _slab_spread(candidates, fits, chosen) -> Dict:
         low -= 1
     while high < len(good) - 1 and good[high + 1]:
         high += 1
-    return dict(slab_sigmas_mm=best, uncertainty=spread / math.sqrt(max(len(best), 1)),
+    return dict(slab_sigmas_mm=best, uncertainty=spread / math.sqrt(SLABS),
                 interval_sigmas_mm=(float(sigmas[low]), float(sigmas[high])),
                 at_edge=bool(low == 0 or high == len(good) - 1),
                 edge={(True, False): "narrow", (False, True): "wide", (True, True): "both"}.get(
@@ -298,32 +320,58 @@ def _through_plane_segments(volume, foreground, pixels, slice_mm, length, reach,
     if len(index) < _MIN_SEGMENTS:
         return None
     index = index[np.sort(rng.permutation(len(index))[:max_segments])]
-    depth = starts[index[:, 0]][:, None, None] + np.arange(length)[None, :, None]
-    offsets = np.arange(-reach, reach + 1)[None, None, :]
-    row_patch = volume[depth, reflect_index(index[:, 1, None, None] + offsets, rows), index[:, 2, None, None]]
-    col_patch = volume[depth, index[:, 1, None, None], reflect_index(index[:, 2, None, None] + offsets, cols)]
-    return row_patch.astype(np.float32), col_patch.astype(np.float32), index[:, 1]
+    depth = starts[index[:, 0]][:, None] + np.arange(length)[None, :]
+    row, col = index[:, 1, None], index[:, 2, None]
+    patches = []
+    for planes, size, along, across in ((volume.transpose(0, 2, 1), rows, row, col), (volume, cols, col, row)):
+        # windows of 2 reach + 1 voxels along the last axis, borders reflected (`reflect_index`)
+        padded = planes[:, :, reflect_index(np.arange(-reach, size + reach), size)]
+        windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * reach + 1, axis=2)
+        patches.append(windows[depth, across, along])
+    return patches[0], patches[1], index[:, 1:3]
 
 
-def _through_power(profile, through, pixels, step, reach, groups):
+def _cross_spectra(patch, groups, keep):
+    """Per group, the mean cross-power between the columns of the segments' patches
+    [GROUPS, kept bins, taps, taps] (real: for a real blur k, |k . F|^2 = (k . Re F)^2 + (k . Im F)^2):
+    the spectrum of any blur k across the patch is then k^T M k, so each candidate costs no pass
+    over the segments. Segments are mean-removed and Hann-windowed along their length first (as
+    `_power`); `groups` [segments, 2] (a slab of rows, a slab of cols): each cell of the two
+    partitions is summed once and the groups are sums of cells."""
+    window = np.hanning(patch.shape[1] + 2)[1:-1]
+    centred = (patch - patch.mean(axis=1, keepdims=True)) * window[:, None]
+    transform = np.fft.rfft(centred, axis=1)[:, keep, :]  # [segments, bins, taps]
+    parts = np.concatenate([transform.real, transform.imag], axis=0).transpose(1, 0, 2)  # [bins, 2 segments, taps]
+    cell_of = np.tile((groups[:, 0] * SLABS + groups[:, 1] - SLABS), 2)
+    sums = np.zeros((GROUPS,) + parts.shape[:1] + parts.shape[2:] * 2)
+    for cell in np.unique(cell_of):
+        members = parts[:, cell_of == cell, :]
+        product = members.transpose(0, 2, 1) @ members
+        sums[cell // SLABS] += product
+        sums[SLABS + cell % SLABS] += product
+    counts = np.bincount(groups.ravel(), minlength=GROUPS)
+    return sums / np.maximum(counts, 1)[:, None, None, None]
+
+
+def _through_power(profile, spectra, pixels, step, reach):
     """Spectrum of the through-plane segments blurred with `profile` along rows, and along cols
     (averaged): the cross-blur that in-plane lines of a thick volume carry along axis 0. The blur
     uses the sub-pixel phases at which the thick samples sit (`step` may be non-integer), so that a
-    box of 4 pixels is the same 4-tap mean here as in the thickening. One spectrum per group
-    (`groups`: the group of each segment, 0..SLABS-1), per patch: [blurred along rows, along cols]."""
+    box of 4 pixels is the same 4-tap mean here as in the thickening. From the patches' cross-spectra
+    (`_cross_spectra`, [row patch, col patch]): per patch, one spectrum per group [GROUPS, bins]
+    (empty groups: 0)."""
     phases = np.unique(np.round(np.mod(np.arange(64) * step + (step - 1) / 2.0, 1.0), 2) % 1.0)
     phases = phases[np.linspace(0, len(phases) - 1, min(len(phases), 3)).round().astype(int)]
     powers = []
-    for patch, pixel in zip(through, pixels):
+    for spectrum, pixel in zip(spectra, pixels):
         positions, weights = profile.taps(pixel, phases)
         inside = np.abs(positions) <= reach
         kernels = np.zeros((len(phases), 2 * reach + 1), np.float32)
         rows = np.broadcast_to(np.arange(len(phases))[:, None], positions.shape)
         kernels[rows[inside], positions[inside] + reach] = weights[inside]
         kernels /= kernels.sum(axis=1, keepdims=True)
-        blurred = (patch.reshape(-1, patch.shape[-1]) @ kernels.T).reshape(patch.shape[0], -1, len(phases))
-        powers.append(_power(np.moveaxis(blurred, 2, 1).reshape(-1, blurred.shape[1]),
-                             np.repeat(groups, len(phases))))
+        kernels = kernels.astype(np.float64)
+        powers.append(np.einsum("pj,gbjl,pl->gb", kernels, spectrum, kernels, optimize=True) / len(phases))
     return powers
 
 
@@ -354,18 +402,11 @@ def _inplane_segments(volume, foreground, axis, pixel_mm, slice_mm, length, max_
     return lines[used].astype(np.float32), segment_line, segment_start[pick], pixel_mm, step
 
 
-def _power(segments, groups=None):
-    """Mean Hann-windowed power spectrum of mean-removed segments [n, length]; with `groups`
-    (group of each segment, 0..SLABS-1), one mean per group [SLABS, bins] (empty groups: 1)."""
+def _power(segments):
+    """Mean Hann-windowed power spectrum of mean-removed segments [n, length]."""
     window = np.hanning(segments.shape[1] + 2)[1:-1]
     centred = (segments - segments.mean(axis=1, keepdims=True)) * window
-    power = np.abs(np.fft.rfft(centred, axis=1)) ** 2
-    if groups is None:
-        return np.mean(power, axis=0)
-    sums = np.zeros((SLABS, power.shape[1]))
-    np.add.at(sums, groups, power)
-    counts = np.bincount(groups, minlength=SLABS)[:, None]
-    return np.where(counts > 0, sums / np.maximum(counts, 1), 1.0)
+    return np.mean(np.abs(np.fft.rfft(centred, axis=1)) ** 2, axis=0)
 
 
 def _model_power(profile, directions, length):

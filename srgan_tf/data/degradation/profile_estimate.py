@@ -245,7 +245,7 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
     estimate["reason"] += f"; in-plane lines along {names[direction]}"
     return ProfileEstimate(**estimate, frequencies=bins[keep] / (2.0 * slice_mm), slice_mm=slice_mm,
                            pixel_mm=pixel_mm, segment_length=length,
-                           segments={"through": len(through[0]), "inplane": sum(len(d[0]) for d in lines)},
+                           segments={"through": len(through[2]), "inplane": sum(len(d[0]) for d in lines)},
                            inplane_direction=names[direction],
                            direction_sigmas_mm=np.array(direction_sigmas),
                            direction_scores=np.array(direction_scores),
@@ -309,8 +309,10 @@ def _slab_spread(candidates, fits, chosen) -> Dict:
 
 def _through_plane_segments(volume, foreground, pixels, slice_mm, length, reach, max_segments, rng):
     """Segments of `length` along axis 0 whose voxels and in-plane neighbours (one slice spacing
-    either side) are foreground, with the row and col patches around each for the cross-blur
-    (or None if fewer than _MIN_SEGMENTS)."""
+    either side) are foreground (or None if fewer than _MIN_SEGMENTS): the patches around each
+    for the cross-blur, as [(windows, depth, across, along) along rows, ... along cols], where
+    windows[depth, across, along] is a patch [segments, length, 2 reach + 1] (gathered in chunks
+    by `_cross_spectra`), and the (row, col) of each segment."""
     slices, rows, cols = volume.shape
     radius = [max(1, int(round(slice_mm / pixel))) for pixel in pixels]
     inside = ndimage.minimum_filter(foreground, size=(1, 2 * radius[0] + 1, 2 * radius[1] + 1))
@@ -327,28 +329,35 @@ def _through_plane_segments(volume, foreground, pixels, slice_mm, length, reach,
         # windows of 2 reach + 1 voxels along the last axis, borders reflected (`reflect_index`)
         padded = planes[:, :, reflect_index(np.arange(-reach, size + reach), size)]
         windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * reach + 1, axis=2)
-        patches.append(windows[depth, across, along])
+        patches.append((windows, depth, across, along))
     return patches[0], patches[1], index[:, 1:3]
 
 
-def _cross_spectra(patch, groups, keep):
+def _cross_spectra(patches, groups, keep, chunk=2048):
     """Per group, the mean cross-power between the columns of the segments' patches
     [GROUPS, kept bins, taps, taps] (real: for a real blur k, |k . F|^2 = (k . Re F)^2 + (k . Im F)^2):
     the spectrum of any blur k across the patch is then k^T M k, so each candidate costs no pass
     over the segments. Segments are mean-removed and Hann-windowed along their length first (as
     `_power`); `groups` [segments, 2] (a slab of rows, a slab of cols): each cell of the two
-    partitions is summed once and the groups are sums of cells."""
-    window = np.hanning(patch.shape[1] + 2)[1:-1]
-    centred = (patch - patch.mean(axis=1, keepdims=True)) * window[:, None]
-    transform = np.fft.rfft(centred, axis=1)[:, keep, :]  # [segments, bins, taps]
-    parts = np.concatenate([transform.real, transform.imag], axis=0).transpose(1, 0, 2)  # [bins, 2 segments, taps]
-    cell_of = np.tile((groups[:, 0] * SLABS + groups[:, 1] - SLABS), 2)
-    sums = np.zeros((GROUPS,) + parts.shape[:1] + parts.shape[2:] * 2)
-    for cell in np.unique(cell_of):
-        members = parts[:, cell_of == cell, :]
-        product = members.transpose(0, 2, 1) @ members
-        sums[cell // SLABS] += product
-        sums[SLABS + cell % SLABS] += product
+    partitions is summed once and the groups are sums of cells. `patches`: (windows, depth,
+    across, along) of `_through_plane_segments`, gathered `chunk` segments at a time (small
+    temporaries, reused)."""
+    windows, depth, across, along = patches
+    window = np.hanning(depth.shape[1] + 2)[1:-1]
+    cell_of = groups[:, 0] * SLABS + groups[:, 1] - SLABS
+    cells = np.zeros((SLABS * SLABS, int(keep.sum())) + (windows.shape[-1],) * 2)
+    for first in range(0, len(depth), chunk):
+        part = slice(first, first + chunk)
+        patch = windows[depth[part], across[part], along[part]]  # [segments, length, taps]
+        centred = (patch - patch.mean(axis=1, keepdims=True)) * window[:, None]
+        transform = np.fft.rfft(centred, axis=1)[:, keep, :]  # [segments, bins, taps]
+        stacked = np.concatenate([transform.real, transform.imag], axis=0).transpose(1, 0, 2)
+        owner = np.tile(cell_of[part], 2)
+        for cell in np.unique(owner):
+            members = stacked[:, owner == cell, :]
+            cells[cell] += members.transpose(0, 2, 1) @ members
+    sums = np.concatenate([cells.reshape((SLABS, SLABS) + cells.shape[1:]).sum(axis=1),
+                           cells.reshape((SLABS, SLABS) + cells.shape[1:]).sum(axis=0)])
     counts = np.bincount(groups.ravel(), minlength=GROUPS)
     return sums / np.maximum(counts, 1)[:, None, None, None]
 

@@ -6,13 +6,16 @@ spectrum (details in its docstring). A real object is not isotropic (a brain's l
 are not like its front-back ones), so each in-plane direction is fitted on its own and the one
 that explains the through-plane spectrum better gives the estimate; the other's width is kept
 (their spread measures the anisotropy). It pins down the profile's effective width (its standard
-deviation) to about 10 % on synthetic volumes and to a median 7 % on MNI152 perturbed as single
+deviation) to about 10 % on synthetic volumes and to a median 8 % on MNI152 perturbed as single
 scans (benchmarks/bench_profile.py), but some read 20-50 % off (a native in-plane resolution
 coarser than the pixel reads as a narrower profile and cannot be told apart from it in the
 spectrum; an anisotropic object; few slices; slices much thinner than their spacing); box and Gaussian of equal standard deviation (box width
 ~1.47 x Gaussian FWHM) have nearly the same spectrum, so the shape is a near tie that a prior for
 the box (slice-selective excitation) breaks. Each estimate carries its confidence (slab spread,
 direction spread, flat fit); `data.profile_choice` combines it with the header's thickness.
+The same volume with its in-plane axes swapped gives the same estimate (slabs of rows and of
+cols; segments drawn from the same set). Each candidate is scored from the through-plane
+patches' cross-spectra, so up to 16000 segments per direction cost about a second.
 numpy/scipy only.
 """
 import math

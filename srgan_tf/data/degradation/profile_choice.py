@@ -209,8 +209,8 @@ def choose_slice_profile(array, spacing, *, header_thickness: Optional[float] = 
                       else ""))
     reason = (f"{measured} combined with a {shape} of the {header} (+-{u_header:.0%}, weight "
               f"{weight:.0%}): {profile.describe()}, sd {sigma:.2f} mm"
-              + (f" (the spacing bounds a box's width: {math.exp(log_combined):.2f} mm capped)"
-                 if capped else ""))
+              + (f" (the spacing bounds a box's width: sd {math.exp(log_combined):.2f} mm capped at "
+                 f"{sigma:.2f} mm)" if capped else ""))
     return ProfileChoice(profile, "combined", reason, header_thickness, header_source, estimate,
                          u_spectrum, nearest, warning)
 

@@ -14,8 +14,9 @@ spectrum; an anisotropic object; few slices; slices much thinner than their spac
 the box (slice-selective excitation) breaks. Each estimate carries its confidence (slab spread,
 direction spread, flat fit); `data.profile_choice` combines it with the header's thickness.
 The same volume with its in-plane axes swapped gives the same estimate (slabs of rows and of
-cols; segments drawn from the same set). Each candidate is scored from the through-plane
-patches' cross-spectra, so up to 16000 segments per direction cost about a second.
+cols; segments subsampled by a hash of their position). Each candidate is scored from the
+through-plane patches' cross-spectra, so up to 16000 segments per in-plane direction and 16000
+through-plane ones (fewer for wide kernels on fine pixels, CROSS_BUDGET) cost about a second.
 numpy/scipy only.
 """
 import math
@@ -160,9 +161,10 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
         box_margin: a Gaussian wins over the best box only if its residual is lower by more than
             this fraction. A box of width w and a Gaussian of FWHM ~0.7 w have nearly the same
             spectrum, and slice-selective excitation gives near-rectangular profiles.
-        max_segments: at most this many line segments per direction (deterministic subsample;
+        max_segments: at most this many line segments per direction (a deterministic subsample
+            by a hash of each segment's position, the same with the in-plane axes swapped;
             through-plane segments also within CROSS_BUDGET).
-        seed: seed of that subsample.
+        seed: seed of that hash.
         inplane: "best" (the in-plane direction that fits better) or "mean" (both averaged).
 
     Example:
@@ -182,9 +184,8 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
     candidates = default_candidates(slice_mm) if candidates is None else list(candidates)
     if inplane not in ("best", "mean"):
         raise ValueError(f"inplane must be 'best' or 'mean'. Received: {inplane!r}")
-    rng = np.random.default_rng(seed)
     low, high = np.percentile(volume[::max(1, volume.shape[0] // 16)], [0.5, 99.5])
-    volume = (volume - low) / max(high - low, 1e-12)
+    volume = ((volume - low) / max(high - low, 1e-12)).astype(np.float32)
     foreground = volume > 0.1 if mask is None else np.asarray(mask, bool)
     if foreground.shape != volume.shape:
         raise ValueError(f"mask must have the array's shape {volume.shape}. Received: {foreground.shape}")
@@ -192,11 +193,11 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
     reach = max(len(c.kernel(pixel_mm)) for c in candidates) // 2 + 1
     steps = ((2, col_mm), (1, row_mm))  # in-plane lines along cols, along rows
     for length in sorted({min(n, volume.shape[0]) for n in _LENGTHS}, reverse=True):
-        lines = [_inplane_segments(volume, foreground, axis, pixel, slice_mm, length, max_segments, rng)
+        lines = [_inplane_segments(volume, foreground, axis, pixel, slice_mm, length, max_segments, seed)
                  for axis, pixel in steps]
         through = None if any(d is None for d in lines) else _through_plane_segments(
             volume, foreground, (row_mm, col_mm), slice_mm, length, reach,
-            min(max_segments, max(2000, CROSS_BUDGET // (2 * reach + 1) ** 2)), rng)
+            min(max_segments, max(2000, CROSS_BUDGET // (2 * reach + 1) ** 2)), seed)
         if through is not None:
             break
     else:
@@ -276,8 +277,9 @@ def _summarize(candidates, fits, box_margin) -> Dict:
 
 def _slabs(positions) -> np.ndarray:
     """The slab (0..SLABS-1) of each segment from its row (or col): by the middle of its row's
-    share of the segments in row order, so a whole row goes to one slab and reversing the rows
-    mirrors the slabs."""
+    share of the segments in row order, so a whole row goes to one slab (reversing the rows
+    mirrors the slabs, but for a row whose middle falls exactly on a boundary; a slab may stay
+    empty when a few rows hold every segment)."""
     values, inverse, counts = np.unique(positions, return_inverse=True, return_counts=True)
     middle = np.cumsum(counts) - counts / 2.0
     return np.minimum((middle[inverse] * SLABS / len(positions)).astype(int), SLABS - 1)
@@ -292,10 +294,12 @@ def _slab_spread(candidates, fits, chosen) -> Dict:
     slab_scores = np.array([fits[i][3] for i in same])  # [candidates, GROUPS]
     usable = np.isfinite(slab_scores).all(axis=0)
     best = sigmas[np.argmin(slab_scores[:, usable], axis=0)]
-    # the spread within each partition (slabs of rows, of cols), combined as their RMS
+    # the spread within each partition (slabs of rows, of cols), combined as their RMS, over the
+    # square root of its usable slabs (a partition with fewer than 2 is left out)
     parts = [np.log(best[(np.flatnonzero(usable) // SLABS) == k]) for k in (0, 1)]
-    spread = (float(np.sqrt(np.mean([np.var(p, ddof=1) for p in parts])))
-              if all(len(p) > 1 for p in parts) else float("inf"))
+    parts = [p for p in parts if len(p) > 1]
+    uncertainty = (float(np.sqrt(np.mean([np.var(p, ddof=1) / len(p) for p in parts])))
+                   if parts else float("inf"))
     scores = np.array([fits[i][0] for i in same])
     good = scores <= scores.min() * (1.0 + FLAT_TOLERANCE)
     low = high = int(np.argmin(scores))
@@ -303,14 +307,14 @@ def _slab_spread(candidates, fits, chosen) -> Dict:
         low -= 1
     while high < len(good) - 1 and good[high + 1]:
         high += 1
-    return dict(slab_sigmas_mm=best, uncertainty=spread / math.sqrt(SLABS),
+    return dict(slab_sigmas_mm=best, uncertainty=uncertainty,
                 interval_sigmas_mm=(float(sigmas[low]), float(sigmas[high])),
                 at_edge=bool(low == 0 or high == len(good) - 1),
                 edge={(True, False): "narrow", (False, True): "wide", (True, True): "both"}.get(
                     (low == 0, high == len(good) - 1), ""))
 
 
-def _through_plane_segments(volume, foreground, pixels, slice_mm, length, reach, max_segments, rng):
+def _through_plane_segments(volume, foreground, pixels, slice_mm, length, reach, max_segments, seed):
     """Segments of `length` along axis 0 whose voxels and in-plane neighbours (one slice spacing
     either side) are foreground (or None if fewer than _MIN_SEGMENTS): the patches around each
     for the cross-blur, as [(windows, depth, across, along) along rows, ... along cols], where
@@ -324,7 +328,10 @@ def _through_plane_segments(volume, foreground, pixels, slice_mm, length, reach,
     index = np.argwhere((counts[starts + length] - counts[starts]) == length)
     if len(index) < _MIN_SEGMENTS:
         return None
-    index = index[np.sort(rng.permutation(len(index))[:max_segments])]
+    # the subsample: a hash of (start, the smaller and the larger of row and col), so the volume
+    # with its in-plane axes swapped keeps the same segments
+    index = index[_subsample(max_segments, seed, starts[index[:, 0]], np.minimum(index[:, 1], index[:, 2]),
+                             np.maximum(index[:, 1], index[:, 2]))]
     depth = starts[index[:, 0]][:, None] + np.arange(length)[None, :]
     row, col = index[:, 1, None], index[:, 2, None]
     patches = []
@@ -344,7 +351,7 @@ def _cross_spectra(patches, groups, keep, chunk=2048):
     `_power`); `groups` [segments, 2] (a slab of rows, a slab of cols): each cell of the two
     partitions is summed once and the groups are sums of cells. `patches`: (windows, depth,
     across, along) of `_through_plane_segments`, gathered `chunk` segments at a time (small
-    temporaries, reused)."""
+    temporaries instead of whole patch arrays)."""
     windows, depth, across, along = patches
     window = np.hanning(depth.shape[1] + 2)[1:-1]
     cell_of = groups[:, 0] * SLABS + groups[:, 1] - SLABS
@@ -387,7 +394,7 @@ def _through_power(profile, spectra, pixels, step, reach):
     return powers
 
 
-def _inplane_segments(volume, foreground, axis, pixel_mm, slice_mm, length, max_segments, rng):
+def _inplane_segments(volume, foreground, axis, pixel_mm, slice_mm, length, max_segments, seed):
     """In-plane lines along `axis` with segment starts such that `length` thick samples at the
     slice spacing lie in the foreground: (lines, line of each segment, starts, pixel_mm, step)."""
     step = slice_mm / pixel_mm
@@ -409,9 +416,27 @@ def _inplane_segments(volume, foreground, axis, pixel_mm, slice_mm, length, max_
     segment_line, segment_start = np.nonzero(window)
     if len(segment_line) < _MIN_SEGMENTS:
         return None
-    pick = np.sort(rng.permutation(len(segment_line))[:max_segments])
+    # the subsample: a hash of (slice, line within the slice, start), the same for either axis
+    slice_of, line_of = np.divmod(segment_line, len(lines) // volume.shape[0])
+    pick = _subsample(max_segments, seed, slice_of, line_of, segment_start)
     used, segment_line = np.unique(segment_line[pick], return_inverse=True)
     return lines[used].astype(np.float32), segment_line, segment_start[pick], pixel_mm, step
+
+
+def _subsample(count, seed, *columns) -> np.ndarray:
+    """Sorted indices of at most `count` rows, those with the smallest hash of their integer
+    `columns` (a splitmix-style mix, seeded): a deterministic subsample that depends on the
+    rows' values, not on their order."""
+    size = len(columns[0])
+    if size <= count:
+        return np.arange(size)
+    key = np.full(size, (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2 ** 64, np.uint64)
+    for column in columns:
+        key = (key ^ np.asarray(column).astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+        key ^= key >> np.uint64(29)
+        key *= np.uint64(0x94D049BB133111EB)
+        key ^= key >> np.uint64(32)
+    return np.sort(np.argpartition(key, count)[:count])
 
 
 def _power(segments):

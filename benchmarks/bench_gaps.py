@@ -49,8 +49,9 @@ from pathlib import Path
 import numpy as np
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(REPOSITORY), str(Path(__file__).resolve().parent)]
 from bench_profile import perturb, thicken  # noqa: E402  (benchmarks/bench_profile.py)
+from srgan_tf.evaluation.metrics import psnr  # noqa: E402  (the project's PSNR, this checkout's)
 
 THICK_AXIS = 2  # the MNI152 template's axial axis
 SNR, BIAS, INPLANE_FWHM, SEED = 20, 0.2, 1.2, 1
@@ -83,12 +84,6 @@ def slab_average(volume, positions, step, extents, axis=THICK_AXIS):
     weights = np.stack([box_weights(positions, step, low, high) for low, high in extents])
     moved = np.moveaxis(np.asarray(volume, np.float64), axis, 0)
     return np.moveaxis(np.tensordot(weights, moved, axes=(1, 0)), 0, axis)
-
-
-def psnr(truth, estimate, data_range, mask=None):
-    error = (np.asarray(estimate, np.float64) - truth) ** 2
-    mse = float(error[mask].mean() if mask is not None else error.mean())
-    return math.inf if mse == 0 else 10 * math.log10(data_range ** 2 / mse)
 
 
 def cubic_midpoints(kept, axis=THICK_AXIS):
@@ -202,7 +197,7 @@ def run_command(input_path, output_path, work_dir, target, extra, log_path):
 
 
 def scores(truth, estimate, data_range, mask, linear=None):
-    row = {"psnr": psnr(truth, estimate, data_range), "psnr_mask": psnr(truth, estimate, data_range, mask)}
+    row = {"psnr": psnr(truth, estimate, data_range), "psnr_mask": psnr(truth, estimate, data_range, mask=mask)}
     if linear is not None:
         row["gain"] = row["psnr"] - linear["psnr"]
         row["gain_mask"] = row["psnr_mask"] - linear["psnr_mask"]

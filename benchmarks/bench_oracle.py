@@ -115,7 +115,7 @@ def run_kind(folder, truth_path, thick_path, kind, shape, thickness):
     if profile_key(used) != run.name:
         raise SystemExit(f"case {folder.name} {kind}: planned {run.name} but the command used "
                          f"{profile_key(used)} ({run / 'work' / 'summary.json'})")
-    output, resampled = on_truth_grid(run / "sr.nii.gz", truth_path)
+    output, resampled = resampled_to_truth(run / "sr.nii.gz", truth_path)
     scores = score_files(truth_path, output, thick_path)["methods"]["input"]
     result = {"key": run.name, "profile": used.describe(), "flags": flags(kind, shape, thickness),
               "scores": scores, "seconds": round(seconds, 1), "resampled_to_truth": resampled}
@@ -123,23 +123,27 @@ def run_kind(folder, truth_path, thick_path, kind, shape, thickness):
     return {**result, "cached": False}
 
 
-def on_truth_grid(sr_path, truth_path):
-    """(path, resampled): the SR output itself when it lies on the truth's 1 mm grid, else its
-    trilinear resampling onto that grid (beyond x8 the command's default output spacing is the
-    slice spacing / 8, e.g. 1.25 mm for 10 mm slices; the truth and the defaults runs of a
-    case are resampled alike, so their difference stays fair)."""
+def resampled_to_truth(sr_path, truth_path):
+    """(path, resampled): the SR output itself when the scorer takes it as it is (on the truth's
+    1 mm grid up to a whole-voxel shift: `volume_score.on_truth_grid`), else its trilinear
+    resampling onto that grid (nibabel.processing; beyond x8 the command's default output
+    spacing is the slice spacing / 8, e.g. 1.25 mm for 10 mm slices; the truth and the
+    defaults runs of a case are resampled alike, so their difference stays fair)."""
     import nibabel
-    from scipy import ndimage
+    import nibabel.processing
 
-    sr, truth = nibabel.load(str(sr_path)), nibabel.load(str(truth_path))
-    if sr.shape == truth.shape and np.allclose(sr.affine, truth.affine, atol=1e-4):
+    from srgan_tf.evaluation.volume_score import on_truth_grid
+    from srgan_tf.io.errors import InputError
+    from srgan_tf.io.reader import read_volume
+
+    try:
+        on_truth_grid(read_volume(truth_path), read_volume(sr_path))
         return sr_path, False
-    grid = np.indices(truth.shape, dtype=np.float32).reshape(3, -1)
-    to_sr = np.linalg.inv(sr.affine) @ truth.affine
-    coordinates = to_sr[:3, :3] @ grid + to_sr[:3, 3:]
-    values = ndimage.map_coordinates(sr.get_fdata(dtype=np.float32), coordinates, order=1, mode="nearest")
+    except InputError:
+        pass
+    sr, truth = nibabel.load(str(sr_path)), nibabel.load(str(truth_path))
     path = sr_path.with_name("sr_on_truth_grid.nii.gz")
-    nibabel.save(nibabel.Nifti1Image(values.reshape(truth.shape), truth.affine), str(path))
+    nibabel.save(nibabel.processing.resample_from_to(sr, truth, order=1, mode="nearest"), str(path))
     return path, True
 
 

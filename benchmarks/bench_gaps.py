@@ -35,7 +35,8 @@ method is clipped here (the command clips its output to the input's range itself
 
 Prints a markdown table (PSNR, masked PSNR, gain over linear, seconds per run), the slice
 profile each run chose, and writes OUT/results.json (rows of earlier runs into the same OUT are
-kept unless the same case is run again). numpy/scipy/nibabel only besides the command.
+kept unless the same case is run again). numpy/scipy/nibabel besides the command and
+the project's PSNR (`evaluation.metrics.psnr`).
 """
 import argparse
 import json

@@ -196,3 +196,19 @@ def test_the_choice_does_not_depend_on_the_in_plane_axes_order(volume):
             sorted(one.estimate.direction_sigmas_mm), rel=1e-9)
     flipped = choose_slice_profile(np.ascontiguousarray(thick[:, ::-1]), (4.0, 1.0, 1.0))
     assert flipped.sigma_mm == pytest.approx(reference.sigma_mm, rel=0.02), (flipped.reason, reference.reason)
+
+
+def test_a_shape_the_spectrum_hardly_decides_is_said(volume):
+    """A box of the thickness and a Gaussian of that FWHM differ by 47 % in standard deviation (about
+    1 dB when wrong); a spectrum reading between them is warned about, naming --slice-profile. A
+    clear reading (the box of the spacing) is not."""
+    between = _perturbed_thick(volume, 2, SliceProfile("box", 4.8), 4.0, snr=30)
+    choice = choose_slice_profile(between, (4.0, 1.0, 1.0))
+    assert choice.decision == "combined", choice.reason
+    assert 0.5 <= choice.shape_probability < 0.6, choice.reason
+    assert choice.warning and "--slice-profile" in choice.warning and "hardly" in choice.warning
+    assert choice.to_dict()["shape_probability"] == choice.shape_probability
+    clear = choose_slice_profile(_perturbed_thick(volume, 1, SliceProfile("box", 4.0), 4.0, snr=30),
+                                 (4.0, 1.0, 1.0))
+    assert clear.decision == "combined" and clear.shape_probability >= 0.6, clear.reason
+    assert not clear.warning or "hardly" not in clear.warning

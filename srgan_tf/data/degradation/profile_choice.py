@@ -17,7 +17,10 @@ Both are combined in log standard deviation, where the errors are about symmetri
   Gaussian of that FWHM, each with uncertainty HEADER_UNCERTAINTY[source]; the hypothesis
   that explains the spectrum better (likelihood times prior) is used;
 - the choice: the inverse-variance mean of the two, with that hypothesis's shape; a
-  disagreement beyond AGREE_Z combined uncertainties is reported (a warning line).
+  disagreement beyond AGREE_Z combined uncertainties is reported (a warning line), and so is a
+  shape the spectrum hardly decides (odds below SHAPE_ODDS against the other shape: a box of
+  the thickness and a Gaussian of that FWHM differ by 47 % in standard deviation, which costs
+  about 1 dB when wrong), naming `--slice-profile`.
 
 The spectrum is not used when its fit is flat (widths up to the narrowest or widest candidate
 fit about as well, or the slabs and directions disagree by more than FLAT_UNCERTAINTY), or when
@@ -53,6 +56,7 @@ AGREE_Z = 2.0  # disagreement reported beyond this many combined uncertainties
 ANISOTROPY = 1 / math.sqrt(2.0)  # the in-plane directions' log-sd difference adds this much uncertainty
 GAP_PRIOR = 0.3  # a NIfTI's slices thinner than their spacing (the spacing's box and Gaussian share the rest)
 GAP_MIN = 0.3  # the thinnest slice, relative to the spacing, that the gap hypothesis allows
+SHAPE_ODDS = 1.5  # a shape chosen at lower odds against the other (box, Gaussian) is warned about
 MIN_SEGMENT = 12  # shorter through-plane segments (few slices) leave too few frequencies to fit
 BAND_START, BAND_STOP = 0.15, 0.95  # the estimate's default band (fractions of Nyquist), for the report
 
@@ -74,7 +78,10 @@ class ProfileChoice:
             None without an estimate.
         disagreement: |spectrum - header| in combined uncertainties (the nearer header shape);
             None without a usable estimate.
-        warning: a one-line note when spectrum and header disagree, else None.
+        warning: a one-line note when spectrum and header disagree, or the shape is a near tie,
+            else None.
+        shape_probability: the chosen shape's probability against the other header shape (box or
+            Gaussian of the header thickness), for "combined"; None otherwise.
     """
 
     profile: SliceProfile
@@ -86,6 +93,7 @@ class ProfileChoice:
     spectrum_uncertainty: Optional[float] = None
     disagreement: Optional[float] = None
     warning: Optional[str] = None
+    shape_probability: Optional[float] = None
 
     @property
     def sigma_mm(self) -> float:
@@ -107,7 +115,7 @@ class ProfileChoice:
                 "inplane_direction": estimate.inplane_direction,
                 "direction_sigmas_mm": [float(v) for v in (estimate.direction_sigmas_mm
                                                            if estimate.direction_sigmas_mm is not None else [])]},
-            "disagreement_z": self.disagreement,
+            "disagreement_z": self.disagreement, "shape_probability": self.shape_probability,
         }
 
 
@@ -201,18 +209,29 @@ def choose_slice_profile(array, spacing, *, header_thickness: Optional[float] = 
     capped = gap and shape == "box" and log_combined > spacing_box
     sigma = math.exp(min(log_combined, spacing_box) if capped else log_combined)
     profile = SliceProfile(shape, header_thickness).with_sigma(sigma)
-    warning = None
+    warnings = []
     if nearest > AGREE_Z:
-        warning = (f"the {header} and the volume's spectrum (sd {math.exp(log_sigma):.2f} mm) disagree "
-                   f"by {nearest:.1f} uncertainties; used {profile.describe()}"
-                   + ("; with gaps between the slices pass --slice-thickness" if header_source == "spacing"
-                      else ""))
+        warnings.append(f"the {header} and the volume's spectrum (sd {math.exp(log_sigma):.2f} mm) disagree "
+                        f"by {nearest:.1f} uncertainties; used {profile.describe()}"
+                        + ("; with gaps between the slices pass --slice-thickness" if header_source == "spacing"
+                           else ""))
+    # the chosen shape against the other one (box or Gaussian of the header thickness)
+    probability = max(hypotheses)[0] / sum(h[0] for h in hypotheses)
+    if probability < SHAPE_ODDS / (1.0 + SHAPE_ODDS):  # odds against the other shape below SHAPE_ODDS
+        other = "gaussian" if shape == "box" else "box"
+        warnings.append(f"the spectrum (sd {math.exp(log_sigma):.2f} mm) lies between a box of the {header} "
+                        f"(sd {SliceProfile('box', header_thickness).sigma_mm:.2f} mm) and a Gaussian of that "
+                        f"FWHM (sd {SliceProfile('gaussian', header_thickness).sigma_mm:.2f} mm) and hardly "
+                        f"tells them apart ({shape} {probability:.0%}, {other} {1 - probability:.0%}); used "
+                        f"{profile.describe()}: pass --slice-profile box or gaussian if the sequence's "
+                        f"profile is known")
+    warning = "; ".join(warnings) or None
     reason = (f"{measured} combined with a {shape} of the {header} (+-{u_header:.0%}, weight "
               f"{weight:.0%}): {profile.describe()}, sd {sigma:.2f} mm"
               + (f" (the spacing bounds a box's width: sd {math.exp(log_combined):.2f} mm capped at "
                  f"{sigma:.2f} mm)" if capped else ""))
     return ProfileChoice(profile, "combined", reason, header_thickness, header_source, estimate,
-                         u_spectrum, nearest, warning)
+                         u_spectrum, nearest, warning, probability)
 
 
 def _unknown_thickness(header_source: str, header: str) -> Optional[str]:

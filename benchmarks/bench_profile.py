@@ -169,7 +169,7 @@ def main(argv=None):
                                             for k, v in errors.items()))
     if args.sweep:
         print("\n| group | cases | spectrum: worst / median / within +-10 % | NIfTI | DICOM |\n|---|---|---|---|---|")
-        for group, columns in groups.items():
+        for group, columns in sorted(groups.items(), key=lambda item: item[0].startswith("thick axis")):
             print(f"| {group} | {len(columns['spectrum'])} | " + " | ".join(
                 f"{max(v):.1f} % / {np.median(v):.1f} % / {sum(e <= 10.0 for e in v)}" for v in columns.values()) + " |")
 

@@ -3,6 +3,7 @@
     python benchmarks/bench_oracle.py --template mni152.nii.gz --out oracle/                # every case
     python benchmarks/bench_oracle.py --template mni152.nii.gz --out oracle/ --case 6 17    # some rows
     python benchmarks/bench_oracle.py --template mni152.nii.gz --out oracle/ --runs truth  # some runs
+    python benchmarks/bench_oracle.py --template mni152.nii.gz --out oracle/ --sweep --case 32 138
 
 Each case of bench_profile.py (its perturbation and thickening, imported) becomes a 1 mm truth
 and a thick-slice NIfTI on the truth's grid (slice k at truth index k * spacing + (spacing - 1)
@@ -20,6 +21,8 @@ srgan_tf/evaluation/volume_score.py (the slab between the thick slice centres; t
 baseline scored once per case). Printed: one row per case, the gaps to the truth run in dB (PSNR
 over the region, in brackets within the head mask), then the worst and median |gap| and how many
 are within 0.1 dB; everything is also added to OUT/results.json (kept across invocations).
+`--sweep`: the numbers are rows of bench_profile.py's sweep grid (`--sweep` there), cached in
+OUT/sweep_N/ and kept in results.json as "sweep_N".
 """
 import argparse
 import contextlib
@@ -36,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from bench_profile import CASES, perturb, thicken  # noqa: E402
+from bench_profile import CASES, perturb, sweep_cases, thicken  # noqa: E402
 
 KINDS = ("truth", "defaults", "thickness")
 METRICS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "hfen": "{:.4f}", "psnr_mask": "{:.2f}"}  # printed, with format
@@ -52,15 +55,16 @@ def profile_key(profile):
     return f"{profile.shape}_{profile.fwhm_mm:.2f}"
 
 
-def build_case(folder, template, number):
-    """(truth path, thick path) of case `number`, made once: the perturbed 1 mm volume and its
-    thickened version, each NIfTI with its affine on the template's grid."""
+def build_case(folder, template, case):
+    """(truth path, thick path) of `case` (a row of bench_profile's CASES), made once: the
+    perturbed 1 mm volume and its thickened version, each NIfTI with its affine on the
+    template's grid."""
     import nibabel
 
     truth_path, thick_path = folder / "truth.nii.gz", folder / "thick.nii.gz"
     if truth_path.is_file() and thick_path.is_file():
         return truth_path, thick_path
-    axis, shape, thickness, spacing, snr, bias, blur, seed = CASES[number]
+    axis, shape, thickness, spacing, snr, bias, blur, seed = case
     truth = perturb(template.get_fdata(dtype=np.float32), axis, snr, bias, blur, seed)
     thick = thicken(truth, axis, shape, thickness, spacing)
     count = max(n for n in range(1, thick.shape[axis] + 1) if abs(n * spacing - round(n * spacing)) < 1e-6)
@@ -164,13 +168,20 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="folder for the cases, runs and results.json")
     parser.add_argument("--case", type=int, nargs="*", help="row numbers of bench_profile.py (default: all)")
     parser.add_argument("--runs", nargs="+", choices=KINDS, default=list(KINDS), help="run kinds (default: all)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="the case numbers are rows of bench_profile.py's sweep grid, not of its table")
     args = parser.parse_args(argv)
     import nibabel
 
-    numbers = args.case or range(len(CASES))
-    bad = [n for n in numbers if not 0 <= n < len(CASES)]
+    cases, prefix = (sweep_cases(), "sweep_") if args.sweep else (CASES, "case_")
+
+    def name(number):  # the key of a case in results.json
+        return f"sweep_{number}" if args.sweep else str(number)
+
+    numbers = args.case or range(len(cases))
+    bad = [n for n in numbers if not 0 <= n < len(cases)]
     if bad:
-        print(f"bench_oracle.py: error: no case {bad[0]} (cases 0 to {len(CASES) - 1})", file=sys.stderr)
+        print(f"bench_oracle.py: error: no case {bad[0]} (cases 0 to {len(cases) - 1})", file=sys.stderr)
         return 2
     try:
         template = nibabel.load(args.template)
@@ -195,16 +206,16 @@ def main(argv=None):
     results_path = Path(args.out, "results.json")  # cases and run kinds add to earlier invocations
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     for number in numbers:
-        axis, shape, thickness, spacing = CASES[number][:4]
-        folder = Path(args.out) / f"case_{number}"
-        truth_path, thick_path = build_case(folder, template, number)
+        axis, shape, thickness, spacing = cases[number][:4]
+        folder = Path(args.out) / f"{prefix}{number}"
+        truth_path, thick_path = build_case(folder, template, cases[number])
         cubic = cubic_scores(folder, truth_path, thick_path)
         runs = {kind: run_kind(folder, truth_path, thick_path, kind, shape, thickness) for kind in kinds}
         differences = {kind: {m: runs[kind]["scores"][m] - runs["truth"]["scores"][m]
                               for m in ("psnr", "psnr_mask")} for kind in gaps}
-        entry = results.setdefault(str(number), {"runs": {}, "minus_truth_db": {}})
+        entry = results.setdefault(name(number), {"runs": {}, "minus_truth_db": {}})
         entry.update(case=dict(zip(("thick_axis", "shape", "thickness_mm", "spacing_mm", "snr", "bias",
-                                    "inplane_fwhm_mm", "seed"), CASES[number])), cubic=cubic)
+                                    "inplane_fwhm_mm", "seed"), cases[number])), cubic=cubic)
         entry["runs"].update(runs)
         entry["minus_truth_db"].update(differences)
         cells = [str(number), f"{shape} {thickness:g} / {spacing:g} mm, axis {axis}",
@@ -219,7 +230,7 @@ def main(argv=None):
         results_path.write_text(json.dumps(results, indent=2) + "\n")
     print("s: seconds of the run (* reused from an earlier run with the same profile)")
     for kind in gaps:
-        values = np.abs([results[str(n)]["minus_truth_db"][kind]["psnr"] for n in numbers])
+        values = np.abs([results[name(n)]["minus_truth_db"][kind]["psnr"] for n in numbers])
         print(f"{kind} - truth: worst |gap| {values.max():.2f} dB, median {np.median(values):.2f} dB, "
               f"within 0.1 dB {int((values <= 0.1).sum())}/{len(values)}")
 

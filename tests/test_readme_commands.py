@@ -160,7 +160,8 @@ def _known_flags() -> set:
 
 # Programs other than srgan-tf whose commands the pages show inline (e.g. `git rev-parse --short`).
 OTHER_TOOLS = {"git", "lscpu", "pip", "nvidia-smi", "tensorboard", "sbatch", "#SBATCH",
-               "perturb.py"}  # the last: the realmr kit's script
+               "perturb.py",  # the realmr kit's script
+               "run-eclare"}  # ECLARE's command (the peer the docs compare with)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=_page_name)

@@ -213,7 +213,7 @@ def estimate_slice_profile(array, spacing, *, candidates=None, mask=None,
     models = [[d] for d in lines] if inplane == "best" else [lines]
 
     counts = np.bincount(slab.ravel(), minlength=GROUPS)[:, None]
-    spectra = [_cross_spectra(patch, slab, keep) for patch in through[:2]]
+    spectra = [_cross_spectra(patch, slab, counts[:, 0], keep) for patch in through[:2]]
 
     def evaluate(candidate, which):
         # through-plane lines cross-blurred along rows and along cols, averaged, for every in-plane
@@ -343,24 +343,23 @@ def _through_plane_segments(volume, foreground, pixels, slice_mm, length, reach,
     return patches[0], patches[1], index[:, 1:3]
 
 
-def _cross_spectra(patches, groups, keep, chunk=2048):
+def _cross_spectra(patches, groups, counts, keep, chunk=2048):
     """Per group, the mean cross-power between the columns of the segments' patches
     [GROUPS, kept bins, taps, taps] (real: for a real blur k, |k . F|^2 = (k . Re F)^2 + (k . Im F)^2):
     the spectrum of any blur k across the patch is then k^T M k, so each candidate costs no pass
-    over the segments. Segments are mean-removed and Hann-windowed along their length first (as
-    `_power`); `groups` [segments, 2] (a slab of rows, a slab of cols): each cell of the two
-    partitions is summed once and the groups are sums of cells. `patches`: (windows, depth,
+    over the segments. Segments are mean-removed and Hann-windowed along their length first
+    (`_windowed`, as `_power`); `groups` [segments, 2] (a slab of rows, a slab of cols), `counts`
+    the segments of each group: each cell of the two partitions is summed once and the groups
+    are sums of cells. `patches`: (windows, depth,
     across, along) of `_through_plane_segments`, gathered `chunk` segments at a time (small
     temporaries instead of whole patch arrays)."""
     windows, depth, across, along = patches
-    window = np.hanning(depth.shape[1] + 2)[1:-1]
     cell_of = groups[:, 0] * SLABS + groups[:, 1] - SLABS
     cells = np.zeros((SLABS * SLABS, int(keep.sum())) + (windows.shape[-1],) * 2)
     for first in range(0, len(depth), chunk):
         part = slice(first, first + chunk)
         patch = windows[depth[part], across[part], along[part]]  # [segments, length, taps]
-        centred = (patch - patch.mean(axis=1, keepdims=True)) * window[:, None]
-        transform = np.fft.rfft(centred, axis=1)[:, keep, :]  # [segments, bins, taps]
+        transform = np.fft.rfft(_windowed(patch), axis=1)[:, keep, :]  # [segments, bins, taps]
         stacked = np.concatenate([transform.real, transform.imag], axis=0).transpose(1, 0, 2)
         owner = np.tile(cell_of[part], 2)
         for cell in np.unique(owner):
@@ -368,7 +367,6 @@ def _cross_spectra(patches, groups, keep, chunk=2048):
             cells[cell] += members.transpose(0, 2, 1) @ members
     sums = np.concatenate([cells.reshape((SLABS, SLABS) + cells.shape[1:]).sum(axis=1),
                            cells.reshape((SLABS, SLABS) + cells.shape[1:]).sum(axis=0)])
-    counts = np.bincount(groups.ravel(), minlength=GROUPS)
     return sums / np.maximum(counts, 1)[:, None, None, None]
 
 
@@ -439,11 +437,17 @@ def _subsample(count, seed, *columns) -> np.ndarray:
     return np.sort(np.argpartition(key, count)[:count])
 
 
+def _windowed(segments):
+    """Segments [n, length, ...] mean-removed and Hann-windowed along their length (axis 1): the
+    same for the in-plane model (`_power`) and the through-plane patches (`_cross_spectra`),
+    whose spectra the fit compares."""
+    window = np.hanning(segments.shape[1] + 2)[1:-1].reshape((-1,) + (1,) * (segments.ndim - 2))
+    return (segments - segments.mean(axis=1, keepdims=True)) * window
+
+
 def _power(segments):
     """Mean Hann-windowed power spectrum of mean-removed segments [n, length]."""
-    window = np.hanning(segments.shape[1] + 2)[1:-1]
-    centred = (segments - segments.mean(axis=1, keepdims=True)) * window
-    return np.mean(np.abs(np.fft.rfft(centred, axis=1)) ** 2, axis=0)
+    return np.mean(np.abs(np.fft.rfft(_windowed(segments), axis=1)) ** 2, axis=0)
 
 
 def _model_power(profile, directions, length):

@@ -226,12 +226,12 @@ def choose_slice_profile(array, spacing, *, header_thickness: Optional[float] = 
     probability = max(hypotheses)[0] / sum(h[0] for h in hypotheses)
     if probability < SHAPE_ODDS / (1.0 + SHAPE_ODDS):  # odds against the other shape below SHAPE_ODDS
         other = "gaussian" if shape == "box" else "box"
+        centres = {h[1]: math.exp(h[2]) for h in hypotheses}
         warnings.append(f"the spectrum (sd {math.exp(log_sigma):.2f} mm) lies between a box of the {header} "
-                        f"(sd {SliceProfile('box', header_thickness).sigma_mm:.2f} mm) and a Gaussian of that "
-                        f"FWHM (sd {SliceProfile('gaussian', header_thickness).sigma_mm:.2f} mm) and hardly "
-                        f"tells them apart ({shape} {probability:.0%}, {other} {1 - probability:.0%}); used "
-                        f"{profile.describe()}: pass --slice-profile box or gaussian if the sequence's "
-                        f"profile is known")
+                        f"(sd {centres['box']:.2f} mm) and a Gaussian of that FWHM (sd "
+                        f"{centres['gaussian']:.2f} mm) and hardly tells them apart ({shape} {probability:.0%}, "
+                        f"{other} {1 - probability:.0%}); used {profile.describe()}: pass --slice-profile box "
+                        f"or gaussian if the sequence's profile is known")
     warning = "; ".join(warnings) or None
     reason = (f"{measured} combined with a {shape} of the {header} (+-{u_header:.0%}, weight "
               f"{weight:.0%}): {profile.describe()}, sd {sigma:.2f} mm"
